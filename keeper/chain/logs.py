@@ -1,0 +1,76 @@
+"""Chunked ``eth_getLogs``: walks a block range in chunks that shrink when the node
+refuses a range (too many results, range too wide, timeout) and grow back after
+successes. Yields per chunk so a caller can checkpoint as it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from keeper.chain.rpc import Rpc
+from keeper.errors import SourceError
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    address: str
+    topics: tuple[bytes, ...]
+    data: bytes
+    block: int
+    tx_hash: str
+    log_index: int
+
+
+def _parse(raw: dict[str, Any]) -> Log:
+    return Log(
+        address=raw["address"],
+        topics=tuple(bytes.fromhex(t[2:]) for t in raw["topics"]),
+        data=bytes.fromhex(raw["data"][2:]),
+        block=int(raw["blockNumber"], 16),
+        tx_hash=raw["transactionHash"],
+        log_index=int(raw["logIndex"], 16),
+    )
+
+
+def topic_address(topic: bytes) -> str:
+    """The address in an indexed address topic (not checksummed)."""
+    return "0x" + topic[12:].hex()
+
+
+class LogScanner:
+    """Remembers the chunk size a node accepts, across calls."""
+
+    def __init__(self, rpc: Rpc, max_range: int = 10_000, min_range: int = 1):
+        self.rpc = rpc
+        self.max_range = max_range
+        self.min_range = min_range
+        self.chunk = max_range
+
+    async def fetch(self, addresses: list[str], topics: list[Any], from_block: int,
+                    to_block: int) -> list[Log]:
+        logs: list[Log] = []
+        async for _, chunk in self.scan(addresses, topics, from_block, to_block):
+            logs.extend(chunk)
+        return logs
+
+    async def scan(self, addresses: list[str], topics: list[Any], from_block: int,
+                   to_block: int) -> AsyncIterator[tuple[int, list[Log]]]:
+        """Yields (last block covered, logs in that chunk) in block order."""
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + self.chunk - 1)
+            flt = {"address": addresses, "topics": topics,
+                   "fromBlock": hex(start), "toBlock": hex(end)}
+            try:
+                raw = await self.rpc.request("eth_getLogs", [flt])
+            except SourceError:
+                if end == start or self.chunk <= self.min_range:
+                    raise
+                self.chunk = max(self.min_range, (end - start + 1) // 2)
+                continue
+            yield end, [_parse(r) for r in raw]
+            start = end + 1
+            if self.chunk < self.max_range:
+                self.chunk = min(self.max_range, self.chunk * 2)

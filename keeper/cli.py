@@ -1,0 +1,209 @@
+"""The `keeper` command: scan, run, doctor, devnet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keeper.errors import ConfigError, KeeperError
+from keeper.units import BPS, UINT256_MAX, format_fixed, parse_fixed
+
+app = typer.Typer(help="Watch DeFi loans and act before they go bad.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="keeper TOML config file")]
+
+
+def _fail(e: KeeperError) -> None:
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(e.exit_code if isinstance(e, ConfigError) else 1)
+
+
+def _setup(config: Path):
+    from keeper.config import load_config
+    from keeper.log import configure_logging, register_secret
+
+    cfg = load_config(config)
+    configure_logging()
+    for secret in cfg.secrets():
+        register_secret(secret)
+    return cfg
+
+
+def parse_shock(text: str) -> tuple[str, int]:
+    """'WETH=-20%' -> ('WETH', -2000) bps, exactly."""
+    sym, sep, val = text.partition("=")
+    if not sep or not sym or not val.endswith("%"):
+        raise ConfigError(f"--shock {text!r}: expected ASSET=PCT%, e.g. WETH=-20%")
+    try:
+        bps = parse_fixed(val[:-1], 2)
+    except ValueError as e:
+        raise ConfigError(f"--shock {text!r}: {e}") from e
+    if bps <= -BPS:
+        raise ConfigError(f"--shock {text!r}: a price cannot fall by 100% or more")
+    return sym.upper(), bps
+
+
+def _hf(hf: int | None) -> str:
+    return "∞ (no debt)" if hf is None else format_fixed(hf, 18, 4)
+
+
+def _row(p) -> dict:
+    return {"protocol": p.protocol, "market": p.market, "account": p.account,
+            "health_factor": p.health_factor_wad, "collateral_base": p.collateral_base,
+            "debt_base": p.debt_base, "status": p.status.value, "block": p.block,
+            "reliable": p.reliable, "liquidation_threshold_bps": p.liquidation_threshold_bps,
+            "main_collateral": p.main_collateral,
+            "drop_to_liquidation_bps": p.drop_to_liquidation_bps}
+
+
+def _sort_key(p):
+    return (p.health_factor_wad if p.health_factor_wad is not None else UINT256_MAX, p.account)
+
+
+def print_table(positions, block: int, title: str, console: Console | None = None) -> None:
+    console = console or Console()
+    t = Table(title=f"{title} at block {block}", title_justify="left")
+    for col, just in (("account", "left"), ("health factor", "right"), ("status", "left"),
+                      ("collateral $", "right"), ("debt $", "right"), ("main collateral", "left"),
+                      ("drop to liq.", "right"), ("feeds", "left")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    colors = {"safe": "green", "watch": "yellow", "at_risk": "bold yellow",
+              "liquidatable": "bold red"}
+    for p in sorted(positions, key=_sort_key):
+        drop = "-" if p.drop_to_liquidation_bps is None else f"{format_fixed(p.drop_to_liquidation_bps, 2)}%"
+        t.add_row(p.account, _hf(p.health_factor_wad),
+                  f"[{colors[p.status.value]}]{p.status.value}[/]",
+                  format_fixed(p.collateral_base, 8, 2), format_fixed(p.debt_base, 8, 2),
+                  p.main_collateral or "-", drop, "ok" if p.reliable else "[red]UNRELIABLE[/]")
+    console.print(t)
+
+
+@app.command()
+def scan(config: ConfigOpt,
+         as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+         shock: Annotated[Optional[list[str]], typer.Option(help="what-if, e.g. WETH=-20% (repeatable)")] = None,
+         block: Annotated[Optional[int], typer.Option(help="pin this block (default: head)")] = None,
+         check: Annotated[bool, typer.Option(help="also ask the Pool and compare to the wei")] = False):
+    """One pass over every tracked position, sorted by health factor."""
+    try:
+        shocks = dict(parse_shock(s) for s in (shock or []))
+        cfg = _setup(config)
+        positions, pinned, mismatches = asyncio.run(_scan(cfg, shocks, block, check))
+    except KeeperError as e:
+        _fail(e)
+        return
+    if as_json:
+        for p in sorted(positions, key=_sort_key):
+            sys.stdout.write(json.dumps(_row(p)) + "\n")
+    else:
+        what = "what-if " + ", ".join(f"{k} {format_fixed(v, 2)}%" for k, v in shocks.items()) if shocks else "scan"
+        print_table(positions, pinned, what)
+    if check:
+        (err if mismatches else Console(stderr=True)).print(
+            f"checked against Pool.getUserAccountData: {mismatches} mismatches in {len(positions)} positions")
+        if mismatches:
+            raise typer.Exit(1)
+
+
+async def _scan(cfg, shocks, block, check):
+    from keeper.chain.rpc import Rpc
+    from keeper.engine import Engine
+    from keeper.store import Store
+
+    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    store = Store(cfg.store.path)
+    try:
+        engine = Engine(cfg, rpc, store)
+        pinned = block if block is not None else await rpc.block_number()
+        await engine.index(pinned)
+        positions = await engine.full_scan(pinned, shocks)
+        mismatches = 0
+        if check and not shocks:
+            for w in engine.watches:
+                accts = sorted(w.accounts)
+                views = await w.adapter.pool_account_data(accts, pinned)
+                for a, v in zip(accts, views):
+                    p = w.positions[a]
+                    hf = UINT256_MAX if p.health_factor_wad is None else p.health_factor_wad
+                    if (v.health_factor_wad, v.total_collateral_base, v.total_debt_base) != \
+                            (hf, p.collateral_base, p.debt_base):
+                        mismatches += 1
+        return positions, pinned, mismatches
+    finally:
+        store.close()
+        await rpc.close()
+
+
+@app.command()
+def run(config: ConfigOpt):
+    """Watch continuously: index refresh, periodic scans and a tick on each new block."""
+    try:
+        cfg = _setup(config)
+        asyncio.run(_run(cfg))
+    except KeeperError as e:
+        _fail(e)
+
+
+async def _run(cfg):
+    from keeper.chain.rpc import Rpc
+    from keeper.engine import Engine
+    from keeper.runner import Runner
+    from keeper.store import Store
+
+    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    store = Store(cfg.store.path)
+    try:
+        engine = Engine(cfg, rpc, store)
+        m = cfg.monitor
+        await Runner(engine, m.scan_interval_s, m.index_interval_s,
+                     cfg.chain.block_poll_interval_s).run()
+    finally:
+        store.close()
+
+
+@app.command()
+def doctor(config: ConfigOpt):
+    """Check the node, the chain id, Multicall3 and every configured address."""
+    try:
+        cfg = _setup(config)
+        checks = asyncio.run(_doctor(cfg))
+    except KeeperError as e:
+        _fail(e)
+        return
+    console = Console(highlight=False)
+    for c in checks:
+        mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
+        console.print(f"{mark} {c.name}: {c.detail}", soft_wrap=True)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+async def _doctor(cfg):
+    from keeper.chain.rpc import Rpc
+    from keeper.doctor import run_doctor
+
+    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    try:
+        return await run_doctor(cfg, rpc)
+    finally:
+        await rpc.close()
+
+
+def _mount_devnet() -> None:
+    try:
+        from keeper.devnet.cli import devnet_app
+    except ImportError:  # pragma: no cover - devnet is part of the package
+        return
+    app.add_typer(devnet_app, name="devnet", help="A local anvil chain with a real Aave V3 market.")
+
+
+_mount_devnet()

@@ -1,0 +1,436 @@
+"""Start-up configuration: one TOML file plus two environment variables, validated once.
+
+:func:`load_config` is the only way in and this is the only module of keeper that
+reads the environment:
+
+* ``KEEPER_RPC_URL`` overrides ``[chain] rpc_url`` (it may carry an API key);
+* ``KEEPER_PRIVATE_KEY`` is the only source of ``Config.private_key``; a
+  ``private_key`` anywhere in the file is refused.
+
+Every problem is a :class:`keeper.errors.ConfigError` (exit code 2) naming the file,
+the key path (``markets[0].pool_addresses_provider``) and what is wrong. Health-factor
+thresholds are parsed exactly to wad ints; a TOML float is refused because it is not
+exact. Secrets are :class:`Secret`, whose ``str``/``repr`` never show the value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
+
+from eth_utils import is_checksum_address, to_checksum_address
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError, core_schema
+
+from keeper.errors import ConfigError
+from keeper.log import redact_url
+from keeper.units import WAD, format_fixed, parse_fixed
+
+ENV_RPC_URL = "KEEPER_RPC_URL"
+ENV_PRIVATE_KEY = "KEEPER_PRIVATE_KEY"
+MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+
+
+class Secret:
+    """A string that is never shown: ``str``/``repr`` give ``***``; ``reveal()`` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    get_secret_value = reveal  # the pydantic SecretStr spelling
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> core_schema.CoreSchema:
+        from_str = core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
+        return core_schema.union_schema(
+            [core_schema.is_instance_schema(cls), from_str],
+            serialization=core_schema.plain_serializer_function_ser_schema(str),
+        )
+
+
+def _fail(message: str, field: str | None = None) -> PydanticCustomError:
+    """Our own error: ``message`` is shown as it is; ``field`` refines the key path."""
+    ctx = {"message": message} if field is None else {"message": message, "field": field}
+    return PydanticCustomError("keeper", "{message}", ctx)
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail(f"must be a string address, got {value!r}")
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise _fail(f"not a valid address: {value!r} (expected 0x and 40 hex digits)")
+    mixed = value[2:] != value[2:].lower() and value[2:] != value[2:].upper()
+    if mixed and not is_checksum_address(value):
+        hint = "has mixed case but a wrong EIP-55 checksum (a typo?); write it in lower case"
+        raise _fail(f"not a valid address: {value!r} {hint} to skip the check")
+    return to_checksum_address(value)
+
+
+def _nonzero_address(value: Any) -> str:
+    checked = _address(value)
+    if int(checked, 16) == 0:
+        raise _fail("must not be the zero address")
+    return checked
+
+
+def _hf_wad(value: Any) -> int:
+    """'1.5' / 1 -> wad int, exactly. TOML floats arrive as Decimal (see _read_toml)."""
+    if isinstance(value, Decimal | float):
+        hint = f'write it as a string, e.g. "{value}"'
+        raise _fail(f"{value} is a float, which is not exact: {hint}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        wad = value * WAD
+    elif isinstance(value, str):
+        try:
+            wad = parse_fixed(value, 18)
+        except ValueError:
+            raise _fail(f"not a decimal number: {value!r}") from None
+    else:
+        raise _fail(f"must be a decimal number written as a string, e.g. \"1.5\", got {value!r}")
+    if wad <= 0:
+        raise _fail(f"must be greater than 0, got {value!r}")
+    return wad
+
+
+def _seconds(value: Any) -> float:
+    """A duration: int, TOML float, or decimal string. Not money, so float is fine here."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        raise _fail(f"must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(Decimal(str(value).strip()))
+    except ArithmeticError:
+        raise _fail(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise _fail(f"must be greater than 0, got {value!r}")
+    return seconds
+
+
+def _rpc_url(value: Any) -> Any:
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if not isinstance(value, str):
+        raise _fail("must be a string URL")
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise _fail("not a valid URL") from None
+    if parts.scheme.lower() not in ("http", "https", "ws", "wss"):
+        shown = f"'{parts.scheme}://'" if parts.scheme else "none"
+        raise _fail(f"must be an http(s):// or ws(s):// URL (scheme: {shown})")
+    if not parts.hostname:
+        raise _fail("must be an http(s):// or ws(s):// URL with a host")
+    return value.strip()
+
+
+Address = Annotated[str, BeforeValidator(_address)]
+NonZeroAddress = Annotated[str, BeforeValidator(_nonzero_address)]
+HealthFactor = Annotated[int, BeforeValidator(_hf_wad)]
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+Block = Annotated[int, Field(strict=True, ge=0)]
+RpcUrl = Annotated[Secret, BeforeValidator(_rpc_url)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChainConfig(_Model):
+    rpc_url: RpcUrl
+    chain_id: PositiveInt | None = None
+    multicall3: Address = MULTICALL3
+    max_calls_per_multicall: PositiveInt = 2000
+    logs_max_range: PositiveInt = 10_000
+    request_timeout_s: Seconds = 10.0
+    block_poll_interval_s: Seconds = 0.5
+
+
+class MonitorConfig(_Model):
+    """Thresholds are wad ints (``watch_hf == 1_500_000_000_000_000_000``)."""
+
+    scan_interval_s: Seconds = 15.0
+    index_interval_s: Seconds = 60.0
+    watch_hf: HealthFactor = 3 * WAD // 2
+    at_risk_hf: HealthFactor = 11 * WAD // 10
+    liquidation_hf: HealthFactor = WAD
+    price_heartbeat_s: PositiveInt = 86_400
+    heartbeats: dict[str, PositiveInt] = Field(default_factory=dict)
+
+    @field_validator("heartbeats")
+    @classmethod
+    def _unique_symbols(cls, value: dict[str, int]) -> dict[str, int]:
+        if len({symbol.upper() for symbol in value}) < len(value):
+            raise _fail("a symbol is given twice (symbols ignore case)")
+        return value  # kept as written: wstETH stays wstETH
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitorConfig:
+        pairs = (("at_risk_hf", "liquidation_hf"), ("watch_hf", "at_risk_hf"))
+        for high, low in pairs:
+            hv, lv = getattr(self, high), getattr(self, low)
+            if hv <= lv:
+                shown = f"({format_fixed(lv, 18)}), got {format_fixed(hv, 18)}"
+                raise _fail(f"must be greater than monitor.{low} {shown}", field=high)
+        return self
+
+    def heartbeat_for(self, symbol: str) -> int:
+        """Max age in seconds of the price feed of ``symbol`` (case-insensitive)."""
+        if symbol in self.heartbeats:
+            return self.heartbeats[symbol]
+        upper = {s.upper(): v for s, v in self.heartbeats.items()}
+        return upper.get(symbol.upper(), self.price_heartbeat_s)
+
+
+class StoreConfig(_Model):
+    path: Path = Field(default=Path("keeper.sqlite"), validate_default=True)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _relative_to_config(cls, value: Any, info: ValidationInfo) -> Path:
+        if not isinstance(value, str | Path) or not str(value).strip():
+            raise _fail(f"must be a file path, got {value!r}")
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        return (Path(base) / Path(value).expanduser()).resolve()
+
+
+class AaveV3Market(_Model):
+    protocol: Literal["aave_v3"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    pool_addresses_provider: NonZeroAddress
+    start_block: Block = 0
+
+
+# A new protocol adds its model here (morpho_blue: MorphoBlueMarket, compound_v3: ...).
+Market = Annotated[Union[AaveV3Market], Field(discriminator="protocol")]  # noqa: UP007
+MARKET_MODELS: dict[str, type[_Model]] = {"aave_v3": AaveV3Market}
+
+
+class Config(_Model):
+    mode: Literal["dry_run", "live"] = "dry_run"
+    chain: ChainConfig
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    markets: tuple[Market, ...] = Field(min_length=1)
+    private_key: Secret | None = None  # from KEEPER_PRIVATE_KEY only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_in_context(cls, data: Any) -> Any:
+        """Name unnamed markets; validate a missing [store] so its path is made absolute."""
+        if not isinstance(data, dict):
+            return data
+        data = {"store": {}, **data}
+        markets = data.get("markets")
+        if isinstance(markets, list):
+            data["markets"] = [
+                {**m, "name": f"{m.get('protocol')}-{i}"}
+                if isinstance(m, dict) and "name" not in m
+                else m
+                for i, m in enumerate(markets)
+            ]
+        return data
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: dict[str, int] = {}
+        for i, market in enumerate(self.markets):
+            if market.name in seen:
+                also = f"(also markets[{seen[market.name]}].name)"
+                raise _fail(f"duplicate market name {market.name!r} {also}", f"markets[{i}].name")
+            seen[market.name] = i
+        return self
+
+    def secrets(self) -> list[str]:
+        """Values to hand to ``keeper.log.register_secret`` at start-up."""
+        return [s.reveal() for s in (self.chain.rpc_url, self.private_key) if s is not None]
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, merge with the environment and validate. Raises ConfigError on any problem."""
+    env = os.environ if env is None else env
+    file = Path(path)
+    raw = _read_toml(file)
+    where = str(file)
+
+    bad = _find_key(raw, "private_key")
+    if bad is not None:
+        fix = f"remove it and set {ENV_PRIVATE_KEY} in the environment"
+        raise ConfigError(f"private keys are never read from the file: {fix}", path=where, key=bad)
+
+    env_url = env.get(ENV_RPC_URL, "").strip()
+    if env_url:
+        chain = raw.setdefault("chain", {})
+        if isinstance(chain, dict):  # otherwise validation says "must be a table"
+            chain["rpc_url"] = env_url
+    env_key = env.get(ENV_PRIVATE_KEY, "").strip()
+    if env_key:
+        if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", env_key):
+            what = "not a private key (expected 64 hex digits, with or without 0x)"
+            raise ConfigError(what, path="environment", key=ENV_PRIVATE_KEY)
+        raw["private_key"] = Secret(env_key if env_key.startswith("0x") else "0x" + env_key)
+
+    try:
+        return Config.model_validate(raw, context={"base_dir": file.parent.resolve()})
+    except ValidationError as e:
+        errors = e.errors()
+        # pydantic also calls a list "too short" when its items failed: say only why
+        inner = {tuple(err["loc"][:1]) for err in errors if len(err["loc"]) > 1}
+        errors = [r for r in errors if r["type"] != "too_short" or tuple(r["loc"]) not in inner]
+        problems = [_explain(err, from_env=bool(env_url)) for err in errors]
+        key, message = problems[0]
+        for other_key, other_message in problems[1:]:
+            message += f"\n{where}: {other_key}: {other_message}"
+        raise ConfigError(message, path=where, key=key) from None
+
+
+def describe(cfg: Config) -> dict[str, Any]:
+    """A summary for the start-up log line: no secrets, the RPC URL without its key."""
+    hf = ("watch_hf", "at_risk_hf", "liquidation_hf")
+    return {
+        "mode": cfg.mode,
+        "rpc_url": redact_url(cfg.chain.rpc_url.reveal()),
+        "chain_id": cfg.chain.chain_id,
+        "store": str(cfg.store.path),
+        "markets": [m.model_dump(mode="json") for m in cfg.markets],
+        "thresholds": {k: format_fixed(getattr(cfg.monitor, k), 18) for k in hf},
+        "signer": cfg.private_key is not None,
+    }
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=str(file)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(f"cannot read config file: {reason}", path=str(file)) from None
+    try:
+        # Decimal keeps floats exact, so the float check can quote what was written.
+        return tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"invalid TOML: {e}", path=str(file)) from None
+
+
+def _find_key(data: Any, name: str, prefix: str = "") -> str | None:
+    """Key path of the first key called ``name`` anywhere in the parsed file."""
+    items = enumerate(data) if isinstance(data, list) else []
+    for k, v in data.items() if isinstance(data, dict) else items:
+        here = f"{prefix}[{k}]" if isinstance(k, int) else f"{prefix}.{k}" if prefix else k
+        if k == name:
+            return here
+        if found := _find_key(v, name, here):
+            return found
+    return None
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif i > 0 and isinstance(loc[i - 1], int) and part in MARKET_MODELS:
+            continue  # the discriminator tag pydantic puts in the location
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None and part in MARKET_MODELS:
+            model = MARKET_MODELS[part]
+            continue
+        field = model.model_fields.get(part) if model else None
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model
+
+
+def _all_fields() -> dict[str, str]:
+    """Every key name -> the table it belongs in, to say where a misplaced key goes."""
+    tables = {"chain": ChainConfig, "monitor": MonitorConfig, "store": StoreConfig}
+    out = {name: f"[{t}]" for t, m in tables.items() for name in m.model_fields}
+    out.update({n: "[[markets]]" for m in MARKET_MODELS.values() for n in m.model_fields})
+    return out
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    names = [n for n in (model.model_fields if model else ()) if n != "private_key"]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    elsewhere = _all_fields().get(key)
+    if elsewhere:
+        return f"unknown key {key!r} here (it belongs in {elsewhere})"
+    return f"unknown key {key!r}" + (f" (known keys: {', '.join(names)})" if names else "")
+
+
+_SECRET_KEYS = {"rpc_url", "private_key"}  # their input is never quoted
+_MESSAGES = {  # pydantic error type -> plain words (ctx fills the braces)
+    **dict.fromkeys(("int_type", "int_parsing", "int_from_float"), "must be a whole number"),
+    **dict.fromkeys(("model_type", "dict_type"), "must be a table"),
+    **dict.fromkeys(("list_type", "tuple_type"), "must be an array of tables"),
+    "literal_error": "must be {expected}",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "string_type": "must be a string",
+    "string_pattern_mismatch": "must be 1-64 letters, digits, '_', '-' or '.'",
+}
+
+
+def _explain(err: Any, *, from_env: bool) -> tuple[str, str]:
+    """One pydantic error -> (key path, plain words)."""
+    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
+    value = err.get("input")
+    shown = "" if (loc and loc[-1] in _SECRET_KEYS) else f", got {value!r}"
+    if kind == "keeper":
+        message = ctx["message"]
+        if "field" in ctx:  # raised by a model validator about one of its fields
+            return ".".join(filter(None, (_key_path(loc), ctx["field"]))), message
+    elif kind == "missing":
+        message = "missing required key"
+        if loc == ("chain", "rpc_url") or loc == ("chain",):
+            message += f" (or set {ENV_RPC_URL} in the environment)"
+    elif kind == "extra_forbidden":
+        message = _unknown_key(loc)
+    elif kind == "union_tag_invalid":
+        message = f"unknown protocol {ctx['tag']!r} (expected one of: {ctx['expected_tags']})"
+        loc = (*loc, "protocol")
+    elif kind == "union_tag_not_found":
+        message, loc = "missing required key", (*loc, "protocol")
+    elif kind == "too_short" and loc == ("markets",):
+        message = "at least one [[markets]] table is required"
+    elif kind in _MESSAGES:
+        message = _MESSAGES[kind].format(**ctx) + shown
+    else:
+        message = err["msg"][:1].lower() + err["msg"][1:] + shown
+    key = _key_path(loc)
+    if from_env and loc == ("chain", "rpc_url"):
+        key = f"{ENV_RPC_URL} (overrides chain.rpc_url)"
+    return key, message

@@ -1,0 +1,215 @@
+"""Raw JSON-RPC for the devnet: single calls, batches, calldata, and a queue of transactions
+that are sent together (automine off), mined into a few blocks and checked one by one.
+
+API::
+
+    w3 = connect(rpc_url)                        # AsyncWeb3 with a long HTTP timeout
+    await rpc(w3, "evm_mine", [])                # one call; a JSON-RPC error -> DevnetError
+    await batch(w3, [("eth_getBalance", [a, "latest"]), ...])
+    data = calldata(abi, "supply", [asset, amount, on_behalf, 0])
+
+    txs = TxQueue(w3)
+    await txs.load_nonces([deployer, *borrowers])  # or txs.set_nonce(addr, n)
+    txs.add(sender, to, data, gas=..., label="borrow USDC #3")
+    receipts = await txs.mine()                    # send all, mine, check every status
+
+Senders must be unlocked or impersonated (``anvil_autoImpersonateAccount``): the devnet uses
+``eth_sendTransaction`` so nothing is signed in Python. Within one block anvil orders
+transactions by fee and then by each sender's nonce, so transactions that depend on another
+sender's transaction go into a later ``mine()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rlp
+from aiohttp import ClientTimeout
+from eth_abi import encode
+from eth_utils import (
+    function_abi_to_4byte_selector,
+    get_abi_input_types,
+    keccak,
+    to_checksum_address,
+)
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from keeper.errors import DevnetError
+
+BATCH_SIZE = 500
+MAX_FEE_PER_GAS = 100 * 10**9  # far above the idle base fee: every set-up tx gets in
+PRIORITY_FEE = 10**9
+MAX_MINE_ROUNDS = 20
+
+
+def connect(rpc_url: str, timeout_s: float = 600.0) -> AsyncWeb3:
+    """An AsyncWeb3 for the devnet. The timeout is long: mining a 20,000-tx block takes a while."""
+    provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": ClientTimeout(total=timeout_s)})
+    return AsyncWeb3(provider)
+
+
+async def rpc(w3: AsyncWeb3, method: str, params: Sequence[Any]) -> Any:
+    """One raw JSON-RPC call; returns ``result`` or raises DevnetError with the node's message."""
+    try:
+        resp = await w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    except Exception as e:  # transport errors of aiohttp / web3: wrap at the IO boundary
+        raise DevnetError(f"{method} failed: {e}") from e
+    if "error" in resp:
+        raise DevnetError(f"{method} failed: {_short(resp['error'])}")
+    return resp.get("result")
+
+
+async def batch(
+    w3: AsyncWeb3, calls: Sequence[tuple[str, Sequence[Any]]], size: int = BATCH_SIZE
+) -> list[Any]:
+    """JSON-RPC batches of ``size``; results in order. Any error raises DevnetError."""
+    results: list[Any] = []
+    for i in range(0, len(calls), size):
+        chunk = [(m, list(p)) for m, p in calls[i : i + size]]
+        try:
+            resps = await w3.provider.make_batch_request(chunk)  # type: ignore[arg-type]
+        except Exception as e:  # transport errors: wrap at the IO boundary
+            raise DevnetError(f"batch of {len(chunk)} calls failed: {e}") from e
+        if not isinstance(resps, list):
+            raise DevnetError(f"batch of {len(chunk)} calls refused: {resps.get('error')}")
+        for (method, params), resp in zip(chunk, resps, strict=True):
+            if "error" in resp:
+                raise DevnetError(f"{method} failed: {_short(resp['error'])} (params {params!r:.300})")
+            results.append(resp.get("result"))
+    return results
+
+
+def _short(error: Any, limit: int = 500) -> str:
+    text = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+_FN_CACHE: dict[tuple[int, str, int], tuple[list[Any], bytes, list[str]]] = {}
+
+
+def calldata(abi: list[dict[str, Any]], name: str, args: Sequence[Any]) -> str:
+    """0x-hex calldata of ``name(args)``, the function picked by name and argument count."""
+    key = (id(abi), name, len(args))
+    hit = _FN_CACHE.get(key)
+    if hit is None or hit[0] is not abi:
+        fns = [
+            f
+            for f in abi
+            if f.get("type") == "function"
+            and f["name"] == name
+            and len(f.get("inputs", [])) == len(args)
+        ]
+        if len(fns) != 1:
+            raise DevnetError(f"{name} with {len(args)} args: {len(fns)} matches in the ABI")
+        hit = (abi, function_abi_to_4byte_selector(fns[0]), get_abi_input_types(fns[0]))
+        _FN_CACHE[key] = hit  # holds the ABI, so its id() is not reused while cached
+    _, selector, types = hit
+    return "0x" + (selector + encode(types, list(args))).hex()
+
+
+def constructor_args(abi: list[dict[str, Any]], args: Sequence[Any]) -> str:
+    """Hex (no 0x) of ABI-encoded constructor arguments, to append to creation code."""
+    ctors = [f for f in abi if f.get("type") == "constructor"]
+    types = get_abi_input_types(ctors[0]) if ctors else []
+    if len(types) != len(args):
+        raise DevnetError(f"constructor takes {len(types)} args, got {len(args)}")
+    return encode(types, list(args)).hex()
+
+
+def create_address(sender: str, nonce: int) -> str:
+    """The address a CREATE from ``sender`` at ``nonce`` deploys to."""
+    raw = keccak(rlp.encode([bytes.fromhex(sender.removeprefix("0x")), nonce]))[12:]
+    return to_checksum_address(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedTx:
+    label: str
+    tx: dict[str, Any]
+
+
+class TxQueue:
+    """Transactions queued with explicit nonces, then sent in batches and mined together."""
+
+    def __init__(self, w3: AsyncWeb3):
+        self.w3 = w3
+        self._nonces: dict[str, int] = {}
+        self._queue: list[QueuedTx] = []
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    async def load_nonces(self, accounts: Sequence[str]) -> None:
+        todo = [a for a in accounts if a not in self._nonces]
+        counts = await batch(self.w3, [("eth_getTransactionCount", [a, "pending"]) for a in todo])
+        for account, count in zip(todo, counts, strict=True):
+            self._nonces[account] = int(count, 16)
+
+    def set_nonce(self, account: str, nonce: int) -> None:
+        self._nonces[account] = nonce
+
+    def nonce(self, account: str) -> int:
+        """The nonce the next queued tx from ``account`` will use."""
+        try:
+            return self._nonces[account]
+        except KeyError as e:
+            raise DevnetError(f"nonce of {account} not loaded (call load_nonces)") from e
+
+    def add(
+        self, sender: str, to: str | None, data: str, *, gas: int, label: str, value: int = 0
+    ) -> int:
+        """Queue a tx; returns its nonce (for ``create_address`` when ``to`` is None)."""
+        nonce = self.nonce(sender)
+        tx: dict[str, Any] = {
+            "from": sender,
+            "data": data,
+            "gas": hex(gas),
+            "nonce": hex(nonce),
+            "maxFeePerGas": hex(MAX_FEE_PER_GAS),
+            "maxPriorityFeePerGas": hex(PRIORITY_FEE),
+            "value": hex(value),
+        }
+        if to is not None:
+            tx["to"] = to
+        self._queue.append(QueuedTx(label, tx))
+        self._nonces[sender] = nonce + 1
+        return nonce
+
+    def deploy(self, sender: str, creation_code: str, *, gas: int, label: str) -> str:
+        """Queue a contract creation; returns the address it will have."""
+        nonce = self.add(sender, None, creation_code, gas=gas, label=label)
+        return create_address(sender, nonce)
+
+    async def mine(self) -> list[dict[str, Any]]:
+        """Send the queue, mine until it is all in, and check every receipt's status.
+
+        Raises DevnetError naming each reverted or missing transaction. Returns the receipts
+        in queue order. Automine must be off (the caller turns it off for set-up).
+        """
+        queued, self._queue = self._queue, []
+        if not queued:
+            return []
+        hashes = await batch(self.w3, [("eth_sendTransaction", [q.tx]) for q in queued])
+        for _ in range(MAX_MINE_ROUNDS):
+            await rpc(self.w3, "evm_mine", [])
+            status = await rpc(self.w3, "txpool_status", [])
+            if int(status["pending"], 16) == 0 and int(status["queued"], 16) == 0:
+                break
+        # One eth_getTransactionReceipt per tx, batched: anvil's eth_getBlockReceipts is
+        # quadratic in the block's size (13 s for a 2,800-tx block).
+        receipts = await batch(self.w3, [("eth_getTransactionReceipt", [h]) for h in hashes])
+        failed = []
+        for q, h, r in zip(queued, hashes, receipts, strict=True):
+            if r is None:
+                failed.append(f"{q.label}: not mined (tx {h})")
+            elif int(r["status"], 16) != 1:
+                failed.append(f"{q.label}: reverted (tx {h}, block {int(r['blockNumber'], 16)})")
+        if failed:
+            shown = "\n  ".join(failed[:20])
+            more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
+            raise DevnetError(
+                f"{len(failed)} of {len(queued)} devnet set-up transactions failed:\n  {shown}{more}"
+            )
+        return receipts

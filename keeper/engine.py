@@ -1,0 +1,178 @@
+"""One tick: pin a block -> read -> health -> report. Everything a tick needs is in memory.
+
+``Watch`` holds one market's state (accounts, raw balances, positions, which accounts
+hold which reserve). A full scan re-reads every account; a block tick re-reads only
+the accounts named by that block's events and recomputes only the positions that
+hold a reserve whose price, index or configuration moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import structlog
+
+from keeper.chain.logs import LogScanner
+from keeper.chain.multicall import Multicall
+from keeper.chain.rpc import Rpc
+from keeper.config import Config
+from keeper.health.aave_v3 import Thresholds, position_from, shock
+from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
+from keeper.protocols.aave_v3 import POOL_EVENTS, AaveV3Market
+from keeper.store import Store
+
+log = structlog.get_logger("keeper.engine")
+
+
+@dataclass
+class Watch:
+    """In-memory state of one market."""
+
+    key: str
+    adapter: AaveV3Market
+    start_block: int
+    tracked: set[Address] = field(default_factory=set)
+    accounts: dict[Address, AaveAccount] = field(default_factory=dict)
+    positions: dict[Address, Position] = field(default_factory=dict)
+    holders: dict[int, set[Address]] = field(default_factory=dict)  # reserve id -> accounts
+    market: AaveMarketState | None = None
+    last_block: int | None = None  # last block whose events were applied
+
+    def set_account(self, acct: AaveAccount) -> None:
+        old = self.accounts.get(acct.account)
+        if old is not None:
+            for ur in old.reserves:
+                self.holders.get(ur.reserve_id, set()).discard(acct.account)
+        self.accounts[acct.account] = acct
+        for ur in acct.reserves:
+            self.holders.setdefault(ur.reserve_id, set()).add(acct.account)
+
+
+def moved_reserves(old: AaveMarketState | None, new: AaveMarketState) -> set[int]:
+    """Reserves whose price, stored indexes, rates or configuration changed."""
+    if old is None or len(old.reserves) != len(new.reserves):
+        return {r.id for r in new.reserves}
+    return {n.id for o, n in zip(old.reserves, new.reserves) if o != n} | (
+        {r.id for r in new.reserves if r.asset in (old.unreliable_assets ^ new.unreliable_assets)}
+    )
+
+
+class Engine:
+    def __init__(self, cfg: Config, rpc: Rpc, store: Store):
+        self.cfg = cfg
+        self.rpc = rpc
+        self.store = store
+        self.mc = Multicall(rpc, cfg.chain.multicall3, cfg.chain.max_calls_per_multicall)
+        self.logs = LogScanner(rpc, cfg.chain.logs_max_range)
+        m = cfg.monitor
+        self.thresholds = Thresholds(m.liquidation_hf, m.at_risk_hf, m.watch_hf)
+        self.watches: list[Watch] = []
+        for i, mk in enumerate(cfg.markets):
+            key = mk.name or f"{mk.protocol}-{i}"
+            adapter = AaveV3Market(rpc, self.mc, self.logs, mk.pool_addresses_provider, key)
+            w = Watch(key, adapter, mk.start_block)
+            w.tracked.update(store.accounts(key))
+            self.watches.append(w)
+
+    # -- discovery ------------------------------------------------------------------
+    async def index(self, to_block: int) -> int:
+        """Discover borrowers from each market's checkpoint up to ``to_block``."""
+        found = 0
+        for w in self.watches:
+            cp = self.store.get_checkpoint(w.key)
+            start = w.start_block if cp is None else cp + 1
+            if start > to_block:
+                continue
+            async for last, accounts in w.adapter.discover(start, to_block):
+                self.store.record_discovery(w.key, accounts, last)
+                new = accounts - w.tracked
+                w.tracked |= accounts
+                found += len(new)
+            log.info("index.updated", market=w.key, to_block=to_block, accounts=len(w.tracked))
+        return found
+
+    # -- full scan ------------------------------------------------------------------
+    async def load(self, w: Watch, block: int) -> AaveMarketState:
+        m = self.cfg.monitor
+        return await w.adapter.load_market(block, m.heartbeat_for)
+
+    async def full_scan(self, block: int, shocks: dict[str, int] | None = None) -> list[Position]:
+        """Re-read every tracked account at ``block`` and recompute every position."""
+        out: list[Position] = []
+        for w in self.watches:
+            market = await self.load(w, block)
+            accounts = await w.adapter.read_accounts(sorted(w.tracked), market)
+            if shocks:  # what-if: no transaction, only the pure math sees other prices
+                market = shock(market, {market.by_symbol(s).asset: bps for s, bps in shocks.items()})
+            else:
+                w.market, w.last_block = market, block
+                for a in accounts:
+                    w.set_account(a)
+            out.extend(self._evaluate(w, market, accounts, record=not shocks))
+        return out
+
+    # -- block tick -----------------------------------------------------------------
+    async def on_block(self, block: int) -> list[Position]:
+        """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders."""
+        changed: list[Position] = []
+        for w in self.watches:
+            if w.market is None or w.last_block is None:
+                changed.extend(await self.full_scan(block))
+                return changed
+            if block <= w.last_block:
+                continue
+            market = await self.load(w, block)
+            logs = await self.logs.fetch(w.adapter.event_sources(market), [POOL_EVENTS],
+                                         w.last_block + 1, block)
+            touched, borrowers = w.adapter.touched(logs)
+            new = borrowers - w.tracked
+            if new:
+                self.store.add_accounts(w.key, new, block)
+                w.tracked |= new
+            dirty = sorted((touched & w.tracked) | new)
+            fresh = await w.adapter.read_accounts(dirty, market) if dirty else []
+            for a in fresh:
+                w.set_account(a)
+            affected = set(dirty)
+            for rid in moved_reserves(w.market, market):
+                affected |= w.holders.get(rid, set())
+            w.market, w.last_block = market, block
+            changed.extend(self._evaluate(w, market, [w.accounts[a] for a in affected
+                                                      if a in w.accounts]))
+        return changed
+
+    # -- health ---------------------------------------------------------------------
+    def _evaluate(self, w: Watch, market: AaveMarketState, accounts: Iterable[AaveAccount],
+                  record: bool = True) -> list[Position]:
+        out = []
+        for acct in accounts:
+            pos = position_from(market, acct, "aave_v3", self.thresholds)
+            pos = _with_market(pos, w.key)
+            if record:
+                self._transition(w, pos)
+            out.append(pos)
+        return out
+
+    def _transition(self, w: Watch, pos: Position) -> None:
+        old = w.positions.get(pos.account)
+        w.positions[pos.account] = pos
+        was = old.status if old else Status.SAFE
+        if pos.status != was or (old is None and pos.status != Status.SAFE):
+            event = "position.flagged" if pos.status.rank > was.rank else "position.improved"
+            if pos.status == Status.SAFE:
+                event = "position.recovered"
+            log.warning(event, protocol=pos.protocol, market=w.key, account=pos.account,
+                        block=pos.block, status=pos.status.value, previous=was.value,
+                        health_factor=pos.health_factor_wad, collateral_base=pos.collateral_base,
+                        debt_base=pos.debt_base, reliable=pos.reliable)
+            self.store.set_status(w.key, pos.account, pos.status.value,
+                                  pos.health_factor_wad, pos.block)
+
+    def positions(self) -> list[Position]:
+        return [p for w in self.watches for p in w.positions.values()]
+
+
+def _with_market(pos: Position, key: str) -> Position:
+    from dataclasses import replace
+    return replace(pos, market=key) if pos.market != key else pos

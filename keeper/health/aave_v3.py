@@ -1,0 +1,351 @@
+"""Aave V3 (protocol 3.0.2) account math and what-ifs, pure: no IO, ints only.
+
+``account_data(market, acct)`` equals ``Pool.getUserAccountData(user)`` to the wei
+when ``market`` and ``acct`` were read at the same block. The what-ifs
+(``shock``, ``drop_to_liquidation_bps``) run the same exact math on a copy of
+the market with moved prices.
+
+Prices are keyed like AaveOracle keys them: by asset address. An e-mode
+category's ``priceSource`` is such a key too (EModeLogic.getEModeConfiguration
+calls ``oracle.getAssetPrice(category.priceSource)``), so moving the price of
+asset X also moves every e-mode category whose price source is X.
+
+Errors: ``SourceError`` when the inputs are inconsistent (the account is in an
+e-mode category the market does not carry, or has bits for a reserve with no
+balances); ``OverflowError`` where the contract would revert on overflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from keeper.errors import SourceError
+from keeper.health.aave_math import (
+    checked,
+    get_normalized_debt,
+    get_normalized_income,
+    is_borrowing,
+    is_empty,
+    is_in_emode_category,
+    is_using_as_collateral,
+    percent_mul,
+    ray_mul,
+    reserve_ids_in_use,
+    wad_div,
+)
+from keeper.health.status import (
+    DEFAULT_THRESHOLDS,
+    HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
+    Thresholds,
+    classify,
+)
+from keeper.model import AaveAccount, AaveMarketState, AccountData, Address, Position, Reserve
+from keeper.units import BPS, UINT256_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class UserAccountTotals:
+    """The six results of GenericLogic.calculateUserAccountData (getUserAccountData drops the flag)."""
+
+    total_collateral_base: int
+    total_debt_base: int
+    avg_ltv_bps: int
+    avg_liquidation_threshold_bps: int
+    health_factor_wad: int
+    has_zero_ltv_collateral: bool
+
+
+def _is_zero_address(address: Address) -> bool:
+    return not address or int(address, 16) == 0
+
+
+def _reserve(market: AaveMarketState, reserve_id: int) -> Reserve | None:
+    """reservesList[id]; None where Aave finds address(0) or the id is past reservesCount."""
+    rs = market.reserves
+    if reserve_id < len(rs) and rs[reserve_id].id == reserve_id:
+        return rs[reserve_id]
+    for r in rs:
+        if r.id == reserve_id:
+            return r
+    return None
+
+
+def emode_configuration(market: AaveMarketState, category_id: int) -> tuple[int, int, int]:
+    # Aave V3 EModeLogic.getEModeConfiguration -> (ltv, liquidationThreshold, eModeAssetPrice)
+    category = market.emode_categories.get(category_id)
+    if category is None:
+        raise SourceError(f"e-mode category {category_id} missing from the market state")
+    price = 0 if _is_zero_address(category.price_source) else category.price_base
+    return category.ltv_bps, category.liquidation_threshold_bps, price
+
+
+def _walk(market: AaveMarketState, acct: AaveAccount) -> tuple[UserAccountTotals, dict[int, int]]:
+    # Aave V3 GenericLogic.calculateUserAccountData (+ _getUserBalanceInBaseCurrency,
+    # _getUserDebtInBaseCurrency). Also returns each counted collateral's value in base.
+    cfg = acct.user_config
+    if is_empty(cfg):
+        return UserAccountTotals(0, 0, 0, 0, UINT256_MAX, False), {}
+    emode_ltv = emode_lt = emode_price = 0
+    if acct.emode != 0:
+        emode_ltv, emode_lt, emode_price = emode_configuration(market, acct.emode)
+    balances = {ur.reserve_id: ur for ur in acct.reserves}
+    total_collateral = total_debt = avg_ltv = avg_lt = 0
+    has_zero_ltv = False
+    collateral_values: dict[int, int] = {}
+    for i in reserve_ids_in_use(cfg):
+        reserve = _reserve(market, i)
+        if reserve is None:  # reservesList[i] == address(0), or i >= reservesCount
+            continue
+        ur = balances.get(i)
+        if ur is None:
+            raise SourceError(f"account {acct.account} uses reserve {i} but no balances were read")
+        conf = reserve.config
+        asset_unit = pow(10, conf.decimals, 2**256)  # unchecked 10 ** decimals
+        use_emode_price = emode_price != 0 and acct.emode == conf.emode_category
+        price = emode_price if use_emode_price else reserve.price_base
+
+        if conf.liquidation_threshold_bps != 0 and is_using_as_collateral(cfg, i):
+            income = get_normalized_income(reserve, market.timestamp)
+            value = checked(ray_mul(ur.scaled_a_token, income) * price) // asset_unit
+            collateral_values[i] = value
+            total_collateral = checked(total_collateral + value)
+            in_emode = is_in_emode_category(acct.emode, conf.emode_category)
+            if conf.ltv_bps != 0:
+                ltv = emode_ltv if in_emode else conf.ltv_bps
+                avg_ltv = checked(avg_ltv + checked(value * ltv))
+            else:
+                has_zero_ltv = True
+            lt = emode_lt if in_emode else conf.liquidation_threshold_bps
+            avg_lt = checked(avg_lt + checked(value * lt))
+
+        if is_borrowing(cfg, i):
+            debt = ur.scaled_variable_debt
+            if debt != 0:
+                debt = ray_mul(debt, get_normalized_debt(reserve, market.timestamp))
+            debt = checked(debt + ur.stable_debt)
+            total_debt = checked(total_debt + checked(price * debt) // asset_unit)
+
+    # unchecked divisions, 0 when there is no collateral
+    avg_ltv = avg_ltv // total_collateral if total_collateral else 0
+    avg_lt = avg_lt // total_collateral if total_collateral else 0
+    if total_debt == 0:
+        hf = UINT256_MAX
+    else:
+        hf = wad_div(percent_mul(total_collateral, avg_lt), total_debt)
+    totals = UserAccountTotals(total_collateral, total_debt, avg_ltv, avg_lt, hf, has_zero_ltv)
+    return totals, collateral_values
+
+
+def calculate_user_account_data(market: AaveMarketState, acct: AaveAccount) -> UserAccountTotals:
+    # Aave V3 GenericLogic.calculateUserAccountData
+    return _walk(market, acct)[0]
+
+
+def calculate_available_borrows(
+    total_collateral_base: int, total_debt_base: int, ltv_bps: int
+) -> int:
+    # Aave V3 GenericLogic.calculateAvailableBorrows
+    available = percent_mul(total_collateral_base, ltv_bps)
+    return 0 if available < total_debt_base else available - total_debt_base
+
+
+def account_data(market: AaveMarketState, acct: AaveAccount) -> AccountData:
+    # Aave V3 PoolLogic.executeGetUserAccountData (what Pool.getUserAccountData returns)
+    t = calculate_user_account_data(market, acct)
+    return AccountData(
+        total_collateral_base=t.total_collateral_base,
+        total_debt_base=t.total_debt_base,
+        available_borrows_base=calculate_available_borrows(
+            t.total_collateral_base, t.total_debt_base, t.avg_ltv_bps
+        ),
+        liquidation_threshold_bps=t.avg_liquidation_threshold_bps,
+        ltv_bps=t.avg_ltv_bps,
+        health_factor_wad=t.health_factor_wad,
+    )
+
+
+# ------------------------------------------------------------------ what-ifs
+
+
+def _scale_prices(market: AaveMarketState, key: str, num: int, den: int) -> AaveMarketState:
+    """Every price keyed by ``key`` (reserve asset or e-mode price source) -> price * num // den."""
+    reserves = tuple(
+        replace(r, price_base=r.price_base * num // den) if r.asset.lower() == key else r
+        for r in market.reserves
+    )
+    categories = {
+        cid: replace(c, price_base=c.price_base * num // den)
+        if not _is_zero_address(c.price_source) and c.price_source.lower() == key
+        else c
+        for cid, c in market.emode_categories.items()
+    }
+    return replace(market, reserves=reserves, emode_categories=categories)
+
+
+def _is_price_key(market: AaveMarketState, key: str) -> bool:
+    return any(r.asset.lower() == key for r in market.reserves) or any(
+        not _is_zero_address(c.price_source) and c.price_source.lower() == key
+        for c in market.emode_categories.values()
+    )
+
+
+def shock(market: AaveMarketState, changes: Mapping[Address, int]) -> AaveMarketState:
+    """A copy of ``market`` with prices moved by signed bps: -2000 is -20%.
+
+    new = old * (10000 + bps) // 10000, floored (the operands are never negative,
+    so floor and Solidity truncation agree). It moves the reserve whose asset is
+    the key and every e-mode category whose price source is the key. Other
+    reserves that happen to share the same Chainlink feed do NOT move: name
+    each asset you want moved. bps below -10000 raise ValueError; an address
+    that prices nothing in the market raises KeyError.
+    """
+    out = market
+    seen: set[str] = set()
+    for asset, bps in changes.items():
+        key = asset.lower()
+        if key in seen:
+            raise ValueError(f"asset {asset} given twice")
+        seen.add(key)
+        if type(bps) is not int or bps < -BPS:
+            raise ValueError(f"price change must be an int >= -10000 bps, got {bps!r}")
+        if not _is_price_key(market, key):
+            raise KeyError(asset)
+        out = _scale_prices(out, key, BPS + bps, BPS)
+    return out
+
+
+def main_collateral(market: AaveMarketState, acct: AaveAccount) -> Reserve | None:
+    """The counted collateral (bit set, LT != 0) with the largest value in base; lowest id wins ties."""
+    values = _walk(market, acct)[1]
+    if not values:
+        return None
+    best = max(values, key=lambda i: (values[i], -i))
+    return _reserve(market, best)
+
+
+def price_key(market: AaveMarketState, acct: AaveAccount, reserve: Reserve) -> Address:
+    """The oracle key whose price the account's math uses for ``reserve``.
+
+    The e-mode category's price source when the account is in the reserve's
+    category and that category has a non-zero price of its own; else the asset.
+    """
+    if acct.emode != 0 and reserve.config.emode_category == acct.emode:
+        _, _, emode_price = emode_configuration(market, acct.emode)
+        if emode_price != 0:
+            return market.emode_categories[acct.emode].price_source
+    return reserve.asset
+
+
+def _liquidatable(market: AaveMarketState, acct: AaveAccount) -> bool:
+    hf = calculate_user_account_data(market, acct).health_factor_wad
+    return hf < HEALTH_FACTOR_LIQUIDATION_THRESHOLD
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationPrice:
+    """Where the main collateral's price makes the account liquidatable."""
+
+    key: Address  # the oracle key moved (see price_key)
+    current_price: int  # its price now, in the oracle's base unit
+    price: int  # the highest integer price <= current_price with HF < 1e18
+
+
+def liquidation_price(market: AaveMarketState, acct: AaveAccount) -> LiquidationPrice | None:
+    """Bisection over the integer price of the main collateral's ``price_key``, exact math.
+
+    All prices keyed by it move together, as in ``shock`` (so debt in the same
+    asset moves too). Invariant: liquidatable at ``lo``, not at ``hi``; the
+    result is ``lo`` when ``hi == lo + 1``. None when there is no debt, no
+    counted collateral, or not even the lowest price liquidates. The lowest
+    price is 0, except for an e-mode price source: a category price of 0 means
+    "no override" to Aave (the assets fall back to their own prices), so there
+    the search stops at 1.
+
+    HF is monotone in one price when there is one collateral (or all share one
+    LT). With mixed LTs, Aave's floored average LT can make HF wiggle by up to
+    1 bps of LT as a price moves (test_floored_average_lt_makes_hf_non_monotone_in_price);
+    the result is then one boundary inside that wiggle.
+    """
+    if calculate_user_account_data(market, acct).total_debt_base == 0:
+        return None
+    main = main_collateral(market, acct)
+    if main is None:
+        return None
+    key = price_key(market, acct, main)
+    emode_price = emode_configuration(market, acct.emode)[2] if acct.emode else 0
+    overridden = emode_price != 0 and market.emode_categories[acct.emode].price_source.lower() == key.lower()
+    p0 = main.price_base if key.lower() == main.asset.lower() else emode_price
+    lo = 1 if overridden else 0
+    if p0 < lo or not _liquidatable(_scale_prices(market, key.lower(), lo, p0 or 1), acct):
+        return None
+    hi = p0 + 1  # a price above p0 is never tried: at p0 itself we look, too
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _liquidatable(_scale_prices(market, key.lower(), mid, p0), acct):
+            lo = mid
+        else:
+            hi = mid
+    return LiquidationPrice(key=key, current_price=p0, price=lo)
+
+
+def drop_to_liquidation_bps(market: AaveMarketState, acct: AaveAccount) -> int | None:
+    """Smallest drop, in bps, of the main collateral's price that makes HF < 1e18.
+
+    0 when the account is liquidatable already; None when it has no debt or
+    when even a 100% drop leaves HF >= 1 (the collateral is also the debt, or
+    the rest of the collateral covers the debt). From ``liquidation_price``:
+    the smallest bps whose shock, ``p0 * (10000 - bps) // 10000``, lands at or
+    below the liquidation price, stepped up until ``shock(market, {key: -bps})``
+    really is liquidatable, so the returned bps always liquidates.
+    """
+    totals = calculate_user_account_data(market, acct)
+    if totals.total_debt_base == 0:
+        return None
+    if totals.health_factor_wad < HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
+        return 0
+    lp = liquidation_price(market, acct)
+    if lp is None:
+        return None
+    key, p0 = lp.key.lower(), lp.current_price
+    bps = max(0, BPS + 1 - -(-(lp.price + 1) * BPS // p0))  # p0 * (BPS - bps) // BPS <= price
+    while not _liquidatable(_scale_prices(market, key, BPS - bps, BPS), acct):
+        bps += 1
+        if bps > BPS:  # only prices no bps shock reaches liquidate (e-mode, tiny p0)
+            return None
+    return bps
+
+
+def position_from(
+    market: AaveMarketState,
+    acct: AaveAccount,
+    protocol: str = "aave_v3",
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> Position:
+    """The model.Position of one account: exact account data, status, main collateral, drop."""
+    data = account_data(market, acct)
+    hf = None if data.total_debt_base == 0 else data.health_factor_wad
+    used = [r for i in reserve_ids_in_use(acct.user_config) if (r := _reserve(market, i))]
+    assets = frozenset(r.asset for r in used)
+    price_keys = {r.asset.lower() for r in used}
+    if acct.emode != 0 and used:  # an e-mode price source the account's math reads
+        source = market.emode_categories[acct.emode].price_source
+        if not _is_zero_address(source) and any(r.config.emode_category == acct.emode for r in used):
+            price_keys.add(source.lower())
+    unreliable = {a.lower() for a in market.unreliable_assets}
+    main = main_collateral(market, acct)
+    return Position(
+        protocol=protocol,
+        market=market.pool,
+        account=acct.account,
+        block=market.block,
+        collateral_base=data.total_collateral_base,
+        debt_base=data.total_debt_base,
+        health_factor_wad=hf,
+        liquidation_threshold_bps=data.liquidation_threshold_bps,
+        status=classify(hf, thresholds),
+        reliable=not (price_keys & unreliable),
+        main_collateral=main.symbol if main else None,
+        drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct),
+        assets=assets,
+    )
