@@ -122,7 +122,7 @@ async def _scan(cfg, shocks, block, check):
     rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
     store = Store(cfg.store.path)
     try:
-        engine = Engine(cfg, rpc, store)
+        engine = Engine(cfg, rpc, store, drops="all")
         pinned = block if block is not None else await rpc.block_number()
         await engine.index(pinned)
         positions = await engine.full_scan(pinned, shocks)

@@ -9,7 +9,7 @@ hold a reserve whose price, index or configuration moved.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -17,9 +17,10 @@ from keeper.chain.logs import LogScanner
 from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
 from keeper.config import Config
-from keeper.health.aave_v3 import Thresholds, position_from, shock
+from keeper.health.aave_v3 import drop_to_liquidation_bps, position_from, shock
+from keeper.health.status import Thresholds
 from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
-from keeper.protocols.aave_v3 import POOL_EVENTS, AaveV3Market
+from keeper.protocols.aave_v3 import POOL_EVENTS, AaveV3Adapter
 from keeper.store import Store
 
 log = structlog.get_logger("keeper.engine")
@@ -30,7 +31,7 @@ class Watch:
     """In-memory state of one market."""
 
     key: str
-    adapter: AaveV3Market
+    adapter: AaveV3Adapter
     start_block: int
     tracked: set[Address] = field(default_factory=set)
     accounts: dict[Address, AaveAccount] = field(default_factory=dict)
@@ -59,8 +60,9 @@ def moved_reserves(old: AaveMarketState | None, new: AaveMarketState) -> set[int
 
 
 class Engine:
-    def __init__(self, cfg: Config, rpc: Rpc, store: Store):
+    def __init__(self, cfg: Config, rpc: Rpc, store: Store, drops: str = "flagged"):
         self.cfg = cfg
+        self.drops = drops  # "all" | "flagged": which positions get the price-drop search
         self.rpc = rpc
         self.store = store
         self.mc = Multicall(rpc, cfg.chain.multicall3, cfg.chain.max_calls_per_multicall)
@@ -70,7 +72,7 @@ class Engine:
         self.watches: list[Watch] = []
         for i, mk in enumerate(cfg.markets):
             key = mk.name or f"{mk.protocol}-{i}"
-            adapter = AaveV3Market(rpc, self.mc, self.logs, mk.pool_addresses_provider, key)
+            adapter = AaveV3Adapter(rpc, self.mc, self.logs, mk.pool_addresses_provider, key)
             w = Watch(key, adapter, mk.start_block)
             w.tracked.update(store.accounts(key))
             self.watches.append(w)
@@ -147,8 +149,10 @@ class Engine:
                   record: bool = True) -> list[Position]:
         out = []
         for acct in accounts:
-            pos = position_from(market, acct, "aave_v3", self.thresholds)
-            pos = _with_market(pos, w.key)
+            pos = position_from(market, acct, "aave_v3", self.thresholds, with_drop=False)
+            if self.drops == "all" or pos.status != Status.SAFE:
+                pos = replace(pos, drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct))
+            pos = replace(pos, market=w.key)
             if record:
                 self._transition(w, pos)
             out.append(pos)
@@ -171,8 +175,3 @@ class Engine:
 
     def positions(self) -> list[Position]:
         return [p for w in self.watches for p in w.positions.values()]
-
-
-def _with_market(pos: Position, key: str) -> Position:
-    from dataclasses import replace
-    return replace(pos, market=key) if pos.market != key else pos

@@ -133,8 +133,9 @@ class QueuedTx:
 class TxQueue:
     """Transactions queued with explicit nonces, then sent in batches and mined together."""
 
-    def __init__(self, w3: AsyncWeb3):
+    def __init__(self, w3: AsyncWeb3, block_size: int = 100):
         self.w3 = w3
+        self.block_size = block_size
         self._nonces: dict[str, int] = {}
         self._queue: list[QueuedTx] = []
 
@@ -182,6 +183,14 @@ class TxQueue:
         nonce = self.add(sender, None, creation_code, gas=gas, label=label)
         return create_address(sender, nonce)
 
+    async def _mine_pool(self) -> None:
+        for _ in range(MAX_MINE_ROUNDS):
+            await rpc(self.w3, "evm_mine", [])
+            status = await rpc(self.w3, "txpool_status", [])
+            if int(status["pending"], 16) == 0 and int(status["queued"], 16) == 0:
+                return
+        raise DevnetError(f"transactions still pending after {MAX_MINE_ROUNDS} blocks")
+
     async def mine(self) -> list[dict[str, Any]]:
         """Send the queue, mine until it is all in, and check every receipt's status.
 
@@ -191,12 +200,11 @@ class TxQueue:
         queued, self._queue = self._queue, []
         if not queued:
             return []
-        hashes = await batch(self.w3, [("eth_sendTransaction", [q.tx]) for q in queued])
-        for _ in range(MAX_MINE_ROUNDS):
-            await rpc(self.w3, "evm_mine", [])
-            status = await rpc(self.w3, "txpool_status", [])
-            if int(status["pending"], 16) == 0 and int(status["queued"], 16) == 0:
-                break
+        hashes: list[str] = []
+        for i in range(0, len(queued), self.block_size):
+            chunk = queued[i : i + self.block_size]
+            hashes += await batch(self.w3, [("eth_sendTransaction", [q.tx]) for q in chunk])
+            await self._mine_pool()
         # One eth_getTransactionReceipt per tx, batched: anvil's eth_getBlockReceipts is
         # quadratic in the block's size (13 s for a 2,800-tx block).
         receipts = await batch(self.w3, [("eth_getTransactionReceipt", [h]) for h in hashes])

@@ -11,8 +11,9 @@ calls ``oracle.getAssetPrice(category.priceSource)``), so moving the price of
 asset X also moves every e-mode category whose price source is X.
 
 Errors: ``SourceError`` when the inputs are inconsistent (the account is in an
-e-mode category the market does not carry, or has bits for a reserve with no
-balances); ``OverflowError`` where the contract would revert on overflow.
+e-mode category the market does not carry, has bits for a reserve the market
+does not carry, or for one with no balances read); ``OverflowError`` where the
+contract would revert on overflow.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _is_zero_address(address: Address) -> bool:
 
 
 def _reserve(market: AaveMarketState, reserve_id: int) -> Reserve | None:
-    """reservesList[id]; None where Aave finds address(0) or the id is past reservesCount."""
+    """The reserve with this id (reservesList[id]), None when the market has none."""
     rs = market.reserves
     if reserve_id < len(rs) and rs[reserve_id].id == reserve_id:
         return rs[reserve_id]
@@ -95,8 +96,11 @@ def _walk(market: AaveMarketState, acct: AaveAccount) -> tuple[UserAccountTotals
     collateral_values: dict[int, int] = {}
     for i in reserve_ids_in_use(cfg):
         reserve = _reserve(market, i)
-        if reserve is None:  # reservesList[i] == address(0), or i >= reservesCount
-            continue
+        if reserve is None:
+            # Aave skips ids whose reservesList entry is address(0) (dropped: no
+            # balances left) or past reservesCount; here it more likely means a
+            # reserve the read missed, and skipping it could hide debt.
+            raise SourceError(f"account {acct.account} uses reserve {i}, absent from the market state")
         ur = balances.get(i)
         if ur is None:
             raise SourceError(f"account {acct.account} uses reserve {i} but no balances were read")
@@ -274,7 +278,8 @@ def liquidation_price(market: AaveMarketState, acct: AaveAccount) -> Liquidation
         return None
     key = price_key(market, acct, main)
     emode_price = emode_configuration(market, acct.emode)[2] if acct.emode else 0
-    overridden = emode_price != 0 and market.emode_categories[acct.emode].price_source.lower() == key.lower()
+    source = market.emode_categories[acct.emode].price_source if acct.emode else ""
+    overridden = emode_price != 0 and source.lower() == key.lower()
     p0 = main.price_base if key.lower() == main.asset.lower() else emode_price
     lo = 1 if overridden else 0
     if p0 < lo or not _liquidatable(_scale_prices(market, key.lower(), lo, p0 or 1), acct):
@@ -321,8 +326,12 @@ def position_from(
     acct: AaveAccount,
     protocol: str = "aave_v3",
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    with_drop: bool = True,
 ) -> Position:
-    """The model.Position of one account: exact account data, status, main collateral, drop."""
+    """The model.Position of one account: exact account data, status, main collateral, drop.
+
+    ``with_drop=False`` skips the price-drop search (about 40 exact recomputations),
+    for hot paths that only need the health factor and the status."""
     data = account_data(market, acct)
     hf = None if data.total_debt_base == 0 else data.health_factor_wad
     used = [r for i in reserve_ids_in_use(acct.user_config) if (r := _reserve(market, i))]
@@ -346,6 +355,6 @@ def position_from(
         status=classify(hf, thresholds),
         reliable=not (price_keys & unreliable),
         main_collateral=main.symbol if main else None,
-        drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct),
+        drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct) if with_drop else None,
         assets=assets,
     )

@@ -13,7 +13,12 @@ HEALTH_FACTOR_LIQUIDATION_THRESHOLD = WAD
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Status bands: liquidatable < liquidation_wad <= at_risk < at_risk_wad <= watch < watch_wad <= safe.
+    """Status bands, by health factor in wad:
+
+        hf < liquidation_wad  -> LIQUIDATABLE  (Aave: liquidationCall needs HF < 1e18)
+        hf < at_risk_wad      -> AT_RISK
+        hf < watch_wad        -> WATCH
+        otherwise, or no debt -> SAFE
 
     Equal neighbours are allowed and simply empty the band between them.
     """

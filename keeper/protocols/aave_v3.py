@@ -21,7 +21,7 @@ from keeper.chain.logs import Log, LogScanner, topic_address
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
-from keeper.health.aave_v3 import decode_reserve_config
+from keeper.health.aave_math import decode_reserve_config
 from keeper.model import (AaveAccount, AaveMarketState, AccountData, Address, EModeCategory,
                           Reserve, UserReserve)
 
@@ -63,7 +63,7 @@ class _Static:
     symbols: dict[Address, str]
 
 
-class AaveV3Market:
+class AaveV3Adapter:
     """Reads one Aave V3 market through Multicall3."""
 
     name = "aave_v3"

@@ -7,7 +7,9 @@ from hypothesis import given, settings, strategies as st
 
 from keeper.health.aave_v3 import (
     account_data,
+    LiquidationPrice,
     drop_to_liquidation_bps,
+    liquidation_price,
     main_collateral,
     position_from,
     price_key,
@@ -84,6 +86,21 @@ def test_drop_one_collateral_one_debt():
     assert drop_to_liquidation_bps(m, acct) == 910
     assert liquidatable(shock(m, {WETH.asset: -910}), acct)
     assert not liquidatable(shock(m, {WETH.asset: -909}), acct)
+
+
+def test_liquidation_price_is_exact():
+    # liquidatable iff percentMul(10 p, 8250) < 15000e8 iff 82500 p + 5000 < 15000e12
+    # iff p <= 181_818_181_818 (1818.18181818 USD)
+    m, acct = market(), account({WETH: 10 * E18}, {USDC: 15_000 * E6})
+    assert liquidation_price(m, acct) == LiquidationPrice(WETH.asset, 2_000 * E8, 181_818_181_818)
+    at = replace(WETH, price_base=181_818_181_818)
+    above = replace(WETH, price_base=181_818_181_819)
+    assert liquidatable(market(at, WBTC, USDC), acct)
+    assert not liquidatable(market(above, WBTC, USDC), acct)
+    # already liquidatable: the current price itself
+    sunk = account({WETH: E18}, {USDC: 1_700 * E6})
+    assert liquidation_price(m, sunk).price == 2_000 * E8
+    assert liquidation_price(m, account({WETH: E18})) is None
 
 
 def test_drop_is_zero_when_already_liquidatable_and_none_without_debt():
