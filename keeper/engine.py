@@ -147,31 +147,34 @@ class Engine:
     # -- health ---------------------------------------------------------------------
     def _evaluate(self, w: Watch, market: AaveMarketState, accounts: Iterable[AaveAccount],
                   record: bool = True) -> list[Position]:
-        out = []
+        out, transitions = [], []
         for acct in accounts:
             pos = position_from(market, acct, "aave_v3", self.thresholds, with_drop=False)
             if self.drops == "all" or pos.status != Status.SAFE:
                 pos = replace(pos, drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct))
             pos = replace(pos, market=w.key)
-            if record:
-                self._transition(w, pos)
+            if record and self._transition(w, pos):
+                transitions.append((pos.account, pos.status, pos.health_factor_wad, pos.block))
             out.append(pos)
+        self.store.set_statuses(w.key, transitions)
         return out
 
-    def _transition(self, w: Watch, pos: Position) -> None:
+    def _transition(self, w: Watch, pos: Position) -> bool:
+        """Keep ``pos``; log it when its status changed. True when it did."""
         old = w.positions.get(pos.account)
         w.positions[pos.account] = pos
         was = old.status if old else Status.SAFE
-        if pos.status != was or (old is None and pos.status != Status.SAFE):
+        changed = pos.status != was or (old is None and pos.status != Status.SAFE)
+        if changed:
             event = "position.flagged" if pos.status.rank > was.rank else "position.improved"
             if pos.status == Status.SAFE:
                 event = "position.recovered"
             log.warning(event, protocol=pos.protocol, market=w.key, account=pos.account,
                         block=pos.block, status=pos.status.value, previous=was.value,
                         health_factor=pos.health_factor_wad, collateral_base=pos.collateral_base,
-                        debt_base=pos.debt_base, reliable=pos.reliable)
-            self.store.set_status(w.key, pos.account, pos.status.value,
-                                  pos.health_factor_wad, pos.block)
+                        debt_base=pos.debt_base, reliable=pos.reliable,
+                        drop_to_liquidation_bps=pos.drop_to_liquidation_bps)
+        return changed
 
     def positions(self) -> list[Position]:
         return [p for w in self.watches for p in w.positions.values()]

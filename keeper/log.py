@@ -194,7 +194,7 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
 
 
 _HANDLER_MARK = "_keeper_handler"
-_QUIET_LIBRARIES = ("httpx", "httpcore", "web3", "urllib3", "websockets", "aiosqlite")
+_QUIET_LIBRARIES = ("apscheduler", "httpx", "httpcore", "web3", "urllib3", "websockets", "aiosqlite")
 
 
 def configure_logging(

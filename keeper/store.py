@@ -220,23 +220,29 @@ class Store:
         self, market: str, account: str, status: Status | str, hf_wad: int | None, block: int
     ) -> None:
         """Remember the last status of one position (``hf_wad`` None: no debt)."""
-        _check_block(block)
-        status = Status(status)
-        if hf_wad is not None and hf_wad < 0:
-            raise ValueError(f"hf_wad must not be negative: {hf_wad}")
+        self.set_statuses(market, [(account, status, hf_wad, block)])
+
+    def set_statuses(
+        self, market: str, rows: Iterable[tuple[str, Status | str, int | None, int]]
+    ) -> int:
+        """Many ``set_status`` in one transaction (one tick's transitions). Returns the count."""
+        values = []
+        for account, status, hf_wad, block in rows:
+            _check_block(block)
+            if hf_wad is not None and hf_wad < 0:
+                raise ValueError(f"hf_wad must not be negative: {hf_wad}")
+            values.append((market, to_checksum_address(account), Status(status).value,
+                           None if hf_wad is None else str(hf_wad), block))
+        if not values:
+            return 0
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO positions (market, account, status, hf_wad, block)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (market, account) DO UPDATE SET"
                 " status = excluded.status, hf_wad = excluded.hf_wad, block = excluded.block",
-                (
-                    market,
-                    to_checksum_address(account),
-                    status.value,
-                    None if hf_wad is None else str(hf_wad),
-                    block,
-                ),
+                values,
             )
+        return len(values)
 
     def get_status(self, market: str, account: str) -> StatusRecord | None:
         with self._lock:

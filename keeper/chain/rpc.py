@@ -9,6 +9,7 @@ The URL may carry an API key: it is never logged (see ``Rpc.__repr__``).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ class _CountingProvider(AsyncHTTPProvider):
             url,
             request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout_s)},
             exception_retry_configuration=ExceptionRetryConfiguration(
-                retries=3, backoff_factor=0.1, method_allowlist=list(_RETRY_METHODS)
+                errors=(aiohttp.ClientError, asyncio.TimeoutError), retries=3, backoff_factor=0.1, method_allowlist=list(_RETRY_METHODS)
             ),
         )
         self.counter = counter

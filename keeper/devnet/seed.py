@@ -22,6 +22,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
+from eth_utils import event_abi_to_log_topic
 from web3 import AsyncWeb3
 
 from keeper.devnet import params
@@ -165,7 +166,7 @@ async def seed_positions(
         if p.emode:
             data = calldata(pool, "setUserEMode", [p.emode])
             txs.add(p.account.address, market.pool, data, gas=EMODE_GAS, label=f"setUserEMode({p.emode}) by {who}")
-    await txs.mine()
+    await txs.mine(_pool_events(pool, market.pool, "Supply", "UserEModeSet"))
 
     # Block 2: every borrower borrows (variable rate = 2) from its own account.
     for p in plans:
@@ -173,4 +174,14 @@ async def seed_positions(
         for symbol, amount in p.debt:
             data = calldata(pool, "borrow", [market.tokens[symbol], amount, 2, 0, p.account.address])
             txs.add(p.account.address, market.pool, data, gas=BORROW_GAS, label=f"borrow {amount} {symbol} by {who}")
-    await txs.mine()
+    await txs.mine(_pool_events(pool, market.pool, "Borrow"))
+
+
+def _pool_events(abi: list[dict], pool: str, *names: str) -> dict:
+    """eth_getLogs filter for the Pool events that mark our transactions as done."""
+    topics = [
+        "0x" + event_abi_to_log_topic(e).hex()
+        for e in abi
+        if e.get("type") == "event" and e["name"] in names
+    ]
+    return {"address": pool, "topics": [topics]}

@@ -1,0 +1,3 @@
+from keeper.cli import app
+
+app(prog_name="keeper")
