@@ -20,6 +20,7 @@ before it returns, so the chain then behaves like a normal node.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from web3 import AsyncWeb3
@@ -76,11 +77,14 @@ async def deploy(rpc_url: str, n_borrowers: int = 20, seed: int = 1) -> DevnetIn
             txs = TxQueue(w3)
             market = await deploy_market(w3, txs)
             lenders = derived_accounts("lender", seed, len(params.RESERVES))
-            plans = plan_borrowers(n_borrowers, seed, derived_accounts("borrower", seed, n_borrowers))
+            borrowers = derived_accounts("borrower", seed, n_borrowers)
+            plans = plan_borrowers(n_borrowers, seed, borrowers)
             await seed_positions(w3, txs, market, plans, lenders)
-        finally:
-            await rpc(w3, "anvil_autoImpersonateAccount", [False])
-            await rpc(w3, "evm_setAutomine", [True])
+        except BaseException:
+            with contextlib.suppress(DevnetError):  # keep the first error, not the clean-up's
+                await _normal_mining(w3)
+            raise
+        await _normal_mining(w3)
     finally:
         await w3.provider.disconnect()
     return DevnetInfo(
@@ -115,6 +119,11 @@ async def deploy(rpc_url: str, n_borrowers: int = 20, seed: int = 1) -> DevnetIn
             "liquidator": anvil_account(LIQUIDATOR).private_key,
         },
     )
+
+
+async def _normal_mining(w3: AsyncWeb3) -> None:
+    await rpc(w3, "anvil_autoImpersonateAccount", [False])
+    await rpc(w3, "evm_setAutomine", [True])
 
 
 def borrower_key(seed: int, index: int) -> str:

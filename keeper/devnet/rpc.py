@@ -1,5 +1,5 @@
 """Raw JSON-RPC for the devnet: single calls, batches, calldata, and a queue of transactions
-that are sent together (automine off), mined into a few blocks and checked one by one.
+that are sent together (automine off), mined into a few big blocks, and each checked.
 
 API::
 
@@ -11,7 +11,9 @@ API::
     txs = TxQueue(w3)
     await txs.load_nonces([deployer, *borrowers])  # or txs.set_nonce(addr, n)
     txs.add(sender, to, data, gas=..., label="borrow USDC #3")
-    receipts = await txs.mine()                    # send all, mine, check every status
+    txs.call(sender, pool, pool_abi, "borrow", [...], gas=..., label="...")
+    addr = txs.deploy(sender, creation_code, gas=..., label="deploy X")  # predicted address
+    await txs.mine()            # send all, mine, raise DevnetError naming any failed tx
 
 Senders must be unlocked or impersonated (``anvil_autoImpersonateAccount``): the devnet uses
 ``eth_sendTransaction`` so nothing is signed in Python. Within one block anvil orders
@@ -47,7 +49,7 @@ MAX_MINE_ROUNDS = 20
 
 
 def connect(rpc_url: str, timeout_s: float = 600.0) -> AsyncWeb3:
-    """An AsyncWeb3 for the devnet. The timeout is long: mining a 20,000-tx block takes a while."""
+    """An AsyncWeb3 for the devnet, with a long timeout: mining a 2,000-tx block takes a while."""
     provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": ClientTimeout(total=timeout_s)})
     return AsyncWeb3(provider)
 
@@ -122,7 +124,27 @@ def calldata(abi: list[dict[str, Any]], name: str, args: Sequence[Any]) -> str:
         hit = (abi, function_abi_to_4byte_selector(fns[0]), get_abi_input_types(fns[0]))
         _FN_CACHE[key] = hit  # holds the ABI, so its id() is not reused while cached
     _, selector, types = hit
+    if all(t in _STATIC_WORDS for t in types):  # hot path of seeding: ~10x eth_abi's speed
+        return "0x" + selector.hex() + "".join(_word(t, a) for t, a in zip(types, args))
     return "0x" + (selector + encode(types, list(args))).hex()
+
+
+_STATIC_WORDS = {"address", "bool", "uint8", "uint16", "uint256"}
+
+
+def _word(abi_type: str, value: Any) -> str:
+    """One ABI word (64 hex chars) of a static type; range-checked like eth_abi."""
+    if abi_type == "address":
+        raw = value.removeprefix("0x")
+        if len(raw) != 40 or raw.strip("0123456789abcdefABCDEF"):
+            raise DevnetError(f"not an address: {value!r}")
+        return raw.lower().rjust(64, "0")
+    if abi_type == "bool":
+        return "1".rjust(64, "0") if value else "0" * 64
+    bits = int(abi_type.removeprefix("uint"))
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**bits:
+        raise DevnetError(f"{value!r} is not a {abi_type}")
+    return format(value, "064x")
 
 
 def constructor_args(abi: list[dict[str, Any]], args: Sequence[Any]) -> str:
@@ -193,6 +215,13 @@ class TxQueue:
         self._queue.append(QueuedTx(label, tx))
         self._nonces[sender] = nonce + 1
         return nonce
+
+    def call(
+        self, sender: str, to: str, abi: list[dict[str, Any]], fn: str, args: Sequence[Any],
+        *, gas: int, label: str,
+    ) -> int:  # fmt: skip
+        """Queue ``to.fn(args)`` from ``sender``; returns the nonce used."""
+        return self.add(sender, to, calldata(abi, fn, args), gas=gas, label=label)
 
     def deploy(self, sender: str, creation_code: str, *, gas: int, label: str) -> str:
         """Queue a contract creation; returns the address it will have."""

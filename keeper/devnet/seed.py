@@ -29,14 +29,15 @@ from keeper.devnet import params
 from keeper.devnet.accounts import DEPLOYER, DevAccount, anvil_account
 from keeper.devnet.artifacts import load_aave
 from keeper.devnet.deploy import Market
-from keeper.devnet.rpc import TxQueue, batch, calldata
+from keeper.devnet.rpc import TxQueue, batch
 
 BPS = 10_000
 HF_MIN_BPS, HF_MAX_BPS = 10_200, 30_000
 OPEN_MARGIN_BPS = 30  # keep 0.3% under the LTV limit at opening (rounding, interest)
 GAS_ETH = 100 * 10**18
 MIN_LIQUIDITY_USD = 10_000_000
-MINT_GAS, APPROVE_GAS, SUPPLY_GAS, BORROW_GAS, EMODE_GAS = 150_000, 100_000, 600_000, 1_000_000, 300_000
+MINT_GAS, APPROVE_GAS, EMODE_GAS = 150_000, 100_000, 300_000
+SUPPLY_GAS, BORROW_GAS = 600_000, 1_000_000
 MAX_UINT = 2**256 - 1
 
 # (collateral [(symbol, share of collateral value in bps)], debt [(symbol, share)], e-mode)
@@ -107,7 +108,9 @@ def plan_borrowers(n: int, seed: int, accounts: list[DevAccount]) -> list[Borrow
                 index=i,
                 account=accounts[i],
                 emode=emode,
-                collateral=tuple((s, _to_units(collateral_e8 * sh // BPS, s)) for s, sh in collateral_shape),
+                collateral=tuple(
+                    (s, _to_units(collateral_e8 * sh // BPS, s)) for s, sh in collateral_shape
+                ),
                 debt=tuple((s, _to_units(debt_e8 * sh // BPS, s)) for s, sh in debt_shape),
                 target_hf_bps=hf,
             )
@@ -147,33 +150,40 @@ async def seed_positions(
     liquidity = liquidity_needed(plans)
     for lender, r in zip(lender_addrs, params.RESERVES, strict=False):
         token, amount = market.tokens[r.symbol], liquidity[r.symbol]
-        txs.add(lender, token, calldata(erc20, "mint", [amount]), gas=MINT_GAS, label=f"lender mint {r.symbol}")
-        txs.add(lender, token, calldata(erc20, "approve", [market.pool, MAX_UINT]), gas=APPROVE_GAS, label=f"lender approve {r.symbol}")
-        txs.add(lender, market.pool, calldata(pool, "supply", [token, amount, lender, 0]), gas=SUPPLY_GAS, label=f"lender supply {r.symbol}")  # fmt: skip
+        what = f"lender {lender} {r.symbol}"
+        txs.call(lender, token, erc20, "mint", [amount], gas=MINT_GAS, label=f"mint {what}")
+        txs.call(lender, token, erc20, "approve", [market.pool, MAX_UINT], gas=APPROVE_GAS,
+                 label=f"approve {what}")  # fmt: skip
+        txs.call(lender, market.pool, pool, "supply", [token, amount, lender, 0], gas=SUPPLY_GAS,
+                 label=f"supply {what}")  # fmt: skip
     collateral: dict[str, int] = defaultdict(int)
     for p in plans:
         for symbol, amount in p.collateral:
             collateral[symbol] += amount
     for symbol, total in collateral.items():
         token = market.tokens[symbol]
-        txs.add(deployer, token, calldata(erc20, "mint", [deployer, total]), gas=MINT_GAS, label=f"mint {symbol} collateral")
-        txs.add(deployer, token, calldata(erc20, "approve", [market.pool, MAX_UINT]), gas=APPROVE_GAS, label=f"approve {symbol}")
+        txs.call(deployer, token, erc20, "mint", [deployer, total], gas=MINT_GAS,
+                 label=f"mint {symbol} for the borrowers' collateral")  # fmt: skip
+        txs.call(deployer, token, erc20, "approve", [market.pool, MAX_UINT], gas=APPROVE_GAS,
+                 label=f"approve {symbol}")  # fmt: skip
     for p in plans:
         who = f"borrower #{p.index} {p.account.address}"
         for symbol, amount in p.collateral:
-            data = calldata(pool, "supply", [market.tokens[symbol], amount, p.account.address, 0])
-            txs.add(deployer, market.pool, data, gas=SUPPLY_GAS, label=f"supply {amount} {symbol} for {who}")
+            args = [market.tokens[symbol], amount, p.account.address, 0]
+            txs.call(deployer, market.pool, pool, "supply", args, gas=SUPPLY_GAS,
+                     label=f"supply {amount} {symbol} for {who}")  # fmt: skip
         if p.emode:
-            data = calldata(pool, "setUserEMode", [p.emode])
-            txs.add(p.account.address, market.pool, data, gas=EMODE_GAS, label=f"setUserEMode({p.emode}) by {who}")
+            txs.call(p.account.address, market.pool, pool, "setUserEMode", [p.emode], gas=EMODE_GAS,
+                     label=f"setUserEMode({p.emode}) by {who}")  # fmt: skip
     await txs.mine(_pool_events(pool, market.pool, "Supply", "UserEModeSet"))
 
     # Block 2: every borrower borrows (variable rate = 2) from its own account.
     for p in plans:
         who = f"borrower #{p.index} {p.account.address}"
         for symbol, amount in p.debt:
-            data = calldata(pool, "borrow", [market.tokens[symbol], amount, 2, 0, p.account.address])
-            txs.add(p.account.address, market.pool, data, gas=BORROW_GAS, label=f"borrow {amount} {symbol} by {who}")
+            args = [market.tokens[symbol], amount, 2, 0, p.account.address]
+            txs.call(p.account.address, market.pool, pool, "borrow", args, gas=BORROW_GAS,
+                     label=f"borrow {amount} {symbol} by {who}")  # fmt: skip
     await txs.mine(_pool_events(pool, market.pool, "Borrow"))
 
 

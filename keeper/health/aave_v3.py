@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from keeper.errors import SourceError
+from keeper.health.fast import SLOW, MarketView, drop_search, fast_totals, liquidation_search, view_for
 from keeper.health.aave_math import (
     checked,
     get_normalized_debt,
@@ -255,22 +256,56 @@ class LiquidationPrice:
     price: int  # the highest integer price <= current_price with HF < 1e18
 
 
-def liquidation_price(market: AaveMarketState, acct: AaveAccount) -> LiquidationPrice | None:
-    """Bisection over the integer price of the main collateral's ``price_key``, exact math.
+def liquidation_price(
+    market: AaveMarketState, acct: AaveAccount, view: MarketView | None = None
+) -> LiquidationPrice | None:
+    """The integer price of the main collateral's ``price_key`` where the account turns liquidatable.
 
     All prices keyed by it move together, as in ``shock`` (so debt in the same
-    asset moves too). Invariant: liquidatable at ``lo``, not at ``hi``; the
-    result is ``lo`` when ``hi == lo + 1``. None when there is no debt, no
-    counted collateral, or not even the lowest price liquidates. The lowest
-    price is 0, except for an e-mode price source: a category price of 0 means
-    "no override" to Aave (the assets fall back to their own prices), so there
-    the search stops at 1.
+    asset moves too). Invariant: liquidatable at ``price``, not at ``price + 1``
+    (or ``price`` is the current price). None when there is no debt, no counted
+    collateral, or not even the lowest price liquidates. The lowest price is 0,
+    except for an e-mode price source: a category price of 0 means "no
+    override" to Aave (the assets fall back to their own prices), so there the
+    search stops at 1.
+
+    Exact math (fast.py on ``view``, prepared from this ``market`` when not
+    given): an analytic estimate of where HF crosses 1, then a bracket widened
+    geometrically around it until verified, then bisection.
 
     HF is monotone in one price when there is one collateral (or all share one
-    LT). With mixed LTs, Aave's floored average LT can make HF wiggle by up to
-    1 bps of LT as a price moves (test_floored_average_lt_makes_hf_non_monotone_in_price);
+    LT) and the debt is in other assets; the result is then the unique boundary,
+    the same as the blind bisection's (``_liquidation_price_reference``). With
+    mixed LTs, Aave's floored average LT can make HF wiggle by up to 1 bps of LT
+    as a price moves (test_floored_average_lt_makes_hf_non_monotone_in_price);
     the result is then one boundary inside that wiggle.
     """
+    found = liquidation_search(view_for(market, view), acct)
+    if found is SLOW:
+        return _liquidation_price_reference(market, acct)
+    return None if found is None else LiquidationPrice(*found)
+
+
+def drop_to_liquidation_bps(
+    market: AaveMarketState, acct: AaveAccount, view: MarketView | None = None
+) -> int | None:
+    """Smallest drop, in bps, of the main collateral's price that makes HF < 1e18.
+
+    0 when the account is liquidatable already; None when it has no debt or
+    when even a 100% drop leaves HF >= 1 (the collateral is also the debt, or
+    the rest of the collateral covers the debt). From ``liquidation_price``:
+    the smallest bps whose shock, ``p0 * (10000 - bps) // 10000``, lands at or
+    below the liquidation price, stepped up until ``shock(market, {key: -bps})``
+    really is liquidatable (checked with the exact math), so the returned bps
+    always liquidates. Pass ``view`` (fast.prepare(market)) to reuse it.
+    """
+    bps = drop_search(view_for(market, view), acct)
+    return _drop_to_liquidation_bps_reference(market, acct) if bps is SLOW else bps
+
+
+def _liquidation_price_reference(market: AaveMarketState, acct: AaveAccount) -> LiquidationPrice | None:
+    # ``liquidation_price`` by a blind bisection over [lo, p0] (~40 exact recomputations
+    # of a shocked market copy); the reference for tests and the fallback outside fast.py's bounds
     if calculate_user_account_data(market, acct).total_debt_base == 0:
         return None
     main = main_collateral(market, acct)
@@ -294,22 +329,14 @@ def liquidation_price(market: AaveMarketState, acct: AaveAccount) -> Liquidation
     return LiquidationPrice(key=key, current_price=p0, price=lo)
 
 
-def drop_to_liquidation_bps(market: AaveMarketState, acct: AaveAccount) -> int | None:
-    """Smallest drop, in bps, of the main collateral's price that makes HF < 1e18.
-
-    0 when the account is liquidatable already; None when it has no debt or
-    when even a 100% drop leaves HF >= 1 (the collateral is also the debt, or
-    the rest of the collateral covers the debt). From ``liquidation_price``:
-    the smallest bps whose shock, ``p0 * (10000 - bps) // 10000``, lands at or
-    below the liquidation price, stepped up until ``shock(market, {key: -bps})``
-    really is liquidatable, so the returned bps always liquidates.
-    """
+def _drop_to_liquidation_bps_reference(market: AaveMarketState, acct: AaveAccount) -> int | None:
+    # ``drop_to_liquidation_bps`` on ``_liquidation_price_reference``: reference and fallback
     totals = calculate_user_account_data(market, acct)
     if totals.total_debt_base == 0:
         return None
     if totals.health_factor_wad < HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
         return 0
-    lp = liquidation_price(market, acct)
+    lp = _liquidation_price_reference(market, acct)
     if lp is None:
         return None
     key, p0 = lp.key.lower(), lp.current_price
@@ -321,40 +348,48 @@ def drop_to_liquidation_bps(market: AaveMarketState, acct: AaveAccount) -> int |
     return bps
 
 
-def position_from(
-    market: AaveMarketState,
-    acct: AaveAccount,
-    protocol: str = "aave_v3",
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    with_drop: bool = True,
-) -> Position:
-    """The model.Position of one account: exact account data, status, main collateral, drop.
-
-    ``with_drop=False`` skips the price-drop search (about 40 exact recomputations),
-    for hot paths that only need the health factor and the status."""
-    data = account_data(market, acct)
-    hf = None if data.total_debt_base == 0 else data.health_factor_wad
+def _price_inputs(market: AaveMarketState, acct: AaveAccount) -> tuple[frozenset[Address], bool]:
+    """(every asset the account holds or owes, no price it reads is unreliable)."""
     used = [r for i in reserve_ids_in_use(acct.user_config) if (r := _reserve(market, i))]
-    assets = frozenset(r.asset for r in used)
     price_keys = {r.asset.lower() for r in used}
     if acct.emode != 0 and used:  # an e-mode price source the account's math reads
         source = market.emode_categories[acct.emode].price_source
         if not _is_zero_address(source) and any(r.config.emode_category == acct.emode for r in used):
             price_keys.add(source.lower())
     unreliable = {a.lower() for a in market.unreliable_assets}
-    main = main_collateral(market, acct)
+    return frozenset(r.asset for r in used), not (price_keys & unreliable)
+
+
+def position_from(
+    market: AaveMarketState,
+    acct: AaveAccount,
+    protocol: str = "aave_v3",
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    with_drop: bool = True,
+    view: MarketView | None = None,
+) -> Position:
+    """The model.Position of one account: exact account data, status, main collateral, drop.
+
+    ``with_drop=False`` skips the price-drop search, for hot paths that only need
+    the health factor and the status. ``view``: fast.prepare(market), to reuse it."""
+    view = view_for(market, view)
+    tc, td, _, avg_lt, hf, main = fast_totals(view, acct)
+    hf = None if td == 0 else hf
+    inputs = view.meta.get((acct.user_config, acct.emode))
+    if inputs is None:
+        inputs = view.meta[(acct.user_config, acct.emode)] = _price_inputs(market, acct)
     return Position(
         protocol=protocol,
         market=market.pool,
         account=acct.account,
         block=market.block,
-        collateral_base=data.total_collateral_base,
-        debt_base=data.total_debt_base,
+        collateral_base=tc,
+        debt_base=td,
         health_factor_wad=hf,
-        liquidation_threshold_bps=data.liquidation_threshold_bps,
+        liquidation_threshold_bps=avg_lt,
         status=classify(hf, thresholds),
-        reliable=not (price_keys & unreliable),
-        main_collateral=main.symbol if main else None,
-        drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct) if with_drop else None,
-        assets=assets,
+        reliable=inputs[1],
+        main_collateral=None if main is None else view.assets[main][2],
+        drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct, view) if with_drop else None,
+        assets=inputs[0],
     )

@@ -1,0 +1,72 @@
+"""``up`` and ``down``: a devnet that outlives the command that started it.
+
+::
+
+    info = await up(n_borrowers=20, port=8545, state_dir=Path(".devnet"), seed=1)
+    down(Path(".devnet"))   # -> True when an anvil was stopped
+
+``up`` starts anvil (log in ``<state_dir>/anvil.log``), deploys, and writes
+``<state_dir>/state.json`` and ``<state_dir>/keeper.toml``. If the deployment fails, the
+anvil it started is stopped again. ``down`` stops the anvil recorded in state.json (only if
+that PID still is an anvil) and removes state.json; keeper.toml and anvil.log stay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from keeper.devnet.anvil import is_anvil_running, start_anvil, stop_anvil
+from keeper.devnet.api import deploy
+from keeper.devnet.state import (
+    ANVIL_LOG,
+    CONFIG_FILE,
+    STATE_FILE,
+    DevnetInfo,
+    read_state,
+    write_keeper_config,
+    write_state,
+)
+from keeper.errors import DevnetError
+
+
+def running_devnet(state_dir: Path) -> DevnetInfo | None:
+    """The devnet recorded in ``state_dir`` if its anvil is still running."""
+    if not (state_dir / STATE_FILE).exists():
+        return None
+    info = read_state(state_dir)
+    if info.anvil_pid is not None and is_anvil_running(info.anvil_pid):
+        return info
+    return None
+
+
+async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> DevnetInfo:
+    """Start anvil, deploy the market and borrowers, record state and the keeper config."""
+    live = running_devnet(state_dir)
+    if live is not None:
+        raise DevnetError(
+            f"a devnet is already up (anvil pid {live.anvil_pid}, {live.rpc_url}); "
+            f"run `keeper devnet down --state-dir {state_dir}` first"
+        )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    proc = start_anvil(port, log_path=state_dir / ANVIL_LOG)
+    try:
+        info = await deploy(proc.rpc_url, n_borrowers, seed)
+    except BaseException:
+        stop_anvil(proc.pid)
+        raise
+    info = dataclasses.replace(info, anvil_pid=proc.pid, anvil_port=proc.port)
+    write_state(info, state_dir)
+    write_keeper_config(info, state_dir / CONFIG_FILE)
+    return info
+
+
+def down(state_dir: Path) -> bool:
+    """Stop the recorded anvil and forget the state. False when nothing was running."""
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return False
+    info = read_state(state_dir)
+    stopped = stop_anvil(info.anvil_pid) if info.anvil_pid is not None else False
+    path.unlink()
+    return stopped
