@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -104,9 +103,7 @@ def main() -> None:
         before, _ = asyncio.run(scan_once(cfg_path, "before the crash"))
         console.print(f"before: {counts(before)}")
         console.print(Rule("keeper run (its log lines below), then a price crash"))
-        env = dict(os.environ, FORCE_COLOR="1")
-        keeper_proc = subprocess.Popen([sys.executable, "-m", "keeper", "run", "--config", str(cfg_path)],
-                                       env=env)
+        keeper_proc = subprocess.Popen([sys.executable, "-m", "keeper", "run", "--config", str(cfg_path)])
         time.sleep(3)
         asyncio.run(crash(proc.rpc_url, info, args.pause))
         time.sleep(2)

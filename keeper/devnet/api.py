@@ -6,6 +6,7 @@
     info = await deploy(proc.rpc_url, n_borrowers=30, seed=1)  # -> DevnetInfo
     w3 = connect(info.rpc_url)                                 # AsyncWeb3, long timeout
     change = await set_price(w3, info, "WETH", 1_400 * 10**8)  # -> PriceChange (mined)
+    await set_price(w3, info, "WETH", p, timestamp=ts)         # same-second block: no interest
     await get_price(w3, info, "WETH")                          # feed answer, 8 decimals
     await set_feed_updated_at(w3, info, "WETH", ts)            # make a feed look stale
     ts = await advance_time(w3, 86_400)                        # increaseTime + mine
@@ -38,7 +39,7 @@ from keeper.devnet.accounts import (
 from keeper.devnet.anvil import CHAIN_ID
 from keeper.devnet.artifacts import load_own
 from keeper.devnet.deploy import deploy_market
-from keeper.devnet.rpc import TxQueue, calldata, connect, rpc
+from keeper.devnet.rpc import TxQueue, calldata, connect, rpc, wait_receipt
 from keeper.devnet.seed import plan_borrowers, seed_positions
 from keeper.devnet.state import DevnetInfo
 from keeper.errors import DevnetError
@@ -54,6 +55,7 @@ __all__ = [
     "get_price",
     "set_feed_updated_at",
     "set_price",
+    "wait_receipt",
 ]
 
 DEPLOYER_ETH = 10**6 * 10**18
@@ -154,31 +156,39 @@ async def get_price(w3: AsyncWeb3, info: DevnetInfo, symbol: str) -> int:
     return int(await _feed(w3, info, symbol).functions.latestAnswer().call())
 
 
-async def _send_as_deployer(w3: AsyncWeb3, info: DevnetInfo, to: str, data: str, what: str) -> dict:
+async def _send_as_deployer(
+    w3: AsyncWeb3, info: DevnetInfo, to: str, data: str, what: str, timestamp: int | None = None
+) -> dict:
     """Send one tx from the feeds' owner, make sure it is mined, check it succeeded."""
+    if timestamp is not None:
+        await rpc(w3, "evm_setNextBlockTimestamp", [timestamp])
     tx = {"from": info.deployer, "to": to, "data": data, "gas": hex(FEED_GAS)}
     tx_hash = await rpc(w3, "eth_sendTransaction", [tx])
-    receipt = await rpc(w3, "eth_getTransactionReceipt", [tx_hash])
-    if receipt is None:  # automine is off: mine it ourselves
-        await rpc(w3, "evm_mine", [])
-        receipt = await rpc(w3, "eth_getTransactionReceipt", [tx_hash])
-    if receipt is None or int(receipt["status"], 16) != 1:
-        raise DevnetError(f"{what} failed (tx {tx_hash})")
+    receipt = await wait_receipt(w3, tx_hash)
+    if int(receipt["status"], 16) != 1:
+        raise DevnetError(f"{what} reverted (tx {tx_hash})")
     return receipt
 
 
-async def set_price(w3: AsyncWeb3, info: DevnetInfo, symbol: str, new_answer_e8: int) -> PriceChange:
+async def set_price(
+    w3: AsyncWeb3, info: DevnetInfo, symbol: str, new_answer_e8: int, *, timestamp: int | None = None
+) -> PriceChange:
     """Move ``symbol``'s feed to ``new_answer_e8`` with a real, mined ``setAnswer`` transaction.
 
     Any int256 is accepted (a zero or negative answer makes AaveOracle revert for the asset,
-    which is what staleness / bad-feed tests want).
+    which is what staleness / bad-feed tests want). ``timestamp`` sets the mining block's
+    timestamp (``evm_setNextBlockTimestamp``; anvil accepts the latest block's own timestamp):
+    pass the latest block's timestamp to move the price without any interest accruing, e.g.
+    to compare a what-if at block N with the real move at N+1 to the wei.
     """
     if not -(2**255) <= new_answer_e8 < 2**255:
         raise DevnetError(f"{new_answer_e8} does not fit an int256 answer")
     feed = _feed(w3, info, symbol)
     old = int(await feed.functions.latestAnswer().call())
     data = calldata(load_own("PriceFeed").abi, "setAnswer", [new_answer_e8])
-    receipt = await _send_as_deployer(w3, info, feed.address, data, f"setAnswer on {symbol} feed")
+    receipt = await _send_as_deployer(
+        w3, info, feed.address, data, f"setAnswer on {symbol} feed", timestamp
+    )
     block = await w3.eth.get_block(int(receipt["blockNumber"], 16))
     return PriceChange(
         symbol=symbol.upper(),

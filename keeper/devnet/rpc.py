@@ -14,6 +14,7 @@ API::
     txs.call(sender, pool, pool_abi, "borrow", [...], gas=..., label="...")
     addr = txs.deploy(sender, creation_code, gas=..., label="deploy X")  # predicted address
     await txs.mine()            # send all, mine, raise DevnetError naming any failed tx
+    receipt = await wait_receipt(w3, tx_hash)      # one tx sent with automine on or off
 
 Senders must be unlocked or impersonated (``anvil_autoImpersonateAccount``): the devnet uses
 ``eth_sendTransaction`` so nothing is signed in Python. Within one block anvil orders
@@ -24,6 +25,7 @@ sender's transaction go into a later ``mine()``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +65,24 @@ async def rpc(w3: AsyncWeb3, method: str, params: Sequence[Any]) -> Any:
     if "error" in resp:
         raise DevnetError(f"{method} failed: {_short(resp['error'])}")
     return resp.get("result")
+
+
+async def wait_receipt(w3: AsyncWeb3, tx_hash: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The receipt of a sent tx, mining a block first when automine is off.
+
+    With automine on, anvil mines right after ``eth_sendTransaction`` returns, not before:
+    about 1 receipt in 40 is not there yet when asked at once (measured), so poll.
+    """
+    if not await rpc(w3, "anvil_getAutomine", []):
+        await rpc(w3, "evm_mine", [])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        receipt = await rpc(w3, "eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            return receipt
+        if time.monotonic() > deadline:
+            raise DevnetError(f"tx {tx_hash} not mined within {timeout_s:.0f} s")
+        await asyncio.sleep(0.005)
 
 
 async def batch(

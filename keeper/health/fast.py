@@ -240,14 +240,14 @@ class _OnePrice:
     e-mode category's, and if it scales down to 0 Aave uses the asset's own price,
     ``fallback`` (scaled too when ``fallback_keyed``)."""
 
-    __slots__ = ("terms", "tc", "slt", "td", "coll_slope", "debt_slope")
+    __slots__ = ("terms", "tc", "slt", "td", "coll_slope", "lt_slope", "debt_slope")
 
     def __init__(self, view: MarketView, acct: AaveAccount, key: str) -> None:
         cfg, e = acct.user_config, acct.emode
         e_lt, e_price = (view.emode[e][1], view.emode[e][2]) if e else (0, 0)
         e_keyed = bool(e) and view.sources[e][1] == key
         terms = []
-        tc = slt = td = cs = ds = 0
+        tc = slt = td = cs = ls = ds = 0
         for ur in acct.reserves:  # already validated by _fast
             i = ur.reserve_id
             if not 0 <= i < len(view.reserves) or not (bits := (cfg >> (i + i)) & 3):
@@ -267,6 +267,7 @@ class _OnePrice:
                 if keyed:
                     terms.append((True, amount, unit, lt, price, fb, fb_keyed))
                     cs += (amount * price << 64) // unit
+                    ls += (amount * price * lt << 64) // unit
                 else:
                     v = amount * price // unit
                     tc, slt = tc + v, slt + v * lt
@@ -279,7 +280,7 @@ class _OnePrice:
                 else:
                     td += price * amount // unit
         self.terms, self.tc, self.slt, self.td = tuple(terms), tc, slt, td
-        self.coll_slope, self.debt_slope = cs, ds
+        self.coll_slope, self.lt_slope, self.debt_slope = cs, ls, ds
 
     def state(self, num: int, den: int) -> tuple[bool, int]:
         """(HF < 1e18, avg LT) with the key's prices at * num // den (num <= den)."""
@@ -305,24 +306,29 @@ class _OnePrice:
     def liquidatable(self, num: int, den: int) -> bool:
         return self.state(num, den)[0]
 
-    def estimate(self, alt: int, p0: int) -> int | None:
-        """Price of the key where HF = 1 if prices were continuous and avg LT stayed ``alt``:
-        (tc + P * coll_slope / p0) * alt = 10000 * (td + P * debt_slope / p0)."""
-        den = alt * self.coll_slope - BPS * self.debt_slope
-        if den <= 0:
-            return None
-        return ((BPS * self.td - alt * self.tc) * p0 << 64) // den
+    def estimate(self, alt: int | None, p0: int) -> int | None:
+        """Price P of the key where HF = 1 with continuous prices (slopes are per p0, << 64).
+
+        alt None: the unfloored avg LT, sum(value * lt) = 10000 * debt, linear in P:
+        slt + P * lt_slope / p0 = 10000 * (td + P * debt_slope / p0). Else Aave's avg LT
+        taken as the constant ``alt``: (tc + P * coll_slope / p0) * alt = 10000 * (...)."""
+        if alt is None:
+            num, den = BPS * self.td - self.slt, self.lt_slope - BPS * self.debt_slope
+        else:
+            num, den = BPS * self.td - alt * self.tc, alt * self.coll_slope - BPS * self.debt_slope
+        return None if den <= 0 else (num * p0 << 64) // den
 
 
-def _boundary(state: Callable[[int], tuple[bool, int]], lo: int, hi: int, guess: Callable[[int], int | None],
-              alt: int) -> int:  # fmt: skip
+def _boundary(state: Callable[[int], tuple[bool, int]], lo: int, hi: int,
+              guess: Callable[[int | None], int | None]) -> int:  # fmt: skip
     """A price P in [lo, hi) with state(P) liquidatable and P + 1 == hi or not liquidatable.
 
-    Needs liquidatable at lo and not at hi. Probes guess(alt), re-guessing with the
-    avg LT found there, then gallops away from the last guess (1, 2, 4... units)
-    until the bracket closes around it, then bisects. Every probe keeps the invariant."""
-    g = None
-    for _ in range(3):
+    Needs liquidatable at lo and not at hi. Probes guess(None), then re-guesses with
+    the floored avg LT found at the last probe until it stops changing, then gallops
+    away from the last guess (1, 2, 4... units) until the bracket closes around it,
+    then bisects. Every probe keeps the invariant, so a bad guess only costs probes."""
+    g = alt = None
+    for _ in range(6):
         nxt = guess(alt)
         if nxt is None or nxt == g or not lo < nxt < hi:
             break
@@ -361,7 +367,7 @@ SLOW = object()  # "outside the fast path": the caller runs the exact reference
 
 def _price_search(view: MarketView, acct: AaveAccount, t: Totals):
     # -> None | (key, p0, price, one_price): aave_v3.liquidation_price on the view
-    tc, td, _, alt, hf, main = t
+    _, td, _, _, hf, main = t
     if td == 0 or main is None:
         return None
     e = acct.emode
@@ -378,7 +384,7 @@ def _price_search(view: MarketView, acct: AaveAccount, t: Totals):
         return None
     if hf < HEALTH_FACTOR_LIQUIDATION_THRESHOLD or p0 == 0:  # liquidatable at p0 already
         return key, p0, p0, one
-    price = _boundary(lambda p: one.state(p, p0), lo, p0, lambda a: one.estimate(a, p0), alt)
+    price = _boundary(lambda p: one.state(p, p0), lo, p0, lambda a: one.estimate(a, p0))
     return key, p0, price, one
 
 

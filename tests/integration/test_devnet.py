@@ -22,7 +22,7 @@ from keeper.devnet.api import (
     set_price,
 )
 from keeper.devnet.artifacts import ROOT, load_aave
-from keeper.devnet.rpc import TxQueue, calldata, rpc
+from keeper.devnet.rpc import TxQueue, calldata, rpc, wait_receipt
 from keeper.devnet.state import DevnetInfo
 from keeper.errors import DevnetError
 from keeper.units import RAY, UINT256_MAX, WAD
@@ -212,7 +212,7 @@ async def test_advance_time_accrues_interest(devnet: Devnet, w3: AsyncWeb3):
         (info.pool, calldata(_abi("Pool"), "supply", [token, 10**6, lender, 0])),
     ):
         tx_hash = await rpc(w3, "eth_sendTransaction", [{"from": lender, "to": to, "data": data}])
-        assert (await w3.eth.get_transaction_receipt(tx_hash))["status"] == 1
+        assert (await wait_receipt(w3, tx_hash))["status"] == "0x1"
     await rpc(w3, "anvil_stopImpersonatingAccount", [lender])
     reserve = await pool.functions.getReserveData(usdc).call()
     assert reserve[1] > RAY  # liquidityIndex
