@@ -40,13 +40,27 @@ def topic_address(topic: bytes) -> str:
 
 
 class LogScanner:
-    """Remembers the chunk size a node accepts, across calls."""
+    """Remembers what range a node accepts, across calls.
+
+    ``ok`` is the largest range the node has answered, ``bad`` the smallest it refused.
+    After a refusal the next size bisects between them, so the chunk settles just under
+    the node's limit in a few probes instead of halving blindly or bouncing back up.
+    """
 
     def __init__(self, rpc: Rpc, max_range: int = 10_000, min_range: int = 1):
         self.rpc = rpc
         self.max_range = max_range
         self.min_range = min_range
-        self.chunk = max_range
+        self.ok = 0
+        self.bad: int | None = None
+
+    @property
+    def chunk(self) -> int:
+        if self.bad is None:
+            return self.max_range
+        if self.bad - self.ok > max(1, self.ok // 8):
+            return max(self.min_range, (self.ok + self.bad) // 2)
+        return max(self.min_range, self.ok)
 
     async def fetch(self, addresses: list[str], topics: list[Any], from_block: int,
                     to_block: int) -> list[Log]:
@@ -61,16 +75,19 @@ class LogScanner:
         start = from_block
         while start <= to_block:
             end = min(to_block, start + self.chunk - 1)
+            size = end - start + 1
             flt = {"address": addresses, "topics": topics,
                    "fromBlock": hex(start), "toBlock": hex(end)}
             try:
                 raw = await self.rpc.request("eth_getLogs", [flt])
             except SourceError:
-                if end == start or self.chunk <= self.min_range:
+                if size <= self.min_range:
                     raise
-                self.chunk = max(self.min_range, (end - start + 1) // 2)
+                self.bad = size if self.bad is None else min(self.bad, size)
+                if self.ok >= size:  # the node's limit went down: start over below it
+                    self.ok = size // 2
                 continue
+            if size == self.chunk:  # a full-size answer teaches us; a short tail does not
+                self.ok = max(self.ok, size)
             yield end, [_parse(r) for r in raw]
             start = end + 1
-            if self.chunk < self.max_range:
-                self.chunk = min(self.max_range, self.chunk * 2)

@@ -323,25 +323,32 @@ def _boundary(state: Callable[[int], tuple[bool, int]], lo: int, hi: int,
               guess: Callable[[int | None], int | None]) -> int:  # fmt: skip
     """A price P in [lo, hi) with state(P) liquidatable and P + 1 == hi or not liquidatable.
 
-    Needs liquidatable at lo and not at hi. Probes guess(None), then re-guesses with
-    the floored avg LT found at the last probe until it stops changing, then gallops
-    away from the last guess (1, 2, 4... units) until the bracket closes around it,
-    then bisects. Every probe keeps the invariant, so a bad guess only costs probes."""
-    g = alt = None
+    Needs liquidatable at lo and not at hi. Probes guess(None) (clamped into the
+    bracket), then re-guesses with the floored avg LT found at the last probe g.
+    When a re-guess is g itself or lands past g's end of the bracket, the boundary
+    is next to g: gallop away from g (1, 2, 4... units) until the bracket closes,
+    then bisect. When it lands past the other end (the boundary sits on a step of
+    the avg LT and the guesses alternate), bisect the bracket the probes narrowed.
+    Every probe keeps the invariant: a bad guess only costs probes."""
+    g = None
+    settled = False
+    nxt = guess(None)
+    if nxt is not None and hi - lo > 1:
+        nxt = min(max(nxt, lo + 1), hi - 1)
     for _ in range(6):
-        nxt = guess(alt)
-        if nxt is None or nxt == g or not lo < nxt < hi:
+        if nxt is None or hi - lo <= 1:
+            break
+        if nxt == g or not lo < nxt < hi:
+            settled = g is not None and (nxt <= lo if g == lo else nxt >= hi)
             break
         g = nxt
-        liq, got = state(g)
+        liq, alt = state(g)
         if liq:
             lo = g
         else:
             hi = g
-        if got == alt:
-            break
-        alt = got
-    if g is not None:
+        nxt = guess(alt)
+    if settled:
         step = 1
         if lo == g:
             while g + step < hi and state(g + step)[0]:

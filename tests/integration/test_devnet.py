@@ -151,6 +151,19 @@ async def test_price_change_moves_the_oracle_exactly(devnet: Devnet, w3: AsyncWe
     assert (await feed.functions.getRoundData(round_before).call())[1] == old
 
 
+async def test_price_move_in_the_same_second_accrues_no_interest(devnet: Devnet, w3: AsyncWeb3):
+    info = devnet.info
+    pool, usdc = _c(w3, info.pool, "Pool"), info.tokens["USDC"]
+    latest = await w3.eth.get_block("latest")
+    debt_index = await pool.functions.getReserveNormalizedVariableDebt(usdc).call(
+        block_identifier=latest["number"]
+    )
+    change = await set_price(w3, info, "WETH", 1_500 * 10**8, timestamp=latest["timestamp"])
+    assert (change.block, change.timestamp) == (latest["number"] + 1, latest["timestamp"])
+    after = await pool.functions.getReserveNormalizedVariableDebt(usdc).call(block_identifier=change.block)
+    assert after == debt_index
+
+
 async def test_price_crash_makes_positions_liquidatable(devnet: Devnet, w3: AsyncWeb3):
     info = devnet.info
     pool = _c(w3, info.pool, "Pool")

@@ -1,0 +1,54 @@
+"""Chunked eth_getLogs: the chunk shrinks when the node refuses a range, grows back, and
+covers every block exactly once (a stand-in node at the Rpc seam, no mocks of web3)."""
+
+from keeper.chain.logs import LogScanner
+from keeper.errors import SourceError
+
+
+class RangeLimitedNode:
+    """Answers eth_getLogs like a provider with a block-range cap: one log per block."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.ranges: list[tuple[int, int]] = []
+        self.refused = 0
+
+    async def request(self, method, params):
+        assert method == "eth_getLogs"
+        lo, hi = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+        if hi - lo + 1 > self.cap:
+            self.refused += 1
+            raise SourceError("eth_getLogs failed: query exceeds max block range")
+        self.ranges.append((lo, hi))
+        return [{"address": "0x" + "11" * 20, "topics": ["0x" + f"{b:064x}"], "data": "0x",
+                 "blockNumber": hex(b), "transactionHash": "0x" + "00" * 32, "logIndex": "0x0"}
+                for b in range(lo, hi + 1)]
+
+
+async def test_chunk_shrinks_to_what_the_node_accepts_and_covers_every_block():
+    node = RangeLimitedNode(cap=300)
+    scanner = LogScanner(node, max_range=10_000)
+    logs = await scanner.fetch(["0x" + "11" * 20], [], 5, 2_004)
+    assert [lg.block for lg in logs] == list(range(5, 2_005))  # each block once, in order
+    assert node.refused > 0
+    assert all(hi - lo + 1 <= 300 for lo, hi in node.ranges)
+    assert 260 <= scanner.chunk <= 300  # settles just under the limit, remembered
+    assert node.refused <= 12
+
+
+async def test_yields_per_chunk_for_checkpointing():
+    node = RangeLimitedNode(cap=100)
+    scanner = LogScanner(node, max_range=100)
+    ends = [end async for end, _ in scanner.scan([], [], 0, 349)]
+    assert ends == [99, 199, 299, 349]
+
+
+async def test_a_single_block_refused_is_an_error():
+    node = RangeLimitedNode(cap=0)
+    scanner = LogScanner(node, max_range=8)
+    try:
+        await scanner.fetch([], [], 10, 20)
+    except SourceError as e:
+        assert "max block range" in str(e)
+    else:
+        raise AssertionError("expected SourceError")
