@@ -12,11 +12,14 @@
     ts = await advance_time(w3, 86_400)                        # increaseTime + mine
     new = apply_price_change(old_e8, "-30%")                   # or "+10%", "1500.25"
     borrower_key(info.seed, 0)                                 # a borrower's private key
+    receipt = await wait_receipt(w3, tx_hash)                  # after any eth_sendTransaction
     stop_anvil(proc.pid)
 
-``deploy`` needs a fresh anvil whose account 0 is anvil's default deployer: it turns automine
-off and auto-impersonation on for set-up, and restores both (automine on, impersonation off)
-before it returns, so the chain then behaves like a normal node.
+``deploy`` needs a fresh anvil on chain id 31337 with anvil's default mnemonic (as
+``start_anvil`` starts it: account 0, the deployer and feed owner, stays unlocked for
+``set_price``). It turns automine off and auto-impersonation on for set-up, and restores
+both (automine on, impersonation off) before it returns, so the chain then behaves like a
+normal node. Time: ~0.6 s for 50 borrowers, ~2 s for 1,000, ~16 s for 10,000.
 """
 
 from __future__ import annotations

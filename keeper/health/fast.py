@@ -238,7 +238,8 @@ class _OnePrice:
     A term is (is_collateral, amount, asset_unit, lt, price, fallback, fallback_keyed):
     its price is ``price * num // den``; when ``fallback`` is not None the price is an
     e-mode category's, and if it scales down to 0 Aave uses the asset's own price,
-    ``fallback`` (scaled too when ``fallback_keyed``)."""
+    ``fallback`` (scaled too when ``fallback_keyed``). The slopes (value per unit of
+    num / den, << 64) feed the estimates only."""
 
     __slots__ = ("terms", "tc", "slt", "td", "coll_slope", "lt_slope", "debt_slope")
 
@@ -283,7 +284,9 @@ class _OnePrice:
         self.coll_slope, self.lt_slope, self.debt_slope = cs, ls, ds
 
     def state(self, num: int, den: int) -> tuple[bool, int]:
-        """(HF < 1e18, avg LT) with the key's prices at * num // den (num <= den)."""
+        """(HF < 1e18, avg LT) with the key's prices at * num // den (num <= den).
+
+        Raises OverflowError where wadDiv reverts."""
         tc, slt, td = self.tc, self.slt, self.td
         for coll, amount, unit, lt, price, fallback, fallback_keyed in self.terms:
             p = price * num // den
@@ -303,15 +306,14 @@ class _OnePrice:
             raise OverflowError("wadDiv overflow")
         return x < HEALTH_FACTOR_LIQUIDATION_THRESHOLD * td, alt
 
-    def liquidatable(self, num: int, den: int) -> bool:
-        return self.state(num, den)[0]
-
     def estimate(self, alt: int | None, p0: int) -> int | None:
-        """Price P of the key where HF = 1 with continuous prices (slopes are per p0, << 64).
+        """The price P (num / den = P / p0) where HF = 1 if values were not floored.
 
-        alt None: the unfloored avg LT, sum(value * lt) = 10000 * debt, linear in P:
-        slt + P * lt_slope / p0 = 10000 * (td + P * debt_slope / p0). Else Aave's avg LT
-        taken as the constant ``alt``: (tc + P * coll_slope / p0) * alt = 10000 * (...)."""
+        HF ~ (sum(value * lt) / 10000) / debt, and every value is linear in P. With
+        ``alt`` None, the unfloored avg LT: slt + P * lt_slope / p0 = 10000 * (td +
+        P * debt_slope / p0). With Aave's floored avg LT held at ``alt`` (exact while
+        P stays on that step of it): (tc + P * coll_slope / p0) * alt = 10000 * (...).
+        None when HF does not rise with P in that model."""
         if alt is None:
             num, den = BPS * self.td - self.slt, self.lt_slope - BPS * self.debt_slope
         else:
@@ -326,9 +328,9 @@ def _boundary(state: Callable[[int], tuple[bool, int]], lo: int, hi: int,
     Needs liquidatable at lo and not at hi. Probes guess(None) (clamped into the
     bracket), then re-guesses with the floored avg LT found at the last probe g.
     When a re-guess is g itself or lands past g's end of the bracket, the boundary
-    is next to g: gallop away from g (1, 2, 4... units) until the bracket closes,
-    then bisect. When it lands past the other end (the boundary sits on a step of
-    the avg LT and the guesses alternate), bisect the bracket the probes narrowed.
+    is next to g: widen a bracket around g geometrically (1, 2, 4... units) until it
+    is verified, then bisect. Otherwise (no estimate, or the boundary sits on a step
+    of the avg LT and the guesses alternate) bisect the bracket the probes narrowed.
     Every probe keeps the invariant: a bad guess only costs probes."""
     g = None
     settled = False
@@ -387,7 +389,7 @@ def _price_search(view: MarketView, acct: AaveAccount, t: Totals):
     lo = 1 if e_price != 0 and source.lower() == key_l else 0
     p0 = price0 if key_l == asset_l else e_price
     one = _OnePrice(view, acct, key_l)
-    if p0 < lo or not one.liquidatable(lo, p0 or 1):
+    if p0 < lo or not one.state(lo, p0 or 1)[0]:
         return None
     if hf < HEALTH_FACTOR_LIQUIDATION_THRESHOLD or p0 == 0:  # liquidatable at p0 already
         return key, p0, p0, one
@@ -418,7 +420,7 @@ def drop_search(view: MarketView, acct: AaveAccount):
         return None
     _, p0, price, one = found
     bps = max(0, BPS + 1 - -(-(price + 1) * BPS // p0))  # p0 * (BPS - bps) // BPS <= price
-    while not one.liquidatable(BPS - bps, BPS):  # exactly what shock(market, {key: -bps}) gives
+    while not one.state(BPS - bps, BPS)[0]:  # exactly what shock(market, {key: -bps}) gives
         bps += 1
         if bps > BPS:
             return None

@@ -44,10 +44,11 @@ async def test_reserves_have_their_decimals_and_risk_parameters(devnet: Devnet, 
     pool, dp = _c(w3, info.pool, "Pool"), _c(w3, info.data_provider, "AaveProtocolDataProvider")
     listed = await pool.functions.getReservesList().call()
     assert listed == [info.tokens[r.symbol] for r in params.RESERVES]
-    assert {"WETH": 18, "WBTC": 8, "USDC": 6}.items() <= {
-        r.symbol: await _c(w3, info.tokens[r.symbol], "IERC20Detailed").functions.decimals().call()
-        for r in params.RESERVES
-    }.items()
+    decimals = {
+        symbol: await _c(w3, asset, "IERC20Detailed").functions.decimals().call()
+        for symbol, asset in info.tokens.items()
+    }
+    assert decimals == {"WETH": 18, "WBTC": 8, "USDC": 6, "DAI": 18}
     for r in params.RESERVES:
         asset = info.tokens[r.symbol]
         (dec, ltv, lt, bonus, rf, collateral, borrowing, stable, active, frozen) = (
@@ -63,9 +64,10 @@ async def test_reserves_have_their_decimals_and_risk_parameters(devnet: Devnet, 
         assert await dp.functions.getReserveEModeCategory(asset).call() == r.emode_category
     emode = await pool.functions.getEModeCategoryData(params.STABLE_EMODE).call()
     assert tuple(emode) == (9300, 9500, 10100, "0x" + "00" * 20, "Stablecoins")
-    assert (await dp.functions.getReserveConfigurationData(info.tokens["WETH"]).call())[1:4] == [
-        8000, 8250, 10500,
-    ]  # fmt: skip
+    expected = {"WETH": [8000, 8250, 10500], "WBTC": [7000, 7500, 11000], "USDC": [7700, 8000, 10450]}
+    for symbol, ltv_lt_bonus in expected.items():  # spelled out, not read back from params
+        assert (await dp.functions.getReserveConfigurationData(info.tokens[symbol]).call())[1:4] == \
+            ltv_lt_bonus
 
 
 async def test_oracle_reads_our_feeds_in_usd(devnet: Devnet, w3: AsyncWeb3):
