@@ -33,26 +33,42 @@ def _word(n: int) -> bytes:
     return n.to_bytes(32, "big")
 
 
-def encode_aggregate3(calls: list[Call]) -> bytes:
-    """selector + abi.encode(Call3[]) with (address target, bool allowFailure, bytes callData)."""
+def encode_call3(c: Call) -> bytes:
+    """The tail of one Call3 tuple: target, allowFailure, offset 0x60, length, padded data."""
+    data = c.data
+    return b"".join((
+        bytes(12) + bytes.fromhex(c.target[2:]),
+        _TRUE if c.allow_failure else _FALSE,
+        _OFFSET_60,
+        _word(len(data)),
+        data + bytes((-len(data)) % 32),
+    ))
+
+
+_TRUE, _FALSE, _OFFSET_60 = (1).to_bytes(32, "big"), bytes(32), (0x60).to_bytes(32, "big")
+
+
+def encode_aggregate3(calls: list[Call], cache: dict[Call, bytes] | None = None) -> bytes:
+    """selector + abi.encode(Call3[]) with (address target, bool allowFailure, bytes callData).
+
+    ``cache`` keeps encoded tuples between scans: a full scan repeats the same calls.
+    """
     n = len(calls)
-    tails: list[bytes] = []
-    offsets: list[bytes] = []
+    if cache is None:
+        tails = [encode_call3(c) for c in calls]
+    else:
+        tails = []
+        for c in calls:
+            t = cache.get(c)
+            if t is None:
+                t = cache[c] = encode_call3(c)
+            tails.append(t)
+    offsets = []
     pos = 32 * n  # offsets are relative to the start of the offsets area
-    for c in calls:
-        data = c.data
-        pad = (-len(data)) % 32
-        tail = b"".join((
-            bytes(12) + bytes.fromhex(c.target[2:]),
-            _word(1 if c.allow_failure else 0),
-            _word(0x60),
-            _word(len(data)),
-            data + bytes(pad),
-        ))
-        offsets.append(_word(pos))
-        tails.append(tail)
-        pos += len(tail)
-    return AGGREGATE3 + _word(0x20) + _word(n) + b"".join(offsets) + b"".join(tails)
+    for t in tails:
+        offsets.append(pos.to_bytes(32, "big"))
+        pos += len(t)
+    return b"".join((AGGREGATE3, _word(0x20), _word(n), *offsets, *tails))
 
 
 def decode_aggregate3(raw: bytes) -> list[tuple[bool, bytes]]:
@@ -84,6 +100,8 @@ class Multicall:
         self.address = address
         self.max_calls = max_calls  # sub-calls per eth_call
         self.max_batch = max_batch  # eth_calls per HTTP round trip
+        self._encoded: dict[Call, bytes] = {}  # encoded Call3 tuples, reused across scans
+        self.cache_limit = 2_000_000
 
     async def run(self, calls: list[Call], block: int) -> list[tuple[bool, bytes]]:
         """Results in the order of ``calls``. A failed sub-call is (False, revert data)."""
@@ -93,8 +111,10 @@ class Multicall:
         results: list[tuple[bool, bytes]] = []
         for g in range(0, len(chunks), self.max_batch):
             group = chunks[g:g + self.max_batch]
+            if len(self._encoded) > self.cache_limit:
+                self._encoded.clear()
             raws = await self.rpc.calls(
-                [(self.address, encode_aggregate3(c)) for c in group], block
+                [(self.address, encode_aggregate3(c, self._encoded)) for c in group], block
             )
             for chunk, raw in zip(group, raws, strict=True):
                 decoded = decode_aggregate3(raw)

@@ -126,11 +126,15 @@ class Rpc:
         tag = hex(block) if isinstance(block, int) else block
         return bytes.fromhex((await self.request("eth_call", [tx, tag]))[2:])
 
-    async def calls(self, requests: list[tuple[str, bytes]], block: int) -> list[bytes]:
-        """Many eth_calls at one block in one HTTP round trip."""
+    async def calls(self, requests: list[tuple[str, bytes]], block: int,
+                    overrides: dict[str, Any] | None = None) -> list[bytes]:
+        """Many eth_calls at one block in one HTTP round trip (``overrides``: eth_call's
+        state-override set, e.g. ``{address: {"code": "0x..."}}``)."""
         tag = hex(block)
+        extra = [overrides] if overrides else []
         results = await self.batch(
-            [("eth_call", [{"to": to, "data": "0x" + data.hex()}, tag]) for to, data in requests]
+            [("eth_call", [{"to": to, "data": "0x" + data.hex()}, tag, *extra])
+             for to, data in requests]
         )
         return [bytes.fromhex(r[2:]) for r in results]
 

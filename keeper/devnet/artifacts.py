@@ -64,6 +64,7 @@ class Artifact:
     bytecode: str  # 0x-hex creation code, with __$...$__ placeholders when it links libraries
     link_references: dict[str, dict[str, list[dict[str, int]]]]  # file -> lib -> [{start, length}]
     source: str  # where it was read from, for error messages and contracts/abi/README.md
+    deployed_bytecode: str = ""  # 0x-hex runtime code (own contracts only)
 
     def libraries(self) -> set[str]:
         return {lib for libs in self.link_references.values() for lib in libs}
@@ -149,4 +150,5 @@ def load_own(name: str) -> Artifact:
     if name not in contracts:
         raise DevnetError(f"contract {name!r} not in {OWN_BUILD} (have {sorted(contracts)})")
     c = contracts[name]
-    return Artifact(name, c["abi"], c["bytecode"], c.get("linkReferences") or {}, c["source"])
+    return Artifact(name, c["abi"], c["bytecode"], c.get("linkReferences") or {}, c["source"],
+                    c.get("deployedBytecode", ""))

@@ -146,3 +146,15 @@ async def test_block_tick_rereads_only_what_changed(devnet, engine, w3):
     assert set(changed) == holders
     _, fresh = await scan(engine)
     assert all(changed[a].health_factor_wad == fresh[a].health_factor_wad for a in changed)
+
+
+async def test_lens_reader_and_multicall_read_the_same_accounts(devnet, engine, w3):
+    await advance_time(w3, 30 * 86_400)
+    block, positions = await scan(engine)
+    w = engine.watches[0]
+    assert w.adapter.use_reader, "the lens path should work on anvil"
+    accounts = sorted(positions) + list(devnet.info.lenders)  # lenders: collateral, no debt
+    via_lens = await w.adapter.read_accounts(accounts, w.market)
+    via_multicall = await w.adapter.read_accounts_multicall(accounts, w.market)
+    assert via_lens == via_multicall
+    assert any(len(a.reserves) >= 3 for a in via_lens)

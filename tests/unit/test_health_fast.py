@@ -251,16 +251,18 @@ def test_returned_drop_liquidates_and_the_price_is_a_boundary(data):
     view = fast.prepare(m)
     bps = drop_to_liquidation_bps(m, acct, view)
     lp = liquidation_price(m, acct, view)
-    if bps is not None:
-        main = main_collateral(m, acct)
-        assert 0 <= bps <= 10_000
-        assert liquidatable(shock(m, {price_key(m, acct, main): -bps}), acct)
+    if bps == 0:
+        assert liquidatable(m, acct)
+    elif bps is not None:
+        assert 0 < bps <= 10_000
+        assert liquidatable(shock(m, {price_key(m, acct, main_collateral(m, acct)): -bps}), acct)
     if lp is not None:
         key, p0 = lp.key.lower(), lp.current_price
         assert liquidatable(_scale_prices(m, key, lp.price, p0 or 1), acct)
         assert lp.price == p0 or not liquidatable(_scale_prices(m, key, lp.price + 1, p0), acct)
     ref = _liquidation_price_reference(m, acct)
-    assert (lp is None) == (ref is None) and (lp is None or lp[:2] == ref[:2])
+    assert (lp is None) == (ref is None)
+    assert lp is None or (lp.key, lp.current_price) == (ref.key, ref.current_price)
 
 
 def test_drop_when_the_emode_price_scales_to_zero():
