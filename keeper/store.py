@@ -19,6 +19,7 @@ stored as TEXT.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -114,6 +115,16 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction for components that keep their own tables in this file
+        (alerts outbox, tx journal): ``with store.transaction() as db: db.execute(...)``."""
+        return self._tx()
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """A read outside any write transaction."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def schema_version(self) -> int:
         with self._lock:

@@ -2,8 +2,9 @@
 
 ``account_data(market, acct)`` equals ``Pool.getUserAccountData(user)`` to the wei
 when ``market`` and ``acct`` were read at the same block. The what-ifs
-(``shock``, ``drop_to_liquidation_bps``) run the same exact math on a copy of
-the market with moved prices.
+(``shock``, ``drop_to_liquidation_bps``) run the same exact math with moved
+prices; ``position_from`` and the drop search use ``fast.py`` (the same numbers,
+with the per-market work done once per market state).
 
 Prices are keyed like AaveOracle keys them: by asset address. An e-mode
 category's ``priceSource`` is such a key too (EModeLogic.getEModeConfiguration
@@ -22,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from keeper.errors import SourceError
-from keeper.health.fast import SLOW, MarketView, drop_search, fast_totals, liquidation_search, view_for
 from keeper.health.aave_math import (
     checked,
     get_normalized_debt,
@@ -35,6 +35,14 @@ from keeper.health.aave_math import (
     ray_mul,
     reserve_ids_in_use,
     wad_div,
+)
+from keeper.health.fast import (
+    MarketView,
+    drop_bps_on,
+    fast_totals,
+    liquidation_price_on,
+    try_fast_totals,
+    view_for,
 )
 from keeper.health.status import (
     DEFAULT_THRESHOLDS,
@@ -269,20 +277,21 @@ def liquidation_price(
     override" to Aave (the assets fall back to their own prices), so there the
     search stops at 1.
 
-    Exact math (fast.py on ``view``, prepared from this ``market`` when not
-    given): an analytic estimate of where HF crosses 1, then a bracket widened
-    geometrically around it until verified, then bisection.
+    Exact math on ``view`` (fast.prepare(market), made here when not given): an
+    analytic estimate of where HF crosses 1, a bracket widened geometrically
+    around it until verified, then bisection (fast._boundary).
 
     HF is monotone in one price when there is one collateral (or all share one
-    LT) and the debt is in other assets; the result is then the unique boundary,
-    the same as the blind bisection's (``_liquidation_price_reference``). With
-    mixed LTs, Aave's floored average LT can make HF wiggle by up to 1 bps of LT
-    as a price moves (test_floored_average_lt_makes_hf_non_monotone_in_price);
-    the result is then one boundary inside that wiggle.
+    LT) and the debt is in other assets: the result is then the unique boundary,
+    the blind bisection's (``_liquidation_price_reference``). With mixed LTs,
+    Aave's floored average LT can make HF wiggle by up to 1 bps of LT as a price
+    moves (test_floored_average_lt_makes_hf_non_monotone_in_price); the result
+    is then one boundary inside that wiggle.
     """
-    found = liquidation_search(view_for(market, view), acct)
-    if found is SLOW:
+    view = view_for(market, view)
+    if (totals := try_fast_totals(view, acct)) is None:  # outside the fast path's bounds
         return _liquidation_price_reference(market, acct)
+    found = liquidation_price_on(view, acct, totals)
     return None if found is None else LiquidationPrice(*found)
 
 
@@ -299,8 +308,10 @@ def drop_to_liquidation_bps(
     really is liquidatable (checked with the exact math), so the returned bps
     always liquidates. Pass ``view`` (fast.prepare(market)) to reuse it.
     """
-    bps = drop_search(view_for(market, view), acct)
-    return _drop_to_liquidation_bps_reference(market, acct) if bps is SLOW else bps
+    view = view_for(market, view)
+    if (totals := try_fast_totals(view, acct)) is None:  # outside the fast path's bounds
+        return _drop_to_liquidation_bps_reference(market, acct)
+    return drop_bps_on(view, acct, totals)
 
 
 def _liquidation_price_reference(market: AaveMarketState, acct: AaveAccount) -> LiquidationPrice | None:
@@ -373,8 +384,12 @@ def position_from(
     ``with_drop=False`` skips the price-drop search, for hot paths that only need
     the health factor and the status. ``view``: fast.prepare(market), to reuse it."""
     view = view_for(market, view)
-    tc, td, _, avg_lt, hf, main = fast_totals(view, acct)
+    fast = try_fast_totals(view, acct)  # None outside its bounds: the exact path decides
+    tc, td, _, avg_lt, hf, main = fast or fast_totals(view, acct)
     hf = None if td == 0 else hf
+    drop = None
+    if with_drop:
+        drop = drop_bps_on(view, acct, fast) if fast else _drop_to_liquidation_bps_reference(market, acct)
     inputs = view.meta.get((acct.user_config, acct.emode))
     if inputs is None:
         inputs = view.meta[(acct.user_config, acct.emode)] = _price_inputs(market, acct)
@@ -390,6 +405,6 @@ def position_from(
         status=classify(hf, thresholds),
         reliable=inputs[1],
         main_collateral=None if main is None else view.assets[main][2],
-        drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct, view) if with_drop else None,
+        drop_to_liquidation_bps=drop,
         assets=inputs[0],
     )

@@ -39,7 +39,6 @@ from keeper.units import BPS, HALF_BPS, HALF_RAY, RAY, UINT256_MAX, WAD
 MAX_FAST_IDS = 256  # reserve ids the view covers (Aave: MAX_RESERVES_COUNT = 128)
 BALANCE_BITS = 128  # balances read on the fast path are < 2**128
 INDEX_PRICE_BITS = 96  # normalized indices and prices on the fast path are < 2**96
-_PCT_LIMIT = 1 << 16
 
 Totals = tuple[int, int, int, int, int, "int | None"]
 _EMPTY: Totals = (0, 0, 0, 0, UINT256_MAX, None)
@@ -58,12 +57,9 @@ class MarketView:
 
     __slots__ = ("market", "reserves", "assets", "emode", "sources", "meta")
 
-    def __init__(self, market, reserves, assets, emode, sources) -> None:
-        self.market: AaveMarketState = market
-        self.reserves: tuple[tuple[int, int, int, int, int, int, int] | None, ...] = reserves
-        self.assets: tuple[tuple[str, str, str] | None, ...] = assets
-        self.emode: dict[int, tuple[int, int, int] | None] = emode
-        self.sources: dict[int, tuple[str, str | None]] = sources
+    def __init__(self, market: AaveMarketState, reserves: tuple, assets: tuple, emode: dict, sources: dict) -> None:
+        self.market, self.reserves, self.assets = market, reserves, assets
+        self.emode, self.sources = emode, sources
         self.meta: dict[tuple[int, int], tuple[frozenset[str], bool]] = {}
 
 
@@ -133,8 +129,10 @@ def view_for(market: AaveMarketState, view: MarketView | None = None) -> MarketV
 # -------------------------------------------------------------------- totals
 
 
-def _fast(view: MarketView, acct: AaveAccount) -> Totals | None:
-    # Aave V3 GenericLogic.calculateUserAccountData on the view; None -> use the exact path
+def try_fast_totals(view: MarketView, acct: AaveAccount) -> Totals | None:
+    """``fast_totals`` when the inputs are inside the fast path's bounds, else None: then the
+    exact path (``fast_totals`` falls back to it) decides, and the what-ifs use the references."""
+    # Aave V3 GenericLogic.calculateUserAccountData on the view
     cfg = acct.user_config
     if not cfg:
         return _EMPTY
@@ -218,7 +216,7 @@ def fast_totals(view: MarketView, acct: AaveAccount) -> Totals:
 
     Equal to ``calculate_user_account_data`` and ``main_collateral(...).id`` (None
     when there is no counted collateral); raises what they raise."""
-    return _fast(view, acct) or _exact(view, acct)
+    return try_fast_totals(view, acct) or _exact(view, acct)
 
 
 def fast_account_data(view: MarketView, acct: AaveAccount) -> AccountData:
@@ -249,7 +247,7 @@ class _OnePrice:
         e_keyed = bool(e) and view.sources[e][1] == key
         terms = []
         tc = slt = td = cs = ls = ds = 0
-        for ur in acct.reserves:  # already validated by _fast
+        for ur in acct.reserves:  # already validated by try_fast_totals
             i = ur.reserve_id
             if not 0 <= i < len(view.reserves) or not (bits := (cfg >> (i + i)) & 3):
                 continue
@@ -309,11 +307,10 @@ class _OnePrice:
     def estimate(self, alt: int | None, p0: int) -> int | None:
         """The price P (num / den = P / p0) where HF = 1 if values were not floored.
 
-        HF ~ (sum(value * lt) / 10000) / debt, and every value is linear in P. With
-        ``alt`` None, the unfloored avg LT: slt + P * lt_slope / p0 = 10000 * (td +
-        P * debt_slope / p0). With Aave's floored avg LT held at ``alt`` (exact while
-        P stays on that step of it): (tc + P * coll_slope / p0) * alt = 10000 * (...).
-        None when HF does not rise with P in that model."""
+        HF ~ (sum(value * lt) / 10000) / debt, every value linear in P. ``alt`` None:
+        slt + P * lt_slope / p0 = 10000 * (td + P * debt_slope / p0); else Aave's floored
+        avg LT held at ``alt`` (exact on that step of it): (tc + P * coll_slope / p0) *
+        alt = 10000 * (...). None when HF does not rise with P in that model."""
         if alt is None:
             num, den = BPS * self.td - self.slt, self.lt_slope - BPS * self.debt_slope
         else:
@@ -323,15 +320,14 @@ class _OnePrice:
 
 def _boundary(state: Callable[[int], tuple[bool, int]], lo: int, hi: int,
               guess: Callable[[int | None], int | None]) -> int:  # fmt: skip
-    """A price P in [lo, hi) with state(P) liquidatable and P + 1 == hi or not liquidatable.
+    """P in [lo, hi) liquidatable, with P + 1 == hi not liquidatable (given: lo is, hi is not).
 
-    Needs liquidatable at lo and not at hi. Probes guess(None) (clamped into the
-    bracket), then re-guesses with the floored avg LT found at the last probe g.
-    When a re-guess is g itself or lands past g's end of the bracket, the boundary
-    is next to g: widen a bracket around g geometrically (1, 2, 4... units) until it
-    is verified, then bisect. Otherwise (no estimate, or the boundary sits on a step
-    of the avg LT and the guesses alternate) bisect the bracket the probes narrowed.
-    Every probe keeps the invariant: a bad guess only costs probes."""
+    Probes guess(None) (clamped into the bracket), then re-guesses with the floored
+    avg LT found at the last probe g. When a re-guess is g or lands past g's end of
+    the bracket, the boundary is next to g: widen a bracket around g geometrically
+    (1, 2, 4... units) until verified, then bisect. Otherwise (no estimate, or the
+    boundary sits on a step of the avg LT and the guesses alternate) bisect the
+    bracket the probes narrowed. Every probe keeps the invariant."""
     g = None
     settled = False
     nxt = guess(None)
@@ -371,9 +367,6 @@ def _boundary(state: Callable[[int], tuple[bool, int]], lo: int, hi: int,
     return lo
 
 
-SLOW = object()  # "outside the fast path": the caller runs the exact reference
-
-
 def _price_search(view: MarketView, acct: AaveAccount, t: Totals):
     # -> None | (key, p0, price, one_price): aave_v3.liquidation_price on the view
     _, td, _, _, hf, main = t
@@ -397,25 +390,19 @@ def _price_search(view: MarketView, acct: AaveAccount, t: Totals):
     return key, p0, price, one
 
 
-def liquidation_search(view: MarketView, acct: AaveAccount):
-    """(key, current_price, price) as ``aave_v3.liquidation_price``; None; or SLOW."""
-    t = _fast(view, acct)
-    if t is None:
-        return SLOW
-    found = _price_search(view, acct, t)
+def liquidation_price_on(view: MarketView, acct: AaveAccount, totals: Totals) -> tuple[str, int, int] | None:
+    """(key, current_price, price) as ``aave_v3.liquidation_price``; ``totals`` from try_fast_totals."""
+    found = _price_search(view, acct, totals)
     return None if found is None else found[:3]
 
 
-def drop_search(view: MarketView, acct: AaveAccount):
-    """``aave_v3.drop_to_liquidation_bps`` on the view: bps, None, or SLOW."""
-    t = _fast(view, acct)
-    if t is None:
-        return SLOW
-    if t[1] == 0:
+def drop_bps_on(view: MarketView, acct: AaveAccount, totals: Totals) -> int | None:
+    """``aave_v3.drop_to_liquidation_bps``; ``totals`` from try_fast_totals (not None)."""
+    if totals[1] == 0:
         return None
-    if t[4] < HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
+    if totals[4] < HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
         return 0
-    found = _price_search(view, acct, t)
+    found = _price_search(view, acct, totals)
     if found is None:
         return None
     _, p0, price, one = found

@@ -31,7 +31,7 @@ from tests.unit.test_health_builders import (
 )  # fmt: skip
 
 E18, E8, E6 = 10**18, 10**8, 10**6
-EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ------------------------------------------------------------------ strategies
@@ -116,11 +116,11 @@ def test_fast_totals_equal_the_exact_math(data):
     want = exact(m, acct)
     assert fast_or_error(view, acct) == want
     if not isinstance(want, type):  # every input here is inside the fast path's bounds
-        assert fast._fast(view, acct) == want
+        assert fast.try_fast_totals(view, acct) == want
         assert fast.fast_account_data(view, acct) == account_data(m, acct)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_fast_totals_outside_the_bounds_fall_back_to_the_exact_math(data):
     # balances up to 2**250: past 2**128 the exact path decides, overflow included
@@ -151,7 +151,7 @@ def test_fallbacks_raise_what_the_exact_math_raises():
     x = reserve(0, "X", 0, 2**73, 8_000, 8_000)
     hm, huge = market(x, WBTC, USDC), account({x: 2**127}, {USDC: 1})
     hv = fast.prepare(hm)
-    assert fast._fast(hv, huge) is None  # the one check the fast path keeps
+    assert fast.try_fast_totals(hv, huge) is None  # the one check the fast path keeps
     assert exact(hm, huge) is OverflowError and fast_or_error(hv, huge) is OverflowError
 
 
@@ -231,7 +231,7 @@ def test_drop_equals_the_bisection_for_one_collateral(data):
     assert drop_to_liquidation_bps(m, acct, view) == _drop_to_liquidation_bps_reference(m, acct)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from([WETH, WBTC, USDC, CRV]), st.integers(1, 10**26),
        st.lists(st.sampled_from([WETH, WBTC, USDC]), min_size=1, max_size=3, unique=True),
        st.lists(st.integers(1, 10**26), min_size=3, max_size=3))  # fmt: skip
@@ -284,7 +284,7 @@ def test_drop_outside_the_bounds_uses_the_reference():
     m = market(big, WBTC, USDC)
     view = fast.prepare(m)
     acct = account({big: 10**10}, {USDC: 10**6 * E6})
-    assert view.reserves[0] is None and fast.drop_search(view, acct) is fast.SLOW
+    assert view.reserves[0] is None and fast.try_fast_totals(view, acct) is None
     assert drop_to_liquidation_bps(m, acct, view) == _drop_to_liquidation_bps_reference(m, acct) is not None
 
 
