@@ -18,6 +18,7 @@ from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
 from keeper.config import Config
 from keeper.health.aave_v3 import drop_to_liquidation_bps, position_from, shock
+from keeper.health.fast import prepare
 from keeper.health.status import Thresholds
 from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
 from keeper.protocols.aave_v3 import POOL_EVENTS, AaveV3Adapter
@@ -148,11 +149,13 @@ class Engine:
     def _evaluate(self, w: Watch, market: AaveMarketState, accounts: Iterable[AaveAccount],
                   record: bool = True) -> list[Position]:
         out, transitions = [], []
+        view = prepare(market)  # per-reserve indexes and prices, computed once per market
+        all_drops = self.drops == "all"
         for acct in accounts:
-            pos = position_from(market, acct, "aave_v3", self.thresholds, with_drop=False)
-            if self.drops == "all" or pos.status != Status.SAFE:
-                pos = replace(pos, drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct))
-            pos = replace(pos, market=w.key)
+            pos = position_from(market, acct, "aave_v3", self.thresholds, with_drop=all_drops,
+                                view=view)
+            if not all_drops and pos.status != Status.SAFE:  # the search only where it matters
+                pos = replace(pos, drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct, view))
             if record and self._transition(w, pos):
                 transitions.append((pos.account, pos.status, pos.health_factor_wad, pos.block))
             out.append(pos)

@@ -34,7 +34,7 @@ def test_scan_json_has_one_object_per_position(devnet, tmp_path):
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert {r["account"] for r in rows} == set(devnet.info.borrowers)
     for r in rows:
-        assert r["protocol"] == "aave_v3" and r["market"] == "devnet"
+        assert r["protocol"] == "aave_v3" and r["market"] == devnet.info.pool
         assert isinstance(r["collateral_base"], int) and isinstance(r["debt_base"], int)
         assert r["health_factor"] is None or isinstance(r["health_factor"], int)
         assert r["status"] in {"safe", "watch", "at_risk", "liquidatable"}
