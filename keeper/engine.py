@@ -105,14 +105,17 @@ class Engine:
         out: list[Position] = []
         for w in self.watches:
             market = await self.load(w, block)
-            accounts = await w.adapter.read_accounts(sorted(w.tracked), market)
+            seen = market
             if shocks:  # what-if: no transaction, only the pure math sees other prices
-                market = shock(market, {market.by_symbol(s).asset: bps for s, bps in shocks.items()})
+                seen = shock(market, {market.by_symbol(s).asset: bps for s, bps in shocks.items()})
             else:
                 w.market, w.last_block = market, block
-                for a in accounts:
-                    w.set_account(a)
-            out.extend(self._evaluate(w, market, accounts, record=not shocks))
+            # parts arrive as the node answers: the math of one overlaps the read of the next
+            async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
+                if not shocks:
+                    for a in part:
+                        w.set_account(a)
+                out.extend(self._evaluate(w, seen, part, record=not shocks))
         return out
 
     # -- block tick -----------------------------------------------------------------
@@ -154,13 +157,19 @@ class Engine:
         for acct in accounts:
             pos = position_from(market, acct, "aave_v3", self.thresholds, with_drop=all_drops,
                                 view=view)
-            if not all_drops and pos.status != Status.SAFE:  # the search only where it matters
+            if not all_drops and pos.status != Status.SAFE and self._changes(w, pos):
+                # the drop is for people (logs, alerts): search it where a status changes
                 pos = replace(pos, drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct, view))
             if record and self._transition(w, pos):
                 transitions.append((pos.account, pos.status, pos.health_factor_wad, pos.block))
             out.append(pos)
         self.store.set_statuses(w.key, transitions)
         return out
+
+    @staticmethod
+    def _changes(w: Watch, pos: Position) -> bool:
+        old = w.positions.get(pos.account)
+        return old is None or old.status != pos.status
 
     def _transition(self, w: Watch, pos: Position) -> bool:
         """Keep ``pos``; log it when its status changed. True when it did."""

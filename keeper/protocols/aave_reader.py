@@ -11,7 +11,7 @@ first use, cached in build/). Where it cannot be had, or a node refuses state ov
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import cache
 
 from keeper.chain.abi import selector
@@ -49,67 +49,91 @@ def encode_read(pool: str, tokens: Sequence[str], stable_mask: int, users: Seque
                      _w(len(tokens)), tok, _w(len(users)), usr))
 
 
+def _layout(cfg: int, ids: Sequence[int], stable: set[int]) -> tuple[tuple[int, int, bool, bool], ...]:
+    """Per reserve the contract wrote words for: (id, 0/1 variable debt word, stable word?,
+    collateral word?), in the contract's order. Many accounts share a configuration."""
+    out = []
+    for i in ids:
+        if cfg >> (2 * i) == 0:
+            break
+        bits = (cfg >> (2 * i)) & 3
+        if bits:
+            out.append((i, bits & 1, bool(bits & 1) and i in stable, bool(bits & 2)))
+    return tuple(out)
+
+
 def parse_read(raw: bytes, users: Sequence[str], market: AaveMarketState,
                stable: set[int]) -> list[AaveAccount]:
     """Walk the flat word list in the order the contract wrote it."""
     if len(raw) < 64:
         raise SourceError("AaveAccountsReader: short return data")
     count = int.from_bytes(raw[32:64], "big")
+    if len(raw) < 64 + 32 * count:
+        raise SourceError("AaveAccountsReader: return data shorter than its length")
     frm = int.from_bytes
-    pos = 64
-    end = 64 + 32 * count
-    ids = [r.id for r in market.reserves]
+    words = [frm(raw[p:p + 32], "big") for p in range(64, 64 + 32 * count, 32)]
+    ids = sorted(r.id for r in market.reserves)
+    layouts: dict[int, tuple[tuple[int, int, bool, bool], ...]] = {}
     out: list[AaveAccount] = []
+    k = 0
     for user in users:
-        if pos + 64 > end:
+        if k + 2 > count:
             raise SourceError("AaveAccountsReader: fewer words than accounts")
-        cfg = frm(raw[pos:pos + 32], "big")
-        emode = frm(raw[pos + 32:pos + 64], "big")
-        pos += 64
+        cfg, emode = words[k], words[k + 1]
+        k += 2
+        layout = layouts.get(cfg)
+        if layout is None:
+            layout = layouts[cfg] = _layout(cfg, ids, stable)
         reserves = []
-        for i in ids:
-            bits = (cfg >> (2 * i)) & 3
-            if not bits:
-                if cfg >> (2 * i) == 0:
-                    break
-                continue
+        for i, borrowing, has_stable, collateral in layout:
             vdebt = sdebt = scaled_a = 0
-            if bits & 1:
-                vdebt = frm(raw[pos:pos + 32], "big")
-                pos += 32
-                if i in stable:
-                    sdebt = frm(raw[pos:pos + 32], "big")
-                    pos += 32
-            if bits & 2:
-                scaled_a = frm(raw[pos:pos + 32], "big")
-                pos += 32
+            if borrowing:
+                vdebt = words[k]
+                k += 1
+                if has_stable:
+                    sdebt = words[k]
+                    k += 1
+            if collateral:
+                scaled_a = words[k]
+                k += 1
             reserves.append(UserReserve(i, scaled_a, vdebt, sdebt))
         out.append(AaveAccount(user, cfg, emode, tuple(reserves)))
-    if pos != end:
-        raise SourceError(f"AaveAccountsReader: {(end - pos) // 32} words left unread")
+    if k != count:
+        raise SourceError(f"AaveAccountsReader: {count - k} words left unread")
     return out
 
 
-async def read_accounts(rpc: Rpc, accounts: Sequence[str], market: AaveMarketState,
-                        stable: set[int], chunk: int = 1000, batch: int = 2) -> list[AaveAccount]:
-    """All ``accounts`` at ``market.block``: ceil(n / chunk) eth_calls, ``batch`` per request."""
+async def iter_read_accounts(rpc: Rpc, accounts: Sequence[str], market: AaveMarketState,
+                             stable: set[int], chunk: int = 1000
+                             ) -> AsyncIterator[list[AaveAccount]]:
+    """``accounts`` at ``market.block``, one eth_call per ``chunk`` accounts, all in flight at
+    once; yields each chunk as it arrives, so the caller's math overlaps the node's work."""
     reserves = sorted(market.reserves, key=lambda r: r.id)
     if [r.id for r in reserves] != list(range(len(reserves))):
         raise SourceError("AaveAccountsReader needs reserve ids 0..n-1 without gaps")
     tokens = [t for r in reserves for t in (r.a_token, r.variable_debt_token, r.stable_debt_token)]
     mask = sum(1 << i for i in stable)
-    chunks = [list(accounts[i:i + chunk]) for i in range(0, len(accounts), chunk)]
     override = {READER_ADDRESS: {"code": reader_code()}}
-    groups = [chunks[g:g + batch] for g in range(0, len(chunks), batch)]
 
-    async def one(group: list[list[str]]) -> list[bytes]:
-        return await rpc.calls([(READER_ADDRESS, encode_read(market.pool, tokens, mask, c))
-                                for c in group], market.block, override)
+    async def one(users: list[str]) -> list[AaveAccount]:
+        (raw,) = await rpc.calls([(READER_ADDRESS, encode_read(market.pool, tokens, mask, users))],
+                                 market.block, override)
+        return parse_read(raw, users, market, stable)
 
-    # groups go out concurrently: a node answers them on several cores
-    results = await asyncio.gather(*(one(g) for g in groups))
+    tasks = [asyncio.ensure_future(one(list(accounts[i:i + chunk])))
+             for i in range(0, len(accounts), chunk)]
+    try:
+        for done in asyncio.as_completed(tasks):
+            yield await done
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def read_accounts(rpc: Rpc, accounts: Sequence[str], market: AaveMarketState,
+                        stable: set[int], chunk: int = 1000) -> list[AaveAccount]:
+    """All ``accounts`` at ``market.block`` (order of arrival, not of ``accounts``)."""
     out: list[AaveAccount] = []
-    for group, raws in zip(groups, results, strict=True):
-        for users, raw in zip(group, raws, strict=True):
-            out.extend(parse_read(raw, users, market, stable))
+    async for part in iter_read_accounts(rpc, accounts, market, stable, chunk):
+        out.extend(part)
     return out

@@ -198,6 +198,21 @@ class AaveV3Adapter:
                             fallback="multicall3")
         return await self.read_accounts_multicall(accounts, market)
 
+    async def iter_accounts(self, accounts: Sequence[Address],
+                            market: AaveMarketState) -> AsyncIterator[list[AaveAccount]]:
+        """Like ``read_accounts`` but in parts, as they arrive (for pipelined scans)."""
+        if self.use_reader and accounts:
+            try:
+                async for part in aave_reader.iter_read_accounts(self.rpc, accounts, market,
+                                                                 self.has_stable):
+                    yield part
+                return
+            except (SourceError, DevnetError) as e:
+                self.use_reader = False
+                log.warning("reader.unavailable", market=self.label, error=str(e),
+                            fallback="multicall3")
+        yield await self.read_accounts_multicall(accounts, market)
+
     async def read_accounts_multicall(self, accounts: Sequence[Address],
                                       market: AaveMarketState) -> list[AaveAccount]:
         """Raw state of ``accounts`` at ``market.block``: two multicall phases."""

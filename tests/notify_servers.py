@@ -1,0 +1,145 @@
+"""Real loopback servers for the notification tests: an HTTP sink (aiohttp.web) and an
+SMTP server with STARTTLS (aiosmtpd + a trustme certificate). No mocks of httpx.
+
+``HttpSink`` records every request (method, path, headers, raw body) and can be told to
+answer 500 for the next N requests, or to hang. It answers Telegram's ``sendMessage``
+with ``{"ok": true, ...}`` as the Bot API does, and everything else with 200 "ok".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+
+import trustme
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class HttpSink:
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.failures = 0  # answer 500 to this many more requests
+        self.hang_s = 0.0  # sleep this long before answering
+        self.telegram_ok = True
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    def fail_next(self, n: int) -> None:
+        self.failures = n
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(Request(request.method, request.path,
+                                     {k.lower(): v for k, v in request.headers.items()}, body))
+        if self.hang_s:
+            await asyncio.sleep(self.hang_s)
+        if self.failures > 0:
+            self.failures -= 1
+            return web.Response(status=500, text="internal error (on purpose)")
+        if request.path.endswith("/sendMessage"):
+            if not self.telegram_ok:
+                return web.json_response({"ok": False, "description": "chat not found"},
+                                         status=400)
+            return web.json_response({"ok": True, "result": {"message_id": len(self.requests)}})
+        return web.Response(text="ok")
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def on(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: Message
+    tls: bool  # the session had switched to TLS (STARTTLS) before DATA
+    login: str | None
+
+
+@dataclass
+class _Handler:
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd hook)
+        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) \
+            else None
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          message_from_bytes(envelope.content),
+                                          session.ssl is not None, login))
+        return "250 OK"
+
+
+class SmtpServer:
+    """aiosmtpd on 127.0.0.1 with STARTTLS required; optional LOGIN/PLAIN credentials."""
+
+    def __init__(self, ca: trustme.CA, *, users: dict[str, str] | None = None):
+        self.ca = ca
+        self.users = users or {}
+        self.handler = _Handler()
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+        self.port = free_port()
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, tls_context=server_ctx,
+            require_starttls=True, authenticator=self._auth, auth_require_tls=True,
+        )
+
+    def _auth(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = (isinstance(auth_data, LoginPassword)
+              and self.users.get(auth_data.login.decode()) == auth_data.password.decode())
+        return AuthResult(success=ok)
+
+    @property
+    def received(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.received)
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
