@@ -1,0 +1,48 @@
+"""[[protect]] and [liquidator]: exact thresholds, actions checked, errors name the key."""
+
+import pytest
+
+from keeper.config import load_config
+from keeper.errors import ConfigError
+from keeper.units import WAD
+
+BASE = '[chain]\nrpc_url = "http://127.0.0.1:8545"\n\n[[markets]]\nprotocol = "aave_v3"\n' \
+       'pool_addresses_provider = "0x2f39d218133AFaB8F2B819B1066c7E434Ad94E9e"\n'
+ACCOUNT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def load(tmp_path, extra: str):
+    path = tmp_path / "k.toml"
+    path.write_text(BASE + extra)
+    return load_config(path, env={})
+
+
+def test_protect_and_liquidator_minimal(tmp_path):
+    cfg = load(tmp_path, f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.15"\n'
+                         'target_hf = "1.40"\nactions = ["repay:USDC", "supply:WETH"]\n'
+                         '\n[liquidator]\nenabled = true\nmin_profit_base = 0\n')
+    (p,) = cfg.protect
+    assert p.trigger_hf == 115 * WAD // 100 and p.target_hf == 140 * WAD // 100
+    assert p.parsed_actions() == [("repay", "USDC"), ("supply", "WETH")]
+    assert cfg.liquidator.enabled and cfg.liquidator.min_profit_base == 0
+    assert cfg.mode == "dry_run"
+
+
+def test_protect_target_must_exceed_trigger(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.4"\n'
+                       'target_hf = "1.2"\nactions = ["repay:USDC"]\n')
+    assert "protect[0].target_hf" in str(e.value) and "greater than trigger_hf" in str(e.value)
+
+
+def test_protect_bad_action(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.1"\n'
+                       'target_hf = "1.2"\nactions = ["borrow:USDC"]\n')
+    assert "protect[0].actions" in str(e.value) and "supply:SYMBOL or repay:SYMBOL" in str(e.value)
+
+
+def test_negative_min_profit(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "\n[liquidator]\nmin_profit_base = -1\n")
+    assert "liquidator.min_profit_base" in str(e.value)
