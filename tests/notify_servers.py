@@ -143,3 +143,22 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+ACCOUNT = "0x00000000000000000000000000000000000000A1"
+
+
+def make_position(status: str = "at_risk", *, block: int = 100, account: str = ACCOUNT,
+                  market: str = "aave-main", hf_wad: int | None = 1_050_000_000_000_000_000,
+                  **overrides: object):
+    """A Position as the engine hands it over (market = the [[markets]] name)."""
+    from keeper.model import Position, Status
+
+    fields: dict[str, object] = dict(
+        protocol="aave_v3", market=market, account=account, block=block,
+        collateral_base=1_234_567_89000000, debt_base=1_000_000_00000000,  # $1,234,567.89 / $1M
+        health_factor_wad=hf_wad, liquidation_threshold_bps=8250, status=Status(status),
+        reliable=True, main_collateral="WETH", drop_to_liquidation_bps=475,
+    )
+    fields.update(overrides)
+    return Position(**fields)  # type: ignore[arg-type]

@@ -247,7 +247,7 @@ def _min_supply(market: AaveMarketState, acct: AaveAccount, reserve: Reserve, ta
     x_min = max(0, -(-(target * debt - debt // 2) // WAD))  # wadDiv(X, D) >= target <=> X >= x_min
     y = BPS * x_min - BPS // 2  # percentMul(T, k) >= x_min <=> T * k >= y
     amount_max = UINT128_MAX - row.scaled_a_token  # scaled balances are uint128
-    v = value(0) if is_using_as_collateral(cfg, rid) else 0
+    v, held = value(0), ray_mul(row.scaled_a_token, income)  # 0, 0 on a first supply
     top = value(amount_max)
     while v <= top:
         t, s = t_o + v, s_o + lt * v
@@ -255,7 +255,8 @@ def _min_supply(market: AaveMarketState, acct: AaveAccount, reserve: Reserve, ta
         end = _level_end(t_o, s_o, lt, k, v)
         start = max(v, -(-y // k) - t_o) if k else None
         if start is not None and (end is None or start <= end):
-            amount = _first_true(lambda a: value(a) >= start, 0, amount_max, (start - t_o) * unit // max(price, 1))
+            guess = start * unit // max(price, 1) - held
+            amount = _first_true(lambda a: value(a) >= start, 0, amount_max, guess)
             if amount is not None and (end is None or value(amount) <= end):
                 return amount
         if end is None:
@@ -305,9 +306,9 @@ def _plan_one(market: AaveMarketState, acct: AaveAccount, target: int, action: s
         raise ValueError(f"unknown top-up action {action!r} (supply or repay)")
     if needed is not None and needed <= balance:
         hf = hf_after(market, acct, action, reserve.asset, needed)
-        if hf >= target and (needed == 1 or not _hf_at_least(market, acct, action, reserve.asset, target)(needed - 1)):
-            return TopUpPlan(action, reserve.asset, needed, hf, False, 0)
-        raise AssertionError(f"{action} {needed}: the exact search disagrees with account_data")
+        if hf < target or _hf_at_least(market, acct, action, reserve.asset, target)(needed - 1):
+            raise AssertionError(f"{action} {needed}: the exact search disagrees with account_data")
+        return TopUpPlan(action, reserve.asset, needed, hf, False, 0)
     if useful <= 0:
         return None
     try:

@@ -62,8 +62,10 @@ def headline(alert: Alert) -> str:
     pattern = _HEADLINE.get(alert.kind)
     if pattern is None:  # an executor-driven alert: its kind is the news
         return alert.kind.replace("_", " ")
-    words = pattern.format(status=status_words(alert.status), previous=status_words(alert.previous))
-    return words.upper() if alert.kind in (FLAGGED, ESCALATED) else words
+    status = status_words(alert.status)
+    if alert.kind in (FLAGGED, ESCALATED):  # news: the status shouts
+        status = status.upper()
+    return pattern.format(status=status, previous=status_words(alert.previous))
 
 
 def render(alert: Alert) -> Message:
