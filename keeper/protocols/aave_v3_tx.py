@@ -36,3 +36,7 @@ def balance_of(owner: str) -> bytes:
 
 def allowance(owner: str, spender: str) -> bytes:
     return call_data("allowance(address,address)", addr_arg(owner), addr_arg(spender))
+
+
+def account_data(user: str) -> bytes:
+    return call_data("getUserAccountData(address)", addr_arg(user))
