@@ -12,9 +12,11 @@ import asyncio
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
+from typing import Self
 
 import trustme
 from aiohttp import web
@@ -22,12 +24,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
-@dataclass(frozen=True)
+@dataclass
 class Request:
     method: str
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    status: int | None = None  # what the sink answered (None: not yet)
 
 
 class HttpSink:
@@ -37,21 +40,33 @@ class HttpSink:
         self.hang_s = 0.0  # sleep this long before answering
         self.telegram_ok = True
         self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()  # ends every hang (on stop, or release())
+        self.on_request: Callable[[Request], None] | None = None
         self.base_url = ""
 
     def fail_next(self, n: int) -> None:
         self.failures = n
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.requests.append(Request(request.method, request.path,
-                                     {k.lower(): v for k, v in request.headers.items()}, body))
+        got = Request(request.method, request.path,
+                      {k.lower(): v for k, v in request.headers.items()}, await request.read())
+        self.requests.append(got)
+        if self.on_request is not None:
+            self.on_request(got)
         if self.hang_s:
-            await asyncio.sleep(self.hang_s)
+            try:
+                await asyncio.wait_for(self._release.wait(), self.hang_s)
+            except TimeoutError:
+                pass
+        response = self._answer(request.path)
+        got.status = response.status
+        return response
+
+    def _answer(self, path: str) -> web.Response:
         if self.failures > 0:
             self.failures -= 1
             return web.Response(status=500, text="internal error (on purpose)")
-        if request.path.endswith("/sendMessage"):
+        if path.endswith("/sendMessage"):
             if not self.telegram_ok:
                 return web.json_response({"ok": False, "description": "chat not found"},
                                          status=400)
@@ -69,12 +84,22 @@ class HttpSink:
         self.base_url = f"http://127.0.0.1:{port}"
         return self.base_url
 
+    def release(self) -> None:
+        """Let hanging requests answer now."""
+        self._release.set()
+
     async def stop(self) -> None:
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
     def on(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path == path]
+
+    def accepted(self, path: str | None = None) -> list[Request]:
+        """Requests answered 2xx (to ``path``, or all)."""
+        return [r for r in self.requests if r.status is not None and 200 <= r.status < 300
+                and (path is None or r.path == path)]
 
 
 def free_port() -> int:
@@ -97,12 +122,12 @@ class _Handler:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd hook)
-        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) \
-            else None
+    async def handle_DATA(self, server, session, envelope) -> str:
+        data = session.auth_data if session.authenticated else None
+        login = data.login.decode() if isinstance(data, LoginPassword) else None
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          message_from_bytes(envelope.content),
+                                          message_from_bytes(envelope.content, policy=policy.default),
                                           session.ssl is not None, login))
         return "250 OK"
 
@@ -125,7 +150,8 @@ class SmtpServer:
     def _auth(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword)
               and self.users.get(auth_data.login.decode()) == auth_data.password.decode())
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers "535 credentials invalid" itself
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     @property
     def received(self) -> list[Received]:
@@ -137,7 +163,7 @@ class SmtpServer:
         self.ca.configure_trust(ctx)
         return ctx
 
-    def __enter__(self) -> SmtpServer:
+    def __enter__(self) -> Self:
         self.controller.start()
         return self
 
@@ -154,11 +180,13 @@ def make_position(status: str = "at_risk", *, block: int = 100, account: str = A
     """A Position as the engine hands it over (market = the [[markets]] name)."""
     from keeper.model import Position, Status
 
-    fields: dict[str, object] = dict(
-        protocol="aave_v3", market=market, account=account, block=block,
-        collateral_base=1_234_567_89000000, debt_base=1_000_000_00000000,  # $1,234,567.89 / $1M
-        health_factor_wad=hf_wad, liquidation_threshold_bps=8250, status=Status(status),
-        reliable=True, main_collateral="WETH", drop_to_liquidation_bps=475,
-    )
+    fields: dict[str, object] = {
+        "protocol": "aave_v3", "market": market, "account": account, "block": block,
+        "collateral_base": 1_234_567_89000000,  # $1,234,567.89
+        "debt_base": 1_000_000_00000000,  # $1,000,000.00
+        "health_factor_wad": hf_wad, "liquidation_threshold_bps": 8250,
+        "status": Status(status), "reliable": True, "main_collateral": "WETH",
+        "drop_to_liquidation_bps": 475,
+    }
     fields.update(overrides)
     return Position(**fields)  # type: ignore[arg-type]

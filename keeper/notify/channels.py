@@ -26,8 +26,13 @@ import httpx
 
 from keeper.errors import NotificationError
 from keeper.log import scrub
-from keeper.notify.config import ChannelSecrets, EmailChannel, TelegramChannel
-from keeper.notify.config import WebhookChannel, _Channel
+from keeper.notify.config import (
+    ChannelBase,
+    ChannelSecrets,
+    EmailChannel,
+    TelegramChannel,
+    WebhookChannel,
+)
 from keeper.notify.message import format_hf, format_usd, render
 from keeper.notify.policy import Alert
 
@@ -223,10 +228,10 @@ class EmailNotifier:
             raise _error(self.name, f"{type(e).__name__}: {e}") from None
 
 
-def build_notifier(channel: _Channel, secrets: ChannelSecrets, client: httpx.AsyncClient,
+def build_notifier(channel: ChannelBase, secrets: ChannelSecrets, client: httpx.AsyncClient,
                    ssl_context: ssl.SSLContext | None = None) -> Notifier:
     """The notifier for one ``[[notify]]`` table (a factory from the config's ``kind``)."""
-    reveal = lambda s: None if s is None else s.get_secret_value()  # noqa: E731
+    reveal = lambda s: None if s is None else s.get_secret_value()
     timeout = channel.timeout_s
     if isinstance(channel, EmailChannel):
         if ssl_context is None:

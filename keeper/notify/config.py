@@ -10,9 +10,9 @@ them (``secret_env``, ``token_env``, ``password_env``, ``url_env`` for Slack/Dis
 webhook URLs, which carry their own token), and :func:`resolve_secrets` reads them from
 the mapping that ``keeper.config`` passes in (that module alone reads ``os.environ``).
 
-This module must not import ``keeper.config`` (which imports it): validation errors
-use the same ``PydanticCustomError("keeper", ...)`` shape, so ``keeper.config``'s error
-explainer shows them unchanged.
+This module must not import ``keeper.config`` (which imports it); it builds on
+``keeper.config_types`` like the other component configs, so ``keeper.config``'s error
+explainer shows its messages unchanged.
 """
 
 from __future__ import annotations
@@ -20,27 +20,27 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
-from eth_utils import is_hex_address, to_checksum_address
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
-from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from keeper.config_types import PositiveInt, Seconds, Secret, _address, _fail, _Model
 from keeper.errors import ConfigError
 from keeper.model import Status
 from keeper.notify.policy import Rule
 
 ALERT_STATUSES = (Status.WATCH, Status.AT_RISK, Status.LIQUIDATABLE)
 TELEGRAM_API = "https://api.telegram.org"
-
-
-def _fail(message: str, field: str | None = None) -> PydanticCustomError:
-    ctx = {"message": message} if field is None else {"message": message, "field": field}
-    return PydanticCustomError("keeper", "{message}", ctx)
 
 
 def _http_url(value: Any) -> str:
@@ -56,19 +56,6 @@ def _http_url(value: Any) -> str:
     return value.strip()
 
 
-def _seconds(value: Any) -> float:
-    """A duration: int, TOML float (arrives as Decimal) or decimal string; > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
-        raise _fail(f"must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(Decimal(str(value).strip()))
-    except ArithmeticError:
-        raise _fail(f"not a number of seconds: {value!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise _fail(f"must be greater than 0, got {value!r}")
-    return seconds
-
-
 def _env_name(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
         # not quoted: a secret pasted here by mistake must not reach the error message
@@ -81,11 +68,7 @@ def _accounts(value: Any) -> Any:
         return value
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise _fail(f'must be "all" or a list of addresses, got {value!r}')
-    out = []
-    for item in value:
-        if not isinstance(item, str) or not is_hex_address(item):
-            raise _fail(f"not a valid address: {item!r} (expected 0x and 40 hex digits)")
-        out.append(to_checksum_address(item))
+    out = [_address(item) for item in value]
     if not out:
         raise _fail('must not be empty (use "all" for every account)')
     return tuple(out)
@@ -105,15 +88,9 @@ def _statuses(value: Any) -> Any:
 
 EnvName = Annotated[str, BeforeValidator(_env_name)]
 HttpUrl = Annotated[str, BeforeValidator(_http_url)]
-Seconds = Annotated[float, BeforeValidator(_seconds)]
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Accounts = Annotated[Literal["all"] | tuple[str, ...] | None, BeforeValidator(_accounts)]
 Statuses = Annotated[frozenset[Status] | None, BeforeValidator(_statuses)]
 Names = tuple[Annotated[str, Field(min_length=1)], ...]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class NotifyRules(_Model):
@@ -127,7 +104,7 @@ class NotifyRules(_Model):
     actions: bool = True  # executor-driven alerts (top-up, liquidation)
 
 
-class _Channel(_Model):
+class ChannelBase(_Model):
     name: str = Field(default="", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     # rule keys: None inherits [notify_rules]
     accounts: Accounts = None
@@ -151,7 +128,7 @@ class _Channel(_Model):
 _ROLES = ("url", "secret", "token", "password")
 
 
-class _UrlChannel(_Channel):
+class _UrlChannel(ChannelBase):
     """A channel whose whole URL may be a secret: give ``url`` or ``url_env``, not both."""
 
     url: HttpUrl | None = None
@@ -177,14 +154,14 @@ class DiscordChannel(_UrlChannel):
     kind: Literal["discord"]
 
 
-class TelegramChannel(_Channel):
+class TelegramChannel(ChannelBase):
     kind: Literal["telegram"]
     base_url: HttpUrl = TELEGRAM_API
     chat_id: Annotated[str, Field(min_length=1)] | int
     token_env: EnvName = "KEEPER_TELEGRAM_TOKEN"
 
 
-class EmailChannel(_Channel):
+class EmailChannel(ChannelBase):
     kind: Literal["email"]
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(strict=True, gt=0, lt=65536)] = 587
@@ -216,7 +193,7 @@ NotifyChannelConfig = Annotated[
     Union[WebhookChannel, SlackChannel, DiscordChannel, TelegramChannel, EmailChannel],  # noqa: UP007
     Field(discriminator="kind"),
 ]
-CHANNEL_MODELS: dict[str, type[_Channel]] = {
+CHANNEL_MODELS: dict[str, type[ChannelBase]] = {
     "webhook": WebhookChannel, "slack": SlackChannel, "discord": DiscordChannel,
     "telegram": TelegramChannel, "email": EmailChannel,
 }  # fmt: skip
@@ -232,7 +209,7 @@ def _name_channels(data: Any) -> Any:
     ]
 
 
-def _unique_names(channels: tuple[_Channel, ...]) -> tuple[_Channel, ...]:
+def _unique_names(channels: tuple[ChannelBase, ...]) -> tuple[ChannelBase, ...]:
     seen: dict[str, int] = {}
     for i, ch in enumerate(channels):
         if ch.name in seen:
@@ -252,25 +229,25 @@ NotifyChannels = Annotated[
 class ChannelSecrets:
     """The secrets of one channel, read from the environment. ``str``/``repr`` hide them."""
 
-    url: SecretStr | None = None  # Slack/Discord/webhook URL from url_env
-    secret: SecretStr | None = None  # webhook HMAC key
-    token: SecretStr | None = None  # Telegram bot token
-    password: SecretStr | None = None  # SMTP password
+    url: Secret | None = None  # Slack/Discord/webhook URL from url_env
+    secret: Secret | None = None  # webhook HMAC key
+    token: Secret | None = None  # Telegram bot token
+    password: Secret | None = None  # SMTP password
 
     def reveal_all(self) -> list[str]:
         """Every value, for ``keeper.log.register_secret``."""
         found = (self.url, self.secret, self.token, self.password)
-        return [s.get_secret_value() for s in found if s is not None]
+        return [s.reveal() for s in found if s is not None]
 
 
 def resolve_secrets(
-    channels: Sequence[_Channel], env: Mapping[str, str]
+    channels: Sequence[ChannelBase], env: Mapping[str, str]
 ) -> dict[str, ChannelSecrets]:
     """Channel name -> its secrets from ``env``. A missing or empty variable is a ConfigError
     naming the key (``notify[0].secret_env``) and the variable."""
     out: dict[str, ChannelSecrets] = {}
     for i, ch in enumerate(channels):
-        found: dict[str, SecretStr] = {}
+        found: dict[str, Secret] = {}
         for role, name in ch.secret_envs().items():
             value = env.get(name, "").strip()
             if not value:
@@ -284,12 +261,12 @@ def resolve_secrets(
                 except PydanticCustomError:
                     raise ConfigError(f"environment variable {name} must be an http(s) URL",
                                       path="environment", key=f"notify[{i}].url_env") from None
-            found[role] = SecretStr(value)
+            found[role] = Secret(value)
         out[ch.name] = ChannelSecrets(**found)
     return out
 
 
-def rule_for(channel: _Channel, defaults: NotifyRules | None = None) -> Rule:
+def rule_for(channel: ChannelBase, defaults: NotifyRules | None = None) -> Rule:
     """The effective rule of one channel: its own rule keys, else ``[notify_rules]``."""
     d = defaults or NotifyRules()
 

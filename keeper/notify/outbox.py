@@ -117,14 +117,34 @@ class Outbox:
                 db.execute(statement)
         rows = store.query("SELECT market, account, channel, status, alerted_at, block"
                            " FROM alert_state")
-        self._states: dict[tuple[str, str, str], AlertState] = {
-            (m, a, c): AlertState(Status(s), at, b) for m, a, c, s, at, b in rows
-        }
+        self._states: dict[tuple[str, str, str], AlertState] = {}
+        self._positions: dict[tuple[str, str], int] = {}  # (market, account) -> states held
+        for m, a, c, s, at, b in rows:
+            self._keep((m, a, c), AlertState(Status(s), at, b))
 
     # -- policy state ------------------------------------------------------------
 
     def state(self, market: str, account: str, channel: str) -> AlertState | None:
         return self._states.get((market, account, channel))
+
+    def has_state(self, market: str, account: str) -> bool:
+        """True when any channel remembers an alert for this position (a fast skip for
+        the many safe positions of a full scan)."""
+        return (market, account) in self._positions
+
+    def _keep(self, key: tuple[str, str, str], state: AlertState | None) -> None:
+        pos = key[:2]
+        had = key in self._states
+        if state is None:
+            if had:
+                del self._states[key]
+                self._positions[pos] -= 1
+                if not self._positions[pos]:
+                    del self._positions[pos]
+            return
+        self._states[key] = state
+        if not had:
+            self._positions[pos] = self._positions.get(pos, 0) + 1
 
     # -- writes ------------------------------------------------------------------
 
@@ -158,11 +178,7 @@ class Outbox:
                          state.alerted_at, state.block),
                     )
         for ch in changes:  # only after the commit: a failed transaction changes nothing
-            key = (ch.market, ch.account, ch.channel)
-            if ch.step.state is None:
-                self._states.pop(key, None)
-            else:
-                self._states[key] = ch.step.state
+            self._keep((ch.market, ch.account, ch.channel), ch.step.state)
         return new
 
     @staticmethod

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import httpx
 
 from keeper.log import register_secret
-from keeper.model import Position
+from keeper.model import Position, Status
 from keeper.notify.channels import Notifier, build_notifier
-from keeper.notify.config import ChannelSecrets, NotifyRules, _Channel, rule_for
+from keeper.notify.config import ChannelBase, ChannelSecrets, NotifyRules, rule_for
 from keeper.notify.dispatcher import DeliveryReport, Dispatcher, RetryPolicy
 from keeper.notify.outbox import Outbox, StateChange
 from keeper.notify.policy import Alert, Rule, decide
@@ -38,6 +38,8 @@ class Notifications:
         ``(market, account)`` to what the keeper did about it. Returns the new alerts."""
         changes: list[StateChange] = []
         for pos in positions:
+            if pos.status is Status.SAFE and not self.outbox.has_state(pos.market, pos.account):
+                continue  # nothing to recover from: the common case of a full scan
             action = actions.get((pos.market, pos.account)) if actions else None
             for channel, rule in self.rules.items():
                 prev = self.outbox.state(pos.market, pos.account, channel)
@@ -45,6 +47,18 @@ class Notifications:
                 if step.alert is not None or step.state != prev:
                     changes.append(StateChange(channel, pos.market, pos.account, step))
         return self.outbox.record(changes, now)
+
+    def would_alert(self, pos: Position, now: int) -> bool:
+        """True when :meth:`observe` would alert on ``pos`` on some channel (no writes).
+        The engine may use it to compute costly details (the price drop to liquidation)
+        only for positions a person is about to read about."""
+        if pos.status is Status.SAFE and not self.outbox.has_state(pos.market, pos.account):
+            return False
+        return any(
+            decide(self.outbox.state(pos.market, pos.account, ch), pos, rule, now).alert
+            is not None
+            for ch, rule in self.rules.items()
+        )
 
     def report(self, alert: Alert) -> bool:
         """Queue an executor-driven alert (:func:`keeper.notify.policy.action_alert`) for
@@ -62,7 +76,7 @@ class Notifications:
 
 
 def build_notifications(
-    channels: Sequence[_Channel],
+    channels: Sequence[ChannelBase],
     secrets: Mapping[str, ChannelSecrets],
     store: Store,
     defaults: NotifyRules | None = None,

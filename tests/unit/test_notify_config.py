@@ -147,8 +147,8 @@ def test_url_from_env_must_be_a_url():
      ("notify", 0, "slack", "accounts"), '"all"'),
     ('[[notify]]\nkind = "slack"\nurl = "http://h/x"\ncooldown_s = 1.5\n',
      ("notify", 0, "slack", "cooldown_s"), "integer"),
-    ('[[notify]]\nkind = "slack"\nurl = "http://h/x"\nname = "a"\n'
-     '[[notify]]\nkind = "discord"\nurl = "http://h/y"\nname = "a"\n', ("notify",), "duplicate"),
+    (('[[notify]]\nkind = "slack"\nurl = "http://h/x"\nname = "a"\n'
+      '[[notify]]\nkind = "discord"\nurl = "http://h/y"\nname = "a"\n'), ("notify",), "duplicate"),
     ('[notify_rules]\nstatus = ["watch"]\n', ("notify_rules", "status"), "Extra inputs"),
 ])
 def test_bad_config_names_the_key(text, loc, words):

@@ -99,3 +99,23 @@ def test_a_failed_record_changes_nothing(db):
         with pytest.raises(AttributeError):
             box.record([StateChange("mail", pos.market, pos.account, good), broken])
         assert box.alerts() == [] and box.state(pos.market, pos.account, "mail") is None
+
+
+def test_has_state_tracks_positions_across_channels(db):
+    pos = make_position("at_risk")
+    with Store(db) as store:
+        box = Outbox(store)
+        assert not box.has_state(pos.market, pos.account)
+        for ch in ("a", "b"):
+            box.record([StateChange(ch, pos.market, pos.account, decide(None, pos, RULE, 1))])
+        assert box.has_state(pos.market, pos.account)
+        safe = make_position("safe")
+        box.record([StateChange("a", pos.market, pos.account,
+                                decide(box.state(pos.market, pos.account, "a"), safe, RULE, 2))])
+        assert box.has_state(pos.market, pos.account)  # "b" still remembers it
+    with Store(db) as store:
+        box = Outbox(store)
+        assert box.has_state(pos.market, pos.account)
+        box.record([StateChange("b", pos.market, pos.account,
+                                decide(box.state(pos.market, pos.account, "b"), safe, RULE, 3))])
+        assert not box.has_state(pos.market, pos.account)
