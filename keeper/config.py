@@ -24,10 +24,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from keeper.config_actions import LiquidatorConfig, ProtectConfig
+from keeper.executors import ExecutorConfig
+from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
 from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block, HealthFactor, NonZeroAddress, PositiveInt,
                                  RpcUrl, Seconds, Secret, _fail, _Model)
 from keeper.errors import ConfigError
@@ -114,7 +116,16 @@ class Config(_Model):
     markets: tuple[Market, ...] = Field(min_length=1)
     protect: tuple[ProtectConfig, ...] = ()
     liquidator: LiquidatorConfig = Field(default_factory=LiquidatorConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    notify: NotifyChannels = ()
+    notify_rules: NotifyRules = Field(default_factory=NotifyRules)
     private_key: Secret | None = None  # from KEEPER_PRIVATE_KEY only
+    _notify_secrets: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def notify_secrets(self) -> dict[str, Any]:
+        """Per channel name: the secrets its *_env keys named (resolved by load_config)."""
+        return self._notify_secrets
 
     @model_validator(mode="before")
     @classmethod
@@ -145,7 +156,10 @@ class Config(_Model):
 
     def secrets(self) -> list[str]:
         """Values to hand to ``keeper.log.register_secret`` at start-up."""
-        return [s.reveal() for s in (self.chain.rpc_url, self.private_key) if s is not None]
+        out = [s.reveal() for s in (self.chain.rpc_url, self.private_key) if s is not None]
+        for channel in self._notify_secrets.values():
+            out.extend(channel.reveal_all())
+        return out
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -173,7 +187,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raw["private_key"] = Secret(env_key if env_key.startswith("0x") else "0x" + env_key)
 
     try:
-        return Config.model_validate(raw, context={"base_dir": file.parent.resolve()})
+        cfg = Config.model_validate(raw, context={"base_dir": file.parent.resolve()})
     except ValidationError as e:
         errors = e.errors()
         # pydantic also calls a list "too short" when its items failed: say only why
@@ -184,6 +198,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         for other_key, other_message in problems[1:]:
             message += f"\n{where}: {other_key}: {other_message}"
         raise ConfigError(message, path=where, key=key) from None
+    cfg._notify_secrets = resolve_secrets(cfg.notify, env)  # a missing variable: ConfigError
+    return cfg
 
 
 def describe(cfg: Config) -> dict[str, Any]:
@@ -232,7 +248,8 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif i > 0 and isinstance(loc[i - 1], int) and part in MARKET_MODELS:
+        elif i > 0 and isinstance(loc[i - 1], int) and (part in MARKET_MODELS
+                                                         or part in CHANNEL_MODELS):
             continue  # the discriminator tag pydantic puts in the location
         else:
             out += f".{part}" if out else str(part)
@@ -247,6 +264,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if model is None and part in MARKET_MODELS:
             model = MARKET_MODELS[part]
             continue
+        if model is None and part in CHANNEL_MODELS:
+            model = CHANNEL_MODELS[part]
+            continue
         field = model.model_fields.get(part) if model else None
         ann = field.annotation if field else None
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
@@ -255,7 +275,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _all_fields() -> dict[str, str]:
     """Every key name -> the table it belongs in, to say where a misplaced key goes."""
-    tables = {"chain": ChainConfig, "monitor": MonitorConfig, "store": StoreConfig}
+    tables = {"chain": ChainConfig, "monitor": MonitorConfig, "store": StoreConfig,
+              "executor": ExecutorConfig, "liquidator": LiquidatorConfig}
     out = {name: f"[{t}]" for t, m in tables.items() for name in m.model_fields}
     out.update({n: "[[markets]]" for m in MARKET_MODELS.values() for n in m.model_fields})
     return out
@@ -303,10 +324,12 @@ def _explain(err: Any, *, from_env: bool) -> tuple[str, str]:
     elif kind == "extra_forbidden":
         message = _unknown_key(loc)
     elif kind == "union_tag_invalid":
-        message = f"unknown protocol {ctx['tag']!r} (expected one of: {ctx['expected_tags']})"
-        loc = (*loc, "protocol")
+        tag = "kind" if loc and loc[0] == "notify" else "protocol"
+        message = f"unknown {tag} {ctx['tag']!r} (expected one of: {ctx['expected_tags']})"
+        loc = (*loc, tag)
     elif kind == "union_tag_not_found":
-        message, loc = "missing required key", (*loc, "protocol")
+        tag = "kind" if loc and loc[0] == "notify" else "protocol"
+        message, loc = "missing required key", (*loc, tag)
     elif kind == "too_short" and loc == ("markets",):
         message = "at least one [[markets]] table is required"
     elif kind in _MESSAGES:

@@ -25,8 +25,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from eth_utils import is_address, to_checksum_address
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
-from pydantic import field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from keeper.units import parse_fixed
@@ -165,7 +172,7 @@ class TxRequest:
             raise ValueError(f"TxRequest.to is not an address: {self.to!r}")
         object.__setattr__(self, "to", to_checksum_address(self.to))
         if not isinstance(self.data, bytes):
-            raise ValueError("TxRequest.data must be bytes")
+            raise TypeError("TxRequest.data must be bytes")
         if not self.action_key or not self.purpose:
             raise ValueError("TxRequest needs an action_key and a purpose")
         for name in ("max_cost_wei", "value", "gas_limit"):

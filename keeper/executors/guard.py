@@ -129,8 +129,8 @@ class Guard:
         ceiling, bound = self.fee_ceiling(gas_limit, value, max_cost_wei)
         if ceiling < base_fee + tip:
             raise ExecutionError(
-                f"gas price too high: base fee {base_fee} + tip {tip} wei/gas is above the limit"
-                f" of {max(ceiling, 0)} wei/gas set by {bound} (gas limit {gas_limit})"
+                f"gas price too high: base fee {base_fee} + tip {tip} wei/gas, but {bound}"
+                f" allows at most {max(ceiling, 0)} wei/gas (gas limit {gas_limit})"
             )
         return Fees(min(2 * base_fee + tip, ceiling), tip)
 
@@ -199,7 +199,7 @@ AAVE_ERRORS = """
     UNDERLYING_CANNOT_BE_RESCUED ADDRESSES_PROVIDER_ALREADY_ADDED
     POOL_ADDRESSES_DO_NOT_MATCH STABLE_BORROWING_ENABLED SILOED_BORROWING_VIOLATION
     RESERVE_DEBT_NOT_ZERO FLASHLOAN_DISABLED
-""".split()
+""".split()  # noqa: SIM905
 
 
 def decode_revert(data: bytes, message: str = "") -> str:
@@ -209,7 +209,7 @@ def decode_revert(data: bytes, message: str = "") -> str:
     if data[:4] == _ERROR_STRING:
         try:
             (reason,) = decode(["string"], data[4:])
-        except Exception:  # malformed ABI from the contract: show the bytes instead
+        except Exception:  # noqa: BLE001  malformed ABI from the contract: show the bytes instead
             return f"Error(string) with undecodable data 0x{data.hex()}"
         if reason.isdigit() and 0 < int(reason) <= len(AAVE_ERRORS) and AAVE_ERRORS[int(reason) - 1] != "-":
             return f"Aave error {reason} {AAVE_ERRORS[int(reason) - 1]}"

@@ -19,9 +19,10 @@ Amounts are stored as decimal TEXT (they can exceed 2**63); times as unix second
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import structlog
@@ -42,7 +43,8 @@ _NONCE_LOW = ("nonce too low", "nonce has already been used")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tx_journal (
-        hash TEXT PRIMARY KEY, action_key TEXT NOT NULL, sender TEXT NOT NULL,
+        id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT NOT NULL,
+        action_key TEXT NOT NULL, sender TEXT NOT NULL,
         nonce INTEGER NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL,
         purpose TEXT NOT NULL, to_address TEXT NOT NULL, data TEXT NOT NULL,
         value TEXT NOT NULL, gas_limit INTEGER NOT NULL, max_fee_per_gas TEXT NOT NULL,
@@ -50,6 +52,7 @@ _SCHEMA = (
         block INTEGER, gas_used INTEGER, effective_gas_price TEXT, cost_wei TEXT, error TEXT,
         created_at REAL NOT NULL, updated_at REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS tx_journal_action ON tx_journal (action_key)",
+    "CREATE INDEX IF NOT EXISTS tx_journal_hash ON tx_journal (hash)",
     "CREATE INDEX IF NOT EXISTS tx_journal_nonce ON tx_journal (sender, nonce)",
     "CREATE INDEX IF NOT EXISTS tx_journal_state ON tx_journal (state, updated_at)",
 )
@@ -59,6 +62,7 @@ _INT_TEXT = ("value", "max_fee_per_gas", "priority_fee_per_gas", "max_cost_wei",
 
 @dataclass(frozen=True, slots=True)
 class JournalRow:
+    id: int  # a refused tx and a later one can share a hash (same nonce, same calldata)
     hash: str
     action_key: str
     sender: str
@@ -149,6 +153,18 @@ def is_nonce_too_low(refusal: str) -> bool:
     return any(s in refusal.lower() for s in _NONCE_LOW)
 
 
+async def _receipt(rpc: Rpc, group: list[JournalRow], retries: int) -> dict[str, Any] | None:
+    """The receipt of any row of ``group``. A node may commit a block's state before it
+    serves its receipts (anvil does), so a used nonce gets a few more looks."""
+    for i in range(retries):
+        receipts = await rpc.batch([("eth_getTransactionReceipt", [r.hash]) for r in group])
+        if found := next((rc for rc in receipts if rc), None):
+            return found
+        if i + 1 < retries:
+            await asyncio.sleep(0.5)
+    return None
+
+
 class Journal:
     def __init__(self, store: Store):
         self.store = store
@@ -162,27 +178,29 @@ class Journal:
                       purpose: str, to: str, data: bytes, value: int, gas_limit: int,
                       fees: Fees, max_cost_wei: int, signed: SignedTx) -> JournalRow:
         now = time.time()
-        row = JournalRow(signed.hash, action_key, sender, nonce, attempt, "signed", purpose, to,
+        row = JournalRow(0, signed.hash, action_key, sender, nonce, attempt, "signed", purpose, to,
                          "0x" + data.hex(), value, gas_limit, fees.max_fee_per_gas,
                          fees.priority_fee_per_gas, max_cost_wei, signed.raw,
                          None, None, None, None, None, now, now)
-        values = [str(v) if k in _INT_TEXT and v is not None else v
-                  for k, v in zip(_COLUMNS, (getattr(row, c) for c in _COLUMNS), strict=True)]
+        cols = _COLUMNS[1:]
+        values = [str(getattr(row, c)) if c in _INT_TEXT and getattr(row, c) is not None
+                  else getattr(row, c) for c in cols]
         with self.store.transaction() as db:
-            db.execute(f"INSERT INTO tx_journal ({', '.join(_COLUMNS)})"
-                       f" VALUES ({', '.join('?' * len(_COLUMNS))})", values)
-        return row
+            cur = db.execute(f"INSERT INTO tx_journal ({', '.join(cols)})"
+                             f" VALUES ({', '.join('?' * len(cols))})", values)
+            row_id = cur.lastrowid
+        return replace(row, id=row_id)
 
-    def mark(self, hashes: str | Iterable[str], state: str, error: str | None = None,
+    def mark(self, rows: JournalRow | Iterable[JournalRow], state: str, error: str | None = None,
              only_open: bool = False) -> None:
         if state not in OPEN + FINAL:
             raise ValueError(f"unknown journal state {state!r}")
-        hashes = [hashes] if isinstance(hashes, str) else list(hashes)
+        ids = [rows.id] if isinstance(rows, JournalRow) else [r.id for r in rows]
         where = " AND state IN ('signed', 'sent')" if only_open else ""
         with self.store.transaction() as db:
             db.executemany(
                 f"UPDATE tx_journal SET state = ?, error = coalesce(?, error), updated_at = ?"
-                f" WHERE hash = ?{where}", [(state, error, time.time(), h) for h in hashes])
+                f" WHERE id = ?{where}", [(state, error, time.time(), i) for i in ids])
 
     def record_receipt(self, group: list[JournalRow], receipt: dict[str, Any]) -> TxOutcome:
         """The receipt of one row of ``group`` (rows of one nonce): it is final, the others
@@ -197,12 +215,12 @@ class Journal:
         with self.store.transaction() as db:
             db.execute(
                 "UPDATE tx_journal SET state = ?, block = ?, gas_used = ?, effective_gas_price = ?,"
-                " cost_wei = ?, updated_at = ? WHERE hash = ?",
-                (status, block, gas_used, str(price), str(gas_used * price), now, winner.hash))
+                " cost_wei = ?, updated_at = ? WHERE id = ?",
+                (status, block, gas_used, str(price), str(gas_used * price), now, winner.id))
             db.executemany(
                 "UPDATE tx_journal SET state = 'replaced', updated_at = ?"
-                " WHERE hash = ? AND state IN ('signed', 'sent')",
-                [(now, r.hash) for r in group if r.hash != winner.hash])
+                " WHERE id = ? AND state IN ('signed', 'sent')",
+                [(now, r.id) for r in group if r.id != winner.id])
         return TxOutcome(winner.action_key, status, winner.hash, winner.nonce, block, gas_used,
                          price, gas_used * price, winner.gas_limit, winner.max_fee_per_gas,
                          tuple(receipt.get("logs") or ()))
@@ -211,14 +229,14 @@ class Journal:
 
     def rows(self, action_key: str | None = None) -> list[JournalRow]:
         if action_key is None:
-            return [_row(r) for r in self.store.query(f"{_SELECT} ORDER BY created_at, attempt")]
-        sql = f"{_SELECT} WHERE action_key = ? ORDER BY created_at, attempt"
+            return [_row(r) for r in self.store.query(f"{_SELECT} ORDER BY id")]
+        sql = f"{_SELECT} WHERE action_key = ? ORDER BY id"
         return [_row(r) for r in self.store.query(sql, (action_key,))]
 
     def group(self, sender: str, nonce: int) -> list[JournalRow]:
         """The live rows of one nonce (attempts in order); failed/dropped ones left out."""
         sql = (f"{_SELECT} WHERE sender = ? AND nonce = ?"
-               " AND state NOT IN ('failed', 'dropped') ORDER BY attempt")
+               " AND state NOT IN ('failed', 'dropped') ORDER BY attempt, id")
         return [_row(r) for r in self.store.query(sql, (sender, nonce))]
 
     def open_groups(self) -> list[list[JournalRow]]:
@@ -261,8 +279,7 @@ class Journal:
             ctx = {"action_key": first.action_key, "purpose": first.purpose,
                    "sender": first.sender, "nonce": first.nonce, "reconcile": True}
             count = int(await rpc.request("eth_getTransactionCount", [first.sender, "latest"]), 16)
-            receipts = await rpc.batch([("eth_getTransactionReceipt", [r.hash]) for r in group])
-            found = next((rc for rc in receipts if rc), None)
+            found = await _receipt(rpc, group, retries=3 if count > first.nonce else 1)
             if found is not None:
                 out = self.record_receipt(group, found)
                 outcomes.append(out)
@@ -270,19 +287,19 @@ class Journal:
                          gas_used=out.gas_used, cost_wei=out.cost_wei)
             elif count > first.nonce:
                 why = f"nonce {first.nonce} was used by another transaction"
-                self.mark([r.hash for r in group], "dropped", why, only_open=True)
+                self.mark(group, "dropped", why, only_open=True)
                 log.warning("tx.dropped", **ctx, reason=why)
             else:
                 seen = await rpc.batch([("eth_getTransactionByHash", [r.hash]) for r in group])
                 if any(seen):
-                    self.mark([r.hash for r, s in zip(group, seen, strict=True) if s], "sent",
+                    self.mark([r for r, s in zip(group, seen, strict=True) if s], "sent",
                               only_open=True)
                     log.info("tx.pending", **ctx, reason="still in the mempool")
                 else:
                     newest = group[-1]
                     refusal = await broadcast(rpc, newest.raw_tx)
                     if refusal is None:
-                        self.mark(newest.hash, "sent", only_open=True)
+                        self.mark(newest, "sent", only_open=True)
                     log.info("tx.rebroadcast", **ctx, tx_hash=newest.hash,
                              reason=refusal or "journaled but never seen by the node: same raw tx")
                 pending.append(self.group(first.sender, first.nonce))

@@ -43,7 +43,7 @@ class Signer:
         register_secret(text)  # before anything can fail and print it
         try:
             account = Account.from_key(text)
-        except Exception:  # eth-account raises several types; never chain: it may quote the key
+        except Exception:  # noqa: BLE001  several types; never chained: may quote the key
             raise ConfigError("not a valid secp256k1 private key", key=ENV_PRIVATE_KEY) from None
         self._key = key
         self.address: str = account.address
@@ -52,7 +52,7 @@ class Signer:
         """Sign a transaction dict (EIP-1559 fields, ``chainId``, ``nonce``) locally."""
         try:
             signed = Account.sign_transaction(tx, self._key.reveal())
-        except Exception as e:  # a malformed dict is our bug; say which field, never the key
+        except Exception as e:  # noqa: BLE001  a malformed dict (our bug); never the key
             raise ExecutionError(f"cannot sign the transaction: {type(e).__name__}: {e}") from None
         return SignedTx(raw="0x" + bytes(signed.raw_transaction).hex(),
                         hash="0x" + bytes(signed.hash).hex())

@@ -33,8 +33,14 @@ from keeper.config import Secret
 from keeper.errors import ExecutionError, SimulationReverted, SourceError, TxTimeout
 from keeper.executors import ExecutorConfig, TxOutcome, TxRequest
 from keeper.executors.guard import AllowList, Fees, Guard, Mode, decode_revert
-from keeper.executors.journal import Journal, JournalRow, NodeError, broadcast
-from keeper.executors.journal import is_nonce_too_low, node_request
+from keeper.executors.journal import (
+    Journal,
+    JournalRow,
+    NodeError,
+    broadcast,
+    is_nonce_too_low,
+    node_request,
+)
 from keeper.executors.signer import SignedTx, Signer, load_signer
 from keeper.store import Store
 
@@ -101,18 +107,24 @@ class TxManager:
                      reason="mode is dry_run: simulated, not sent")
             return TxOutcome(req.action_key, "dry_run", gas_limit=gas_limit,
                              max_fee_per_gas=fees.max_fee_per_gas)
+        # shielded: a caller cancelled mid-broadcast must not leave a taken nonce half-sent
+        row = await asyncio.shield(self._locked_send(req, gas_limit, fees, worst, log))
+        return await self._wait([row], log)
+
+    async def _locked_send(self, req: TxRequest, gas_limit: int, fees: Fees, worst: int,
+                           log: Any) -> JournalRow:
         async with self._lock:
             with _refusals_logged(log):
                 self._check_not_done(req)  # a concurrent send of the same action got here first
                 self.guard.check_daily_spend(worst, self.journal.spent_in_day())
-            row = await self._first_send(req, gas_limit, fees, log)
-        return await self._wait([row], log)
+            return await self._first_send(req, gas_limit, fees, log)
 
     async def reconcile(self, wait: bool = True) -> list[TxOutcome]:
         """Start-up: settle the journal against the chain (see Journal.reconcile), then wait
         for what is still pending (replacing it if it lingers). Errors are logged, not raised."""
-        outcomes, pending = await self.journal.reconcile(self.rpc)
-        self.nonces.reset()
+        async with self._lock:
+            outcomes, pending = await self.journal.reconcile(self.rpc)
+            self.nonces.reset()
         for group in pending if wait else ():
             log = self._log.bind(action_key=group[0].action_key, purpose=group[0].purpose)
             try:
@@ -187,10 +199,10 @@ class TxManager:
                 return row
             if refusal is None:
                 self._hook("broadcast", row)
-                self.journal.mark(row.hash, "sent", only_open=True)
+                self.journal.mark(row, "sent", only_open=True)
                 log.info("tx.sent", **ctx, reason="simulated ok, within the caps")
                 return replace(row, state="sent")
-            self.journal.mark(row.hash, "failed", refusal)
+            self.journal.mark(row, "failed", refusal)
             if is_nonce_too_low(refusal):
                 self.nonces.reset()  # another sender used it: resync from the node, sign anew
                 continue
@@ -206,7 +218,7 @@ class TxManager:
         deadline = time.monotonic() + self.cfg.receipt_timeout_s
         first, latest = group[0], group[-1]
         log = log.bind(nonce=first.nonce)
-        since = await self.rpc.block_number()
+        since, strikes = await self.rpc.block_number(), 0
         while True:
             calls = [("eth_blockNumber", []), ("eth_getTransactionCount", [first.sender, "latest"]),
                      *[("eth_getTransactionReceipt", [r.hash]) for r in group],
@@ -224,15 +236,18 @@ class TxManager:
                             effective_gas_price=out.effective_gas_price,
                             attempts=len(group), reason=f"receipt status {out.status}")
                     return out
-                if int(count_s, 16) > first.nonce:
+                # the nonce is used but no receipt of ours: a node may commit state before
+                # it serves the receipt (anvil does), so only after 3 polls in a row
+                strikes = strikes + 1 if int(count_s, 16) > first.nonce else 0
+                if strikes >= 3:
                     why = f"nonce {first.nonce} was used by another transaction: action not done"
-                    self.journal.mark([r.hash for r in group], "dropped", why, only_open=True)
+                    self.journal.mark(group, "dropped", why, only_open=True)
                     log.warning("tx.dropped", reason=why)
                     raise ExecutionError(f"{first.action_key!r}: {why}")
                 if known is None:  # evicted or never arrived: the same raw tx again (idempotent)
                     with suppress(SourceError):
                         if await broadcast(self.rpc, latest.raw_tx) is None and latest.state == "signed":
-                            self.journal.mark(latest.hash, "sent", only_open=True)
+                            self.journal.mark(latest, "sent", only_open=True)
                 block = int(block_s, 16)
                 if block - since >= self.cfg.replace_after_blocks:
                     since = block
@@ -280,11 +295,11 @@ class TxManager:
             log.warning("tx.replaced", **ctx, reason=f"{why}; broadcast unconfirmed ({e})")
             return row
         if refusal is not None:  # e.g. underpriced, or nonce too low: the old one was mined
-            self.journal.mark(row.hash, "failed", refusal)
+            self.journal.mark(row, "failed", refusal)
             log.info("tx.replace_skipped", **ctx, reason=f"{why}; node refused it: {refusal}")
             return None
         self._hook("broadcast", row)
-        self.journal.mark(row.hash, "sent", only_open=True)
+        self.journal.mark(row, "sent", only_open=True)
         log.info("tx.replaced", **ctx, base_fee=base_fee, reason=why)
         return replace(row, state="sent")
 
