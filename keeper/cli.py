@@ -154,20 +154,16 @@ def run(config: ConfigOpt):
 
 
 async def _run(cfg):
-    from keeper.chain.rpc import Rpc
-    from keeper.engine import Engine
     from keeper.runner import Runner
-    from keeper.store import Store
+    from keeper.wiring import build_keeper
 
-    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
-    store = Store(cfg.store.path)
+    k = await build_keeper(cfg)
     try:
-        engine = Engine(cfg, rpc, store)
         m = cfg.monitor
-        await Runner(engine, m.scan_interval_s, m.index_interval_s,
-                     cfg.chain.block_poll_interval_s).run()
+        await Runner(k.engine, m.scan_interval_s, m.index_interval_s,
+                     cfg.chain.block_poll_interval_s, k.notifications).run()
     finally:
-        store.close()
+        await k.close()
 
 
 @app.command()

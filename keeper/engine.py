@@ -70,6 +70,7 @@ class Engine:
         self.logs = LogScanner(rpc, cfg.chain.logs_max_range)
         m = cfg.monitor
         self.thresholds = Thresholds(m.liquidation_hf, m.at_risk_hf, m.watch_hf)
+        self.responder = None  # keeper.respond.Responder: decisions, actions, alerts
         self.watches: list[Watch] = []
         for i, mk in enumerate(cfg.markets):
             key = mk.name or f"{mk.protocol}-{i}"
@@ -111,11 +112,16 @@ class Engine:
             else:
                 w.market, w.last_block = market, block
             # parts arrive as the node answers: the math of one overlaps the read of the next
+            mine: list[Position] = []
             async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
                 if not shocks:
                     for a in part:
                         w.set_account(a)
-                out.extend(self._evaluate(w, seen, part, record=not shocks))
+                mine.extend(self._evaluate(w, seen, part, record=not shocks))
+            out.extend(mine)
+            if self.responder is not None and not shocks:
+                await self.responder.after_tick(w.key, market, mine, list(w.positions.values()),
+                                                w.accounts)
         return out
 
     # -- block tick -----------------------------------------------------------------
@@ -123,7 +129,8 @@ class Engine:
         """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders."""
         changed: list[Position] = []
         for w in self.watches:
-            if w.market is None or w.last_block is None:
+            if w.market is None or w.last_block is None:  # nothing in memory yet: start from scratch
+                await self.index(block)
                 changed.extend(await self.full_scan(block))
                 return changed
             if block <= w.last_block:
@@ -144,8 +151,11 @@ class Engine:
             for rid in moved_reserves(w.market, market):
                 affected |= w.holders.get(rid, set())
             w.market, w.last_block = market, block
-            changed.extend(self._evaluate(w, market, [w.accounts[a] for a in affected
-                                                      if a in w.accounts]))
+            mine = self._evaluate(w, market, [w.accounts[a] for a in affected if a in w.accounts])
+            changed.extend(mine)
+            if self.responder is not None:
+                await self.responder.after_tick(w.key, market, mine, list(w.positions.values()),
+                                                w.accounts)
         return changed
 
     # -- health ---------------------------------------------------------------------

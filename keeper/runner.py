@@ -25,8 +25,9 @@ log = structlog.get_logger("keeper.run")
 
 class Runner:
     def __init__(self, engine: Engine, scan_interval_s: float, index_interval_s: float,
-                 block_poll_interval_s: float):
+                 block_poll_interval_s: float, notifications=None):
         self.engine = engine
+        self.notifications = notifications
         self.lock = asyncio.Lock()
         self.stop = asyncio.Event()
         self.head = -1
@@ -78,6 +79,11 @@ class Runner:
             self.head = head
         await self._guarded("block", go)
 
+    async def deliver(self) -> None:
+        """Send due alerts: its own job, outside the tick lock (a slow channel never delays a tick)."""
+        if self.notifications is not None:
+            await self.notifications.deliver_due(time.time())
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -88,6 +94,8 @@ class Runner:
         sched.add_job(self.index, "interval", seconds=index_s, id="index", **opts)
         sched.add_job(self.scan, "interval", seconds=scan_s, id="scan", **opts)
         sched.add_job(self.block, "interval", seconds=poll_s, id="block", **opts)
+        if self.notifications is not None:
+            sched.add_job(self.deliver, "interval", seconds=1, id="notify", **opts)
         log.info("keeper.started", markets=[w.key for w in self.engine.watches])
         await self.scan()  # the first full pass right away
         sched.start()
@@ -98,7 +106,8 @@ class Runner:
             sched.shutdown(wait=False)
             async with self.lock:  # let a running tick finish
                 pass
-            await self.engine.rpc.close()
+            if self.notifications is not None:
+                await self.deliver()  # one last delivery of what is due
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             log.info("keeper.stopped", skipped_ticks=self.skipped)

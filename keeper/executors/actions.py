@@ -63,6 +63,7 @@ class ActionExecutor:
         self.on_alert = on_alert or (lambda _d, _r: None)
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
+        self._approvals: dict[str, asyncio.Lock] = {}
         with store.transaction() as db:
             db.execute(_SCHEMA)
 
@@ -108,15 +109,21 @@ class ActionExecutor:
 
     async def _ensure_allowance(self, token: str, spender: str, amount: int, key: str,
                                 max_cost_wei: int) -> TxOutcome | None:
-        have = word(await self.rpc.call(token, enc.allowance(self.tx.address, spender)))
-        if have >= amount:
-            return None
-        out = await self.tx.send(TxRequest(to=token, data=enc.approve(spender, amount),
-                                           purpose=f"approve {amount} for {key}",
-                                           action_key=f"approve:{key}", max_cost_wei=max_cost_wei))
-        if out.status == "reverted":
-            raise ExecutionError(f"approve for {key} reverted ({out.hash})")
-        return out
+        """The Pool (allow-listed, the only spender) gets an unlimited allowance once per
+        token, as liquidation bots do: per-action approvals would race each other (each
+        ``approve`` overwrites the last) when several actions use one token at once."""
+        lock = self._approvals.setdefault(token.lower(), asyncio.Lock())
+        async with lock:
+            have = word(await self.rpc.call(token, enc.allowance(self.tx.address, spender)))
+            if have >= amount:
+                return None
+            out = await self.tx.send(TxRequest(
+                to=token, data=enc.approve(spender, enc.UINT256_MAX),
+                purpose=f"approve the Pool for {key}", action_key=f"approve:{token}:{key}",
+                max_cost_wei=max_cost_wei))
+            if out.status == "reverted":
+                raise ExecutionError(f"approve for {key} reverted ({out.hash})")
+            return out
 
     # -- liquidation ----------------------------------------------------------------
     async def liquidate(self, d: Liquidate, market: AaveMarketState) -> ActionResult:

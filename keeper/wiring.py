@@ -1,0 +1,72 @@
+"""Build the running keeper from a Config: node, store, engine, and (when configured) the
+executors and notifications behind ``Engine.responder``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keeper.chain.rpc import Rpc
+from keeper.config import Config
+from keeper.decide import policy_from
+from keeper.engine import Engine
+from keeper.store import Store
+
+
+@dataclass
+class Keeper:
+    cfg: Config
+    rpc: Rpc
+    store: Store
+    engine: Engine
+    notifications: object | None = None
+    executor: object | None = None
+
+    async def close(self) -> None:
+        if self.executor is not None:
+            await self.executor.drain()
+        if self.notifications is not None:
+            await self.notifications.aclose()
+        self.store.close()
+        await self.rpc.close()
+
+
+async def build_keeper(cfg: Config) -> Keeper:
+    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    store = Store(cfg.store.path)
+    engine = Engine(cfg, rpc, store)
+    k = Keeper(cfg, rpc, store, engine)
+    try:
+        policy = policy_from(cfg)
+        executor = None
+        if policy.liquidate or policy.protect:
+            executor = await _build_executor(cfg, rpc, store, engine)
+        notifications = None
+        if cfg.notify:
+            from keeper.notify.service import build_notifications
+
+            notifications = build_notifications(cfg.notify, cfg.notify_secrets, store, cfg.notify_rules)
+        if executor is not None or notifications is not None:
+            from keeper.respond import Responder
+
+            engine.responder = Responder(rpc, engine.mc, policy, executor, notifications)
+        k.executor, k.notifications = executor, notifications
+        return k
+    except BaseException:
+        await k.close()
+        raise
+
+
+async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
+    from keeper.executors.actions import ActionExecutor
+    from keeper.executors.guard import AllowList, aave_v3_allow_list
+    from keeper.executors.tx import build_tx_manager
+
+    block = await rpc.block_number()
+    allow = AllowList.of([])
+    for w in engine.watches:  # the configured markets' Pool and reserve tokens, nothing else
+        st = await w.adapter.connect(block)
+        allow = allow | aave_v3_allow_list(st.pool, st.assets)
+    tx = build_tx_manager(cfg.executor, mode=cfg.mode, private_key=cfg.private_key, rpc=rpc,
+                          store=store, allow=allow)
+    await tx.reconcile()  # settle what a crash left in the journal before anything new
+    return ActionExecutor(tx, rpc, store, cfg.liquidator.gas_price_asset)
