@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from eth_utils import keccak
 from web3 import AsyncWeb3
 
 from keeper.devnet import params
@@ -236,3 +237,15 @@ def apply_price_change(old_e8: int, value: str) -> int:
         return parse_fixed(text, params.PRICE_DECIMALS)
     except ValueError as e:
         raise DevnetError(f"bad price {value!r}: {e} (use e.g. -30%, +10%, 1500.25)") from e
+
+
+async def mint(w3: AsyncWeb3, info: DevnetInfo, symbol: str, to: str, amount: int) -> None:
+    """Mint ``amount`` (token units) of a devnet token to ``to`` (the devnet's test tokens are
+    Aave's MintableERC20), with a real, mined transaction."""
+    try:
+        token = info.tokens[symbol.upper()]
+    except KeyError as e:
+        raise DevnetError(f"no devnet token {symbol!r} (have {sorted(info.tokens)})") from e
+    data = "0x" + (keccak(text="mint(address,uint256)")[:4] + bytes(12) + bytes.fromhex(to[2:])
+                   + amount.to_bytes(32, "big")).hex()
+    await _send_as_deployer(w3, info, token, data, f"mint {amount} {symbol} to {to}")
