@@ -13,12 +13,15 @@ A position whose prices are unreliable (stale, zero or negative feed) gets no de
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keeper.health.aave_liquidation import LiquidationQuote, best_liquidation
 from keeper.health.aave_topup import TopUpPlan, plan_top_up
 from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
 from keeper.units import mul_div_up
+
+
+TOP_UP_HORIZON_S = 120  # a top-up is sized for the state this many seconds after the tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +88,10 @@ def decide(key: str, market: AaveMarketState, positions: Iterable[Position],
         rule = policy.protect.get(pos.account.lower())
         if rule is not None:
             if pos.health_factor_wad < rule.trigger_hf_wad:
-                plan = plan_top_up(market, acct, rule.target_hf_wad,
-                                   [(k, market.by_symbol(s).asset) for k, s in rule.actions], wallet)
+                # sized for a little later than this block: interest accrues until it is mined
+                later = replace(market, timestamp=market.timestamp + TOP_UP_HORIZON_S)
+                plan = plan_top_up(later, acct, rule.target_hf_wad,
+                                   [(k, later.by_symbol(s).asset) for k, s in rule.actions], wallet)
                 if plan is not None and plan.amount > 0:
                     why = (f"health factor {pos.health_factor_wad} below trigger {rule.trigger_hf_wad}; "
                            f"{plan.action} to reach {rule.target_hf_wad}")

@@ -135,6 +135,11 @@ class ActionExecutor:
         logc = log.bind(action_key=key, account=d.account, collateral=q.collateral_asset,
                         debt=q.debt_asset, debt_to_repay=q.debt_to_repay,
                         expected_collateral=q.collateral_to_receive, expected_profit_base=d.profit_base)
+        hf_now = word(await self.rpc.call(market.pool, enc.account_data(d.account), "latest"), 5)
+        if hf_now >= 10**18:  # healed or liquidated by someone else since the tick: spend nothing
+            logc.info("liquidation.lost", reason=f"health factor is {hf_now} at the head, not < 1")
+            return ActionResult(key, "liquidate", "lost", expected=q.collateral_to_receive,
+                                detail=f"position no longer liquidatable (hf {hf_now})")
         approve = await self._ensure_allowance(q.debt_asset, market.pool, q.debt_to_repay, key, budget)
         if approve is not None and approve.dry_run:
             logc.info("liquidation.dry_run", reason="decided; approve simulated, not sent")

@@ -147,3 +147,99 @@ async def test_gradual_decline_never_makes_the_protected_account_liquidatable(de
     assert done, "no top-up was made"
     # each top-up brought the Pool's own health factor back to the target (1.40)
     assert all(int(hf) >= 140 * WAD // 100 for (hf,) in done)
+
+
+async def crash_and_fund(w3, info) -> None:
+    for symbol, amount in (("USDC", 10**7 * 10**6), ("DAI", 10**7 * 10**18), ("WETH", 10**4 * 10**18),
+                           ("WBTC", 500 * 10**8)):
+        await mint(w3, info, symbol, info.liquidator, amount)
+    for symbol in ("WETH", "WBTC"):
+        await set_price(w3, info, symbol, apply_price_change(await get_price(w3, info, symbol), "-35%"))
+
+
+async def nonce(w3, address: str) -> int:
+    return int(await rpc(w3, "eth_getTransactionCount", [address, "latest"]), 16)
+
+
+async def test_dry_run_decides_and_simulates_but_sends_nothing(devnet, w3, tmp_path):
+    info = devnet.info
+    await crash_and_fund(w3, info)
+    start, n0 = int(await rpc(w3, "eth_blockNumber", []), 16), await nonce(w3, info.liquidator)
+    path = config(devnet, tmp_path, "\n[liquidator]\nenabled = true\n")
+    path.write_text(path.read_text().replace('mode = "live"', 'mode = "dry_run"'))
+    cfg = load_config(path, env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
+    k = await build_keeper(cfg)
+    try:
+        head = await k.rpc.block_number()
+        await k.engine.index(head)
+        await k.engine.full_scan(head)
+        await k.executor.drain()
+        rows = k.store.query("SELECT result FROM actions WHERE kind = 'liquidate'")
+    finally:
+        await k.close()
+    assert rows and {r for (r,) in rows} == {"dry_run"}
+    assert await nonce(w3, info.liquidator) == n0
+    assert await liquidations(w3, info.pool, start) == []
+
+
+async def test_a_lost_race_is_recorded_as_lost_and_nothing_is_sent(devnet, w3, tmp_path):
+    from keeper.decide import Liquidate, decide, policy_from
+
+    info = devnet.info
+    await crash_and_fund(w3, info)
+    cfg = load_config(config(devnet, tmp_path, "\n[liquidator]\nenabled = true\n"),
+                      env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
+    k = await build_keeper(cfg)
+    responder, k.engine.responder = k.engine.responder, None  # decide by hand, act later
+    try:
+        head = await k.rpc.block_number()
+        await k.engine.index(head)
+        positions = await k.engine.full_scan(head)
+        w = k.engine.watches[0]
+        wallet = await responder.wallet(w.market)
+        decisions = [d for d in decide(w.key, w.market, positions, w.accounts, policy_from(cfg),
+                                       wallet, 10**9) if isinstance(d, Liquidate)]
+        assert decisions
+        # the market heals before the keeper acts: prices come back
+        for symbol in ("WETH", "WBTC"):
+            await set_price(w3, info, symbol, apply_price_change(await get_price(w3, info, symbol), "+60%"))
+        n0 = await nonce(w3, info.liquidator)
+        result = await k.executor.liquidate(decisions[0], w.market)
+        assert result.result == "lost"
+        assert await nonce(w3, info.liquidator) == n0  # nothing signed or sent
+        assert not k.executor.tx.already_done(k.executor.key(decisions[0]))
+    finally:
+        await k.close()
+
+
+async def test_keeper_run_live_never_logs_the_private_key(devnet, w3, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    info = devnet.info
+    await crash_and_fund(w3, info)
+    path = config(devnet, tmp_path, "\n[liquidator]\nenabled = true\n\n[monitor]\nscan_interval_s = 1\n")
+    start = int(await rpc(w3, "eth_blockNumber", []), 16)
+    proc = subprocess.Popen([sys.executable, "-m", "keeper", "run", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if [e for e in await liquidations(w3, info.pool, start)
+                    if e["liquidator"] == to_checksum_address(info.liquidator)]:
+                break
+            await __import__("asyncio").sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert '"liquidation.done"' in out, out[-3000:]
+    assert '"tx.sent"' in out
+    key = LIQUIDATOR_KEY[2:]
+    for form in (key, key.upper(), "0x" + key):
+        assert form not in out
