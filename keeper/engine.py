@@ -8,7 +8,7 @@ hold a reserve whose price, index or configuration moved.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -17,11 +17,9 @@ from keeper.chain.logs import LogScanner
 from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
 from keeper.config import Config
-from keeper.health.aave_v3 import drop_to_liquidation_bps, position_from, shock
-from keeper.health.fast import prepare
 from keeper.health.status import Thresholds
 from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
-from keeper.protocols.aave_v3 import POOL_EVENTS, AaveV3Adapter
+from keeper.protocols.aave_v3 import AaveV3Adapter
 from keeper.store import Store
 
 log = structlog.get_logger("keeper.engine")
@@ -37,27 +35,18 @@ class Watch:
     tracked: set[Address] = field(default_factory=set)
     accounts: dict[Address, AaveAccount] = field(default_factory=dict)
     positions: dict[Address, Position] = field(default_factory=dict)
-    holders: dict[int, set[Address]] = field(default_factory=dict)  # reserve id -> accounts
+    holders: dict[Hashable, set[Address]] = field(default_factory=dict)  # e.g. reserve id -> accounts
     market: AaveMarketState | None = None
     last_block: int | None = None  # last block whose events were applied
 
     def set_account(self, acct: AaveAccount) -> None:
         old = self.accounts.get(acct.account)
         if old is not None:
-            for ur in old.reserves:
-                self.holders.get(ur.reserve_id, set()).discard(acct.account)
+            for k in self.adapter.keys_of(old):
+                self.holders.get(k, set()).discard(acct.account)
         self.accounts[acct.account] = acct
-        for ur in acct.reserves:
-            self.holders.setdefault(ur.reserve_id, set()).add(acct.account)
-
-
-def moved_reserves(old: AaveMarketState | None, new: AaveMarketState) -> set[int]:
-    """Reserves whose price, stored indexes, rates or configuration changed."""
-    if old is None or len(old.reserves) != len(new.reserves):
-        return {r.id for r in new.reserves}
-    return {n.id for o, n in zip(old.reserves, new.reserves) if o != n} | (
-        {r.id for r in new.reserves if r.asset in (old.unreliable_assets ^ new.unreliable_assets)}
-    )
+        for k in self.adapter.keys_of(acct):
+            self.holders.setdefault(k, set()).add(acct.account)
 
 
 class Engine:
@@ -108,7 +97,7 @@ class Engine:
             market = await self.load(w, block)
             seen = market
             if shocks:  # what-if: no transaction, only the pure math sees other prices
-                seen = shock(market, {market.by_symbol(s).asset: bps for s, bps in shocks.items()})
+                seen = w.adapter.apply_shocks(market, shocks)
             else:
                 w.market, w.last_block = market, block
             # parts arrive as the node answers: the math of one overlaps the read of the next
@@ -136,7 +125,7 @@ class Engine:
             if block <= w.last_block:
                 continue
             market = await self.load(w, block)
-            logs = await self.logs.fetch(w.adapter.event_sources(market), [POOL_EVENTS],
+            logs = await self.logs.fetch(w.adapter.event_sources(market), [w.adapter.event_topics()],
                                          w.last_block + 1, block)
             touched, borrowers = w.adapter.touched(logs)
             new = borrowers - w.tracked
@@ -148,8 +137,8 @@ class Engine:
             for a in fresh:
                 w.set_account(a)
             affected = set(dirty)
-            for rid in moved_reserves(w.market, market):
-                affected |= w.holders.get(rid, set())
+            for k in w.adapter.moved(w.market, market):
+                affected |= w.holders.get(k, set())
             w.market, w.last_block = market, block
             mine = self._evaluate(w, market, [w.accounts[a] for a in affected if a in w.accounts])
             changed.extend(mine)
@@ -162,14 +151,13 @@ class Engine:
     def _evaluate(self, w: Watch, market: AaveMarketState, accounts: Iterable[AaveAccount],
                   record: bool = True) -> list[Position]:
         out, transitions = [], []
-        view = prepare(market)  # per-reserve indexes and prices, computed once per market
+        ev = w.adapter.evaluator(market)  # per-market values computed once
         all_drops = self.drops == "all"
         for acct in accounts:
-            pos = position_from(market, acct, "aave_v3", self.thresholds, with_drop=all_drops,
-                                view=view)
+            pos = ev.position(acct, self.thresholds, all_drops)
             if not all_drops and pos.status != Status.SAFE and self._changes(w, pos):
                 # the drop is for people (logs, alerts): search it where a status changes
-                pos = replace(pos, drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct, view))
+                pos = replace(pos, drop_to_liquidation_bps=ev.drop(acct))
             if record and self._transition(w, pos):
                 transitions.append((pos.account, pos.status, pos.health_factor_wad, pos.block))
             out.append(pos)

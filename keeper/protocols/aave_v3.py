@@ -23,8 +23,11 @@ from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import DevnetError, SourceError
 from keeper.health.aave_math import decode_reserve_config
+from keeper.health.aave_v3 import drop_to_liquidation_bps, position_from, shock
+from keeper.health.fast import prepare
+from keeper.health.status import Thresholds
 from keeper.model import (AaveAccount, AaveMarketState, AccountData, Address, EModeCategory,
-                          Reserve, UserReserve)
+                          Position, Reserve, UserReserve)
 
 from keeper.protocols import aave_reader
 
@@ -259,6 +262,33 @@ class AaveV3Adapter:
         ], block)
         return [AccountData(*words(r)[:6]) for r in raws]
 
+    # -- what the engine asks of every protocol adapter --------------------------------
+    def evaluator(self, market: AaveMarketState) -> _AaveEvaluator:
+        """Health math bound to one market state (per-reserve values computed once)."""
+        return _AaveEvaluator(market)
+
+    @staticmethod
+    def keys_of(acct: AaveAccount) -> list[int]:
+        """What a price/index move must touch to reach this account: its reserve ids."""
+        return [ur.reserve_id for ur in acct.reserves]
+
+    @staticmethod
+    def moved(old: AaveMarketState | None, new: AaveMarketState) -> set[int]:
+        """Reserves whose price, stored indexes, rates, configuration or reliability changed."""
+        if old is None or len(old.reserves) != len(new.reserves):
+            return {r.id for r in new.reserves}
+        flips = old.unreliable_assets ^ new.unreliable_assets
+        return {n.id for o, n in zip(old.reserves, new.reserves) if o != n or n.asset in flips}
+
+    @staticmethod
+    def apply_shocks(market: AaveMarketState, shocks: dict[str, int]) -> AaveMarketState:
+        """What-if: prices moved by bps per symbol, no transaction."""
+        return shock(market, {market.by_symbol(s).asset: bps for s, bps in shocks.items()})
+
+    @staticmethod
+    def event_topics() -> list[bytes]:
+        return POOL_EVENTS
+
     # -- events ---------------------------------------------------------------------
     async def discover(self, from_block: int, to_block: int) -> AsyncIterator[tuple[int, set[Address]]]:
         """Borrowers (Borrow.onBehalfOf) per log chunk, for checkpointing as we go."""
@@ -282,3 +312,16 @@ class AaveV3Adapter:
             if lg.topics[0] == BORROW:
                 borrowers.add(to_checksum_address(topic_address(lg.topics[2])))
         return touched, borrowers
+
+
+class _AaveEvaluator:
+    def __init__(self, market: AaveMarketState):
+        self.market = market
+        self.view = prepare(market)
+
+    def position(self, acct: AaveAccount, thresholds: Thresholds, with_drop: bool) -> Position:
+        return position_from(self.market, acct, "aave_v3", thresholds, with_drop=with_drop,
+                             view=self.view)
+
+    def drop(self, acct: AaveAccount) -> int | None:
+        return drop_to_liquidation_bps(self.market, acct, self.view)
