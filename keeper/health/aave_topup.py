@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from keeper.health.aave_math import (
     get_normalized_debt,
     get_normalized_income,
-    is_borrowing,
     is_in_emode_category,
     is_using_as_collateral,
     ray_div,
@@ -256,7 +255,7 @@ def _min_supply(market: AaveMarketState, acct: AaveAccount, reserve: Reserve, ta
         start = max(v, -(-y // k) - t_o) if k else None
         if start is not None and (end is None or start <= end):
             guess = start * unit // max(price, 1) - held
-            amount = _first_true(lambda a: value(a) >= start, 0, amount_max, guess)
+            amount = _first_true(lambda a, lo=start: value(a) >= lo, 0, amount_max, guess)
             if amount is not None and (end is None or value(amount) <= end):
                 return amount
         if end is None:

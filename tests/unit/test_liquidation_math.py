@@ -12,6 +12,7 @@ from keeper.health.aave_liquidation import (
     liquidation_pairs,
     plan_liquidation,
 )
+from keeper.health.aave_math import get_normalized_debt, ray_mul
 from keeper.health.aave_v3 import account_data
 from keeper.model import EModeCategory
 from keeper.units import RAY, SECONDS_PER_YEAR, UINT256_MAX, WAD
@@ -95,16 +96,15 @@ def test_collateral_balance_uses_the_normalized_income():
 def test_debt_uses_the_normalized_debt_and_stable_debt():
     usdc = replace(USDC, current_variable_borrow_rate_ray=RAY // 10, last_update_timestamp=T0 - 86_400)
     m = market(WETH, WBTC, usdc)
-    acct = account({WETH: E18}, {usdc: 1_000 * E6}, stable={usdc: 700 * E6})
+    acct = account({WETH: E18}, {usdc: 1_000 * E6}, stable={usdc: 800 * E6})
     q = plan_liquidation(m, acct, WETH.asset, usdc.asset, MAX)
-    from keeper.health.aave_math import get_normalized_debt, ray_mul
-    total = ray_mul(1_000 * E6, get_normalized_debt(usdc, T0)) + 700 * E6
+    total = ray_mul(1_000 * E6, get_normalized_debt(usdc, T0)) + 800 * E6
     assert q.close_factor_bps == 10_000 and q.debt_to_repay == total
 
 
 def test_emode_bonus_for_collateral_in_the_category_only():
     weth, m = crashed(1_300 * E8)
-    acct = account({weth: 10 * E18, WBTC: E8 // 10}, {WSTETH: 5 * E18}, emode=1)
+    acct = account({weth: 10 * E18, WBTC: E8 // 10}, {WSTETH: 8 * E18}, emode=1)
     assert account_data(m, acct).health_factor_wad < WAD
     q = plan_liquidation(m, acct, weth.asset, WSTETH.asset, E18)
     # 1 wstETH = 2300 / 1300 WETH, e-mode bonus 1%
@@ -122,7 +122,7 @@ def test_emode_price_source_prices_collateral_and_debt():
     source = address(0x9999)
     cat = EModeCategory(1, 9_000, 9_300, 10_100, source, 2_000 * E8, "ETH with a price")
     weth, m = crashed(1_300 * E8, emode=(cat,))
-    acct = account({weth: 10 * E18}, {WSTETH: 5 * E18}, emode=1)
+    acct = account({weth: 10 * E18}, {WSTETH: 10 * E18}, emode=1)  # HF 18600 / 20000
     q = plan_liquidation(m, acct, weth.asset, WSTETH.asset, E18)
     # both at the category price: 1 wstETH repaid -> 1.01 WETH, fee 10% of the 0.01 bonus part
     coll = E18 * 10_100 // 10_000
@@ -132,8 +132,9 @@ def test_emode_price_source_prices_collateral_and_debt():
     assert q.bonus_value_base < 0
     assert best_liquidation(m, acct, 0, 0) is None
     # debt priced at the category price even for a debt outside the category (no check in 3.0.2)
-    acct = account({weth: 10 * E18}, {USDC: 12_000 * E6}, emode=1)
-    q = plan_liquidation(m, acct, weth.asset, USDC.asset, 1_000)  # 1000 micro-USDC "worth" 2000 USD each
+    acct = account({weth: 10 * E18}, {USDC: 20_000 * E6}, emode=1)  # USDC at its own price in the HF
+    assert account_data(m, acct).health_factor_wad < WAD
+    q = plan_liquidation(m, acct, weth.asset, USDC.asset, 1_000)  # 0.001 USDC priced as 2000 USD per USDC
     assert q.collateral_to_receive + q.protocol_fee_collateral == 1_000 * E18 // E6 * 10_100 // 10_000
 
 
@@ -154,8 +155,8 @@ def test_reverts_like_validate_liquidation_call(case, error):
     if case == "healthy":
         m = market()
     elif case == "collateral_bit_off":
-        acct = replace(acct, user_config=acct.user_config | (1 << 2 * WBTC.id))  # borrowing bit only
-        acct = replace(acct, reserves=(*acct.reserves, type(acct.reserves[0])(WBTC.id, E8, 0, 0)))
+        acct = account({weth: 10 * E18, WBTC: E8 // 100}, {USDC: 15_000 * E6, WBTC: 1})
+        acct = replace(acct, user_config=acct.user_config & ~(1 << (2 * WBTC.id + 1)))
         coll = WBTC
     elif case == "lt_zero":
         coll = NOLT
@@ -168,7 +169,7 @@ def test_reverts_like_validate_liquidation_call(case, error):
     elif case == "zero_cover":
         cover = 0
     elif case == "dust_collateral":
-        cover = 1  # 1e-6 USDC buys less than 1 wei... of WBTC? no: of WETH it is 617647058 wei
+        cover = 1  # 1e-6 USDC is worth less than 1 satoshi: nothing to burn
         coll = WBTC
         acct = account({weth: 10 * E18, WBTC: 1}, {USDC: 15_000 * E6})
     with pytest.raises(LiquidationInvalid) as e:
@@ -177,8 +178,10 @@ def test_reverts_like_validate_liquidation_call(case, error):
 
 
 def test_best_liquidation_picks_the_largest_bonus_and_honors_the_wallet():
-    weth, m = crashed(1_500 * E8)
-    acct = account({weth: 10 * E18, WBTC: E8 // 10}, {USDC: 9_000 * E6, DAI: 6_000 * E18})
+    wbtc = replace(WBTC, config=replace(WBTC.config, liquidation_bonus_bps=11_000))
+    weth = replace(WETH, price_base=1_500 * E8)
+    m = market(weth, wbtc, USDC, DAI)
+    acct = account({weth: 10 * E18, wbtc: E8 // 10}, {USDC: 12_000 * E6, DAI: 8_000 * E18})
     assert account_data(m, acct).health_factor_wad < CLOSE_FACTOR_HF_THRESHOLD
     best = best_liquidation(m, acct, 0, 0)
     quotes = [plan_liquidation(m, acct, c.asset, d.asset, MAX) for c, d in liquidation_pairs(m, acct)]
@@ -187,7 +190,8 @@ def test_best_liquidation_picks_the_largest_bonus_and_honors_the_wallet():
     assert (best.collateral_asset, best.debt_asset) == (weth.asset, USDC.asset)
     # own capital: only 100 USDC and 5000 DAI in the wallet
     held = best_liquidation(m, acct, 0, 0, {USDC.asset.upper(): 100 * E6, DAI.asset: 5_000 * E18})
-    assert (held.debt_asset, held.debt_to_repay) == (DAI.asset, 5_000 * E18)
+    # WBTC's 10% bonus on 5000 DAI beats WETH's 5% on 5000 DAI and on 100 USDC
+    assert (held.collateral_asset, held.debt_asset, held.debt_to_repay) == (wbtc.asset, DAI.asset, 5_000 * E18)
     assert best_liquidation(m, acct, 0, 0, {}) is None
     # gas and the minimum profit
     assert best_liquidation(m, acct, best.bonus_value_base, 0) == best
@@ -207,14 +211,14 @@ amounts = st.integers(min_value=1, max_value=10**6)
     st.integers(min_value=300, max_value=2_000),  # WETH price (USD)
     st.integers(min_value=10_000, max_value=60_000),  # WBTC price (USD)
     amounts, amounts, amounts, amounts,  # collateral WETH / WBTC (milli), debt USDC / DAI (units)
-    st.integers(min_value=0, max_value=2),  # e-mode 0 or 1
+    st.booleans(),  # e-mode 1 (wstETH debt) or none
 )
 def test_best_is_at_least_every_pair_at_max_amount(p_weth, p_wbtc, c_weth, c_wbtc, d_usdc, d_dai, emode):
     weth = replace(WETH, price_base=p_weth * E8)
     wbtc = replace(WBTC, price_base=p_wbtc * E8)
     m = market(weth, wbtc, USDC, DAI, NOLT, CRV, WSTETH)
-    debt = {USDC: d_usdc * E6, DAI: d_dai * E18} if emode != 1 else {WSTETH: d_dai * E18 // 1000}
-    acct = account({weth: c_weth * E18 // 1000, wbtc: c_wbtc * E8 // 1000}, debt, emode=emode % 2)
+    debt = {WSTETH: d_dai * E18 // 1000} if emode else {USDC: d_usdc * E6, DAI: d_dai * E18}
+    acct = account({weth: c_weth * E18 // 1000, wbtc: c_wbtc * E8 // 1000}, debt, emode=int(emode))
     hf = account_data(m, acct).health_factor_wad
     best = best_liquidation(m, acct, 0, -(10**40))
     if hf >= WAD:
