@@ -27,7 +27,8 @@ allowed is optimal: min(debt_to_cover, close-factor cap, wallet). The exceptions
   values) can make max - 1 worth up to about one base unit more than max; ignored;
 * in e-mode with a category price source, the liquidation converts at the category
   price but the tokens are worth their own prices: the per-unit margin can then be
-  negative (every amount loses); such pairs are never chosen over min_profit_base.
+  negative, and every amount of that pair loses (a profitable pair wins over it, and
+  min_profit_base >= 0 rejects it when it is the best there is).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class LiquidationQuote:
         return self.bonus_value_base - gas_cost_base
 
 
-def _row(acct: AaveAccount, reserve_id: int) -> UserReserve:
+def user_reserve(acct: AaveAccount, reserve_id: int) -> UserReserve:
+    """The account's balances in one reserve (zeros when it has no row for it)."""
     for ur in acct.reserves:
         if ur.reserve_id == reserve_id:
             return ur
@@ -141,7 +143,7 @@ def _quote(market: AaveMarketState, acct: AaveAccount, coll: Reserve, debt: Rese
         raise ValueError(f"debt_to_cover is not a uint256: {debt_to_cover}")
     ts, cfg = market.timestamp, acct.user_config
     # _calculateDebt: Helpers.getUserCurrentDebt after debtReserve.updateState
-    debt_row = _row(acct, debt.id)
+    debt_row = user_reserve(acct, debt.id)
     debt_index = get_normalized_debt(debt, ts)
     variable = ray_mul(debt_row.scaled_variable_debt, debt_index) if debt_row.scaled_variable_debt else 0
     total_debt = checked(debt_row.stable_debt + variable)
@@ -165,7 +167,7 @@ def _quote(market: AaveMarketState, acct: AaveAccount, coll: Reserve, debt: Rese
 
     coll_price, debt_price, bonus = _configuration_data(market, acct, coll, debt)
     income = get_normalized_income(coll, ts)
-    scaled_coll = _row(acct, coll.id).scaled_a_token
+    scaled_coll = user_reserve(acct, coll.id).scaled_a_token
     user_collateral = ray_mul(scaled_coll, income)  # AToken.balanceOf
 
     # _calculateAvailableCollateralToLiquidate

@@ -30,6 +30,7 @@ from keeper.health.aave_math import (
     ray_mul,
     reserve_ids_in_use,
 )
+from keeper.health.aave_liquidation import user_reserve
 from keeper.health.aave_v3 import account_data, calculate_user_account_data, emode_configuration
 from keeper.model import AaveAccount, AaveMarketState, Address, Reserve, UserReserve
 from keeper.units import BPS, UINT256_MAX, WAD
@@ -58,13 +59,6 @@ class TopUpPlan:
     partial: bool  # True: the wallet could not cover the amount that reaches the target
     shortfall: int | None  # tokens missing to reach the target with this action (0 when not
     # partial); None when no amount of this action alone reaches it (repaying all of it is short)
-
-
-def _row(acct: AaveAccount, reserve_id: int) -> UserReserve:
-    for ur in acct.reserves:
-        if ur.reserve_id == reserve_id:
-            return ur
-    return UserReserve(reserve_id, 0, 0, 0)
 
 
 def _with_row(acct: AaveAccount, row: UserReserve, cfg: int) -> AaveAccount:
@@ -110,7 +104,7 @@ def apply_supply(market: AaveMarketState, acct: AaveAccount, asset: Address, amo
     scaled = ray_div(amount, get_normalized_income(reserve, market.timestamp))  # AToken.mint
     if scaled == 0:
         raise TopUpInvalid("INVALID_MINT_AMOUNT")
-    row = _row(acct, reserve.id)
+    row = user_reserve(acct, reserve.id)
     new = row.scaled_a_token + scaled
     if new > UINT128_MAX:
         raise TopUpInvalid("SAFECAST_OVERFLOW")
@@ -126,7 +120,7 @@ def apply_repay(market: AaveMarketState, acct: AaveAccount, asset: Address, amou
     # Aave V3 BorrowLogic.executeRepay
     reserve = market.by_asset(asset)
     index = get_normalized_debt(reserve, market.timestamp)
-    row = _row(acct, reserve.id)
+    row = user_reserve(acct, reserve.id)
     variable = ray_mul(row.scaled_variable_debt, index) if row.scaled_variable_debt else 0
     if amount == 0:  # validateRepay
         raise TopUpInvalid("INVALID_AMOUNT")
@@ -188,7 +182,7 @@ def _hf_at_least(market: AaveMarketState, acct: AaveAccount, action: str, asset:
 def _min_repay(market: AaveMarketState, acct: AaveAccount, reserve: Reserve, target: int) -> int | None:
     """Smallest repay reaching ``target`` (HF is monotone in it: collateral is fixed, debt falls)."""
     index = get_normalized_debt(reserve, market.timestamp)
-    scaled = _row(acct, reserve.id).scaled_variable_debt
+    scaled = user_reserve(acct, reserve.id).scaled_variable_debt
     variable = ray_mul(scaled, index) if scaled else 0
     if variable == 0:
         return None
@@ -223,9 +217,9 @@ def _min_supply(market: AaveMarketState, acct: AaveAccount, reserve: Reserve, ta
     to 1 bps of T, and the set of good V is a union of intervals. The answer is the
     smallest amount whose V lands in the first interval it can reach."""
     ts, cfg, rid = market.timestamp, acct.user_config, reserve.id
-    row = _row(acct, rid)
-    counts = is_using_as_collateral(cfg, rid) or (row.scaled_a_token == 0 and auto_collateral(market, cfg, reserve))
-    if not counts or reserve.config.liquidation_threshold_bps == 0:
+    row = user_reserve(acct, rid)
+    first = row.scaled_a_token == 0 and auto_collateral(market, cfg, reserve)
+    if not (is_using_as_collateral(cfg, rid) or first) or reserve.config.liquidation_threshold_bps == 0:
         return None  # supplying does not change the HF
     others = replace(acct, user_config=cfg & ~(1 << (2 * rid + 1)))
     base = calculate_user_account_data(market, others)
@@ -238,7 +232,8 @@ def _min_supply(market: AaveMarketState, acct: AaveAccount, reserve: Reserve, ta
     lt = reserve.config.liquidation_threshold_bps
     if is_in_emode_category(acct.emode, reserve.config.emode_category):
         lt = emode_configuration(market, acct.emode)[1]
-    income, price, unit = get_normalized_income(reserve, ts), _math_price(market, acct, reserve), 10**reserve.config.decimals
+    income, price = get_normalized_income(reserve, ts), _math_price(market, acct, reserve)
+    unit = 10**reserve.config.decimals
 
     def value(amount: int) -> int:  # the asset's collateral value after supplying ``amount``
         return ray_mul(row.scaled_a_token + ray_div(amount, income), income) * price // unit
@@ -284,7 +279,7 @@ def _weighted_lt_sum(market: AaveMarketState, acct: AaveAccount) -> int:
         r = by_id[i]
         if r.config.liquidation_threshold_bps == 0 or not is_using_as_collateral(acct.user_config, i):
             continue
-        amount = ray_mul(_row(acct, i).scaled_a_token, get_normalized_income(r, market.timestamp))
+        amount = ray_mul(user_reserve(acct, i).scaled_a_token, get_normalized_income(r, market.timestamp))
         value = amount * _math_price(market, acct, r) // pow(10, r.config.decimals, 2**256)
         in_cat = is_in_emode_category(acct.emode, r.config.emode_category)
         total += value * (cat_lt if in_cat else r.config.liquidation_threshold_bps)
@@ -294,13 +289,17 @@ def _weighted_lt_sum(market: AaveMarketState, acct: AaveAccount) -> int:
 def _plan_one(market: AaveMarketState, acct: AaveAccount, target: int, action: str, asset: Address,
               balance: int) -> TopUpPlan | None:  # fmt: skip
     reserve = market.by_asset(asset)
+    try:
+        _check_flags(reserve, frozen_blocks=action == "supply")
+    except TopUpInvalid:
+        return None  # inactive, paused, or frozen for a supply: the action cannot be taken
     if action == "supply":
         needed = _min_supply(market, acct, reserve, target)
         useful = balance
     elif action == "repay":
         needed = _min_repay(market, acct, reserve, target)
-        scaled = _row(acct, reserve.id).scaled_variable_debt
-        useful = min(balance, ray_mul(scaled, get_normalized_debt(reserve, market.timestamp)) if scaled else 0)
+        scaled = user_reserve(acct, reserve.id).scaled_variable_debt
+        useful = min(balance, ray_mul(scaled, get_normalized_debt(reserve, market.timestamp)))
     else:
         raise ValueError(f"unknown top-up action {action!r} (supply or repay)")
     if needed is not None and needed <= balance:
@@ -314,7 +313,8 @@ def _plan_one(market: AaveMarketState, acct: AaveAccount, target: int, action: s
         hf = hf_after(market, acct, action, reserve.asset, useful)
     except TopUpInvalid:
         return None
-    return TopUpPlan(action, reserve.asset, useful, hf, True, None if needed is None else needed - useful)
+    shortfall = None if needed is None else needed - useful
+    return TopUpPlan(action, reserve.asset, useful, hf, True, shortfall)
 
 
 def plan_top_up(market: AaveMarketState, acct: AaveAccount, target_hf_wad: int,

@@ -82,6 +82,17 @@ def test_preference_order_and_partial_plans():
     assert plan_top_up(m, acct, target, both, {}) is None
 
 
+def test_a_frozen_reserve_cannot_be_supplied_but_can_be_repaid():
+    weth = replace(WETH, config=replace(WETH.config, frozen=True))
+    usdc = replace(USDC, config=replace(USDC.config, frozen=True))
+    m = market(weth, WBTC, usdc)
+    acct = account({weth: 10 * E18}, {usdc: 15_000 * E6})
+    wallet = {weth.asset: 10**30, WBTC.asset: 10**30, usdc.asset: 10**30}
+    got = plan_top_up(m, acct, HF("1.4"), [("supply", weth.asset), ("supply", WBTC.asset)], wallet)
+    assert got.asset == WBTC.asset and not got.partial
+    assert plan_top_up(m, acct, HF("1.4"), [("repay", usdc.asset)], wallet).action == "repay"
+
+
 def test_repaying_everything_clears_the_borrowing_bit():
     m, acct = market(), account({WETH: 10 * E18}, {USDC: 15_000 * E6})
     after = apply_repay(m, acct, USDC.asset, 10**30)  # more than owed: Aave takes the debt
