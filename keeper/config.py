@@ -30,7 +30,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 from keeper.config_actions import LiquidatorConfig, ProtectConfig
 from keeper.executors import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
-from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block, HealthFactor, NonZeroAddress, PositiveInt,
+from keeper.config_types import (MarketId, ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block, HealthFactor, NonZeroAddress, PositiveInt,
                                  RpcUrl, Seconds, Secret, _fail, _Model)
 from keeper.errors import ConfigError
 from keeper.log import redact_url
@@ -103,9 +103,25 @@ class AaveV3Market(_Model):
     start_block: Block = 0
 
 
-# A new protocol adds its model here (morpho_blue: MorphoBlueMarket, compound_v3: ...).
-Market = Annotated[Union[AaveV3Market], Field(discriminator="protocol")]  # noqa: UP007
-MARKET_MODELS: dict[str, type[_Model]] = {"aave_v3": AaveV3Market}
+class MorphoBlueMarket(_Model):
+    protocol: Literal["morpho_blue"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    morpho: NonZeroAddress
+    market_ids: tuple[MarketId, ...] = Field(min_length=1)
+    start_block: Block = 0
+
+
+class CompoundV3Market(_Model):
+    protocol: Literal["compound_v3"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    comet: NonZeroAddress
+    start_block: Block = 0
+
+
+Market = Annotated[Union[AaveV3Market, MorphoBlueMarket, CompoundV3Market],  # noqa: UP007
+                   Field(discriminator="protocol")]
+MARKET_MODELS: dict[str, type[_Model]] = {"aave_v3": AaveV3Market, "morpho_blue": MorphoBlueMarket,
+                                          "compound_v3": CompoundV3Market}
 
 
 class Config(_Model):

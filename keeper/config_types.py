@@ -125,6 +125,13 @@ def _rpc_url(value: Any) -> Any:
     return value.strip()
 
 
+def _market_id(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+        raise _fail(f"not a market id: {value!r} (expected 0x and 64 hex digits)")
+    return value.lower()
+
+
+MarketId = Annotated[str, BeforeValidator(_market_id)]
 Address = Annotated[str, BeforeValidator(_address)]
 NonZeroAddress = Annotated[str, BeforeValidator(_nonzero_address)]
 HealthFactor = Annotated[int, BeforeValidator(_hf_wad)]

@@ -347,7 +347,7 @@ def test_bad_mode(tmp_path):
 def test_unknown_protocol(tmp_path):
     e = error(tmp_path, MINIMAL.replace('"aave_v3"', '"aave_v9"'))
     assert e.key == "markets[0].protocol"
-    assert "unknown protocol 'aave_v9' (expected one of: 'aave_v3')" in str(e)
+    assert "unknown protocol 'aave_v9' (expected one of: 'aave_v3', 'morpho_blue', 'compound_v3')" in str(e)
 
 
 def test_missing_protocol(tmp_path):
@@ -384,3 +384,31 @@ def test_every_problem_is_listed(tmp_path):
     e = error(tmp_path, MINIMAL + 'start_block = "x"\n[monitor]\nscan_interval_s = -1\n')
     assert e.key == "monitor.scan_interval_s"  # the first, by position in the schema
     assert "markets[0].start_block: must be a whole number, got 'x'" in str(e)
+
+
+def test_morpho_and_compound_markets_validate(tmp_path):
+    from keeper.config import load_config
+
+    path = tmp_path / "k.toml"
+    mid = "0x" + "ab" * 32
+    path.write_text('[chain]\nrpc_url = "http://127.0.0.1:8545"\n\n[[markets]]\nprotocol = "morpho_blue"\n'
+                    f'morpho = "0xBBBBBbbBBb9cC5e90e3b3Af64bdAF62C37EEFFCb"\nmarket_ids = ["{mid.upper().replace("0X", "0x")}"]\n'
+                    '\n[[markets]]\nprotocol = "compound_v3"\ncomet = "0xc3d688B66703497DAA19211EEdff47f25384cdc3"\n')
+    cfg = load_config(path, env={})
+    assert cfg.markets[0].market_ids == (mid,)
+    assert cfg.markets[1].name == "compound_v3-1"
+
+
+def test_bad_morpho_market_id(tmp_path):
+    from keeper.config import load_config
+    from keeper.errors import ConfigError
+
+    path = tmp_path / "k.toml"
+    path.write_text('[chain]\nrpc_url = "http://127.0.0.1:8545"\n\n[[markets]]\nprotocol = "morpho_blue"\n'
+                    'morpho = "0xBBBBBbbBBb9cC5e90e3b3Af64bdAF62C37EEFFCb"\nmarket_ids = ["0x12"]\n')
+    try:
+        load_config(path, env={})
+    except ConfigError as e:
+        assert "markets[0].market_ids[0]" in str(e) and "not a market id" in str(e)
+    else:
+        raise AssertionError("expected ConfigError")
