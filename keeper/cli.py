@@ -62,7 +62,7 @@ def _row(p) -> dict:
             "debt_base": p.debt_base, "status": p.status.value, "block": p.block,
             "reliable": p.reliable, "liquidation_threshold_bps": p.liquidation_threshold_bps,
             "main_collateral": p.main_collateral,
-            "drop_to_liquidation_bps": p.drop_to_liquidation_bps}
+            "drop_to_liquidation_bps": p.drop_to_liquidation_bps, "base_decimals": p.base_decimals}
 
 
 def _sort_key(p):
@@ -72,17 +72,19 @@ def _sort_key(p):
 def print_table(positions, block: int, title: str, console: Console | None = None) -> None:
     console = console or Console()
     t = Table(title=f"{title} at block {block}", title_justify="left")
-    for col, just in (("account", "left"), ("health factor", "right"), ("status", "left"),
-                      ("collateral $", "right"), ("debt $", "right"), ("main collateral", "left"),
+    for col, just in (("account", "left"), ("market", "left"), ("health factor", "right"),
+                      ("status", "left"), ("collateral", "right"), ("debt", "right"),
+                      ("main collateral", "left"),
                       ("drop to liq.", "right"), ("feeds", "left")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     colors = {"safe": "green", "watch": "yellow", "at_risk": "bold yellow",
               "liquidatable": "bold red"}
     for p in sorted(positions, key=_sort_key):
         drop = "-" if p.drop_to_liquidation_bps is None else f"{format_fixed(p.drop_to_liquidation_bps, 2)}%"
-        t.add_row(p.account, _hf(p.health_factor_wad),
+        t.add_row(p.account, p.protocol + " " + p.market[:10], _hf(p.health_factor_wad),
                   f"[{colors[p.status.value]}]{p.status.value}[/]",
-                  format_fixed(p.collateral_base, 8, 2), format_fixed(p.debt_base, 8, 2),
+                  format_fixed(p.collateral_base, p.base_decimals, 2),
+                  format_fixed(p.debt_base, p.base_decimals, 2),
                   p.main_collateral or "-", drop, "ok" if p.reliable else "[red]UNRELIABLE[/]")
     console.print(t)
 
@@ -129,6 +131,8 @@ async def _scan(cfg, shocks, block, check):
         mismatches = 0
         if check and not shocks:
             for w in engine.watches:
+                if not hasattr(w.adapter, "pool_account_data"):
+                    continue  # only Aave V3 has an on-chain account view to compare with
                 accts = sorted(w.accounts)
                 views = await w.adapter.pool_account_data(accts, pinned)
                 for a, v in zip(accts, views):

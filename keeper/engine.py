@@ -63,15 +63,22 @@ class Engine:
         self.responder = None  # keeper.respond.Responder: decisions, actions, alerts
         self.watches: list[Watch] = []
         for i, mk in enumerate(cfg.markets):
-            key = mk.name or f"{mk.protocol}-{i}"
-            w = Watch(key, self._adapter(mk, key), mk.start_block)
-            w.tracked.update(store.accounts(key))
-            self.watches.append(w)
+            for key, adapter in self._adapters(mk, mk.name or f"{mk.protocol}-{i}"):
+                w = Watch(key, adapter, mk.start_block)
+                w.tracked.update(store.accounts(key))
+                self.watches.append(w)
 
-    def _adapter(self, mk, key: str):
-        """The adapter for a configured market, by its protocol name."""
+    def _adapters(self, mk, key: str) -> list[tuple[str, object]]:
+        """(watch key, adapter) for a configured market, by its protocol name. A Morpho Blue
+        entry gives one watch per market id (each market is isolated)."""
         if mk.protocol == "aave_v3":
-            return AaveV3Adapter(self.rpc, self.mc, self.logs, mk.pool_addresses_provider, key)
+            return [(key, AaveV3Adapter(self.rpc, self.mc, self.logs, mk.pool_addresses_provider, key))]
+        if mk.protocol == "morpho_blue":
+            from keeper.protocols.morpho_blue import MorphoBlueAdapter
+            from keeper.protocols.morpho_watch import MorphoMarketAdapter
+
+            base = MorphoBlueAdapter(self.rpc, self.mc, self.logs, mk.morpho, mk.market_ids, key)
+            return [(f"{key}:{mid[:10]}", MorphoMarketAdapter(base, mid)) for mid in mk.market_ids]
         raise ConfigError(f"protocol {mk.protocol!r} is not wired into the engine yet "
                           "(issue #4 in progress)", key=f"markets.{key}")
 

@@ -36,7 +36,7 @@ class Responder:
                          every: Sequence[Position], accounts) -> list[Decision]:
         """``changed``: positions this tick recomputed; ``every``: all of the market's."""
         decisions: list[Decision] = []
-        if self.executor is not None:
+        if self.executor is not None and isinstance(market, AaveMarketState):  # others: next
             candidates = [p for p in every if p.status == Status.LIQUIDATABLE
                           or p.account.lower() in self.policy.protect]
             if candidates:

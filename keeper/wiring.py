@@ -64,6 +64,8 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
     block = await rpc.block_number()
     allow = AllowList.of([])
     for w in engine.watches:  # the configured markets' Pool and reserve tokens, nothing else
+        if not hasattr(w.adapter, "connect"):
+            continue  # Morpho Blue / Compound V3 actions are not wired yet: nothing to allow
         st = await w.adapter.connect(block)
         allow = allow | aave_v3_allow_list(st.pool, st.assets)
     tx = build_tx_manager(cfg.executor, mode=cfg.mode, private_key=cfg.private_key, rpc=rpc,

@@ -326,3 +326,50 @@ async def test_touched_names_the_liquidated_borrower(w3, devnet, morpho, adapter
     assert accounts == {p.account} and borrowers == set()
     pairs, markets = adapter.touched_positions(logs)
     assert pairs == {(mid, p.account)} and markets == {mid}
+
+
+# ------------------------------------------------------------------ the engine
+
+
+async def test_engine_scans_aave_and_morpho_from_one_config(w3, devnet, morpho, tmp_path):
+    """One config, both protocols: every seeded Morpho borrower is found in its market, and
+    after a crash the engine flags liquidatable exactly where Morpho's liquidate would work."""
+    from keeper.config import load_config
+    from keeper.engine import Engine
+    from keeper.model import Status
+    from keeper.store import Store
+
+    ids = ", ".join(f'"{m}"' for m in morpho.market_ids)
+    path = tmp_path / "keeper.toml"
+    path.write_text(devnet.config_path.read_text() + f'\n[store]\npath = "{tmp_path / "k.sqlite"}"\n'
+                    f'\n[[markets]]\nprotocol = "morpho_blue"\nname = "morpho"\n'
+                    f'morpho = "{morpho.morpho}"\nmarket_ids = [{ids}]\n')
+    cfg = load_config(path, env={})
+    node, store = Rpc(devnet.rpc_url), Store(tmp_path / "k.sqlite")
+    try:
+        engine = Engine(cfg, node, store)
+        liquidator = await fund_liquidator(w3, devnet, morpho)
+        for mid in morpho.market_ids:
+            old = (await MorphoBlueAdapter(node, Multicall(node), LogScanner(node), morpho.morpho,
+                                           [mid], "x").load_markets((await head(w3))[0]))[mid].price
+            await set_morpho_price(w3, morpho, mid, old * 72 // 100)
+        block, _ = await head(w3)
+        await engine.index(block)
+        got = await engine.full_scan(block)
+    finally:
+        store.close()
+        await node.close()
+    by_protocol = {p.protocol for p in got}
+    assert by_protocol == {"aave_v3", "morpho_blue"}
+    mine = [p for p in got if p.protocol == "morpho_blue"]
+    assert {(p.market, p.account) for p in mine} == {(q["market_id"], q["address"]) for q in morpho.positions}
+    flagged = set()
+    for p in mine:
+        (pos,) = [q for q in morpho.positions if q["address"] == p.account]
+        shares = 1
+        ok, _ = await simulate(w3, liquidator, morpho.morpho,
+                               liquidate_data(morpho, p.market, p.account, 0, shares), block)
+        assert ok == (p.status == Status.LIQUIDATABLE), p
+        flagged.add(ok)
+    assert flagged == {True, False}
+    assert all(p.base_decimals == 6 for p in mine)  # USDC-denominated values
