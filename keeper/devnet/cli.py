@@ -14,6 +14,7 @@ devnet) and ``<state-dir>/state.json`` (every address); the other commands read 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -106,7 +107,14 @@ async def _price(state_dir: Path, asset: str, value: str):  # noqa: ANN202
         new = apply_price_change(old, value)
         if new <= 0:
             raise KeeperError(f"{value} gives a price of {new}: a USD price must be above zero")
-        return await set_price(w3, info, asset, new)
+        change = await set_price(w3, info, asset, new)
+        morpho_file = state_dir / "morpho.json"
+        if morpho_file.exists():  # the devnet's Morpho markets follow the same move
+            from keeper.devnet.morpho import MorphoInfo, follow_feed
+
+            minfo = MorphoInfo.from_json(json.loads(morpho_file.read_text()))
+            await follow_feed(w3, minfo, asset, old, new)
+        return change
     finally:
         await w3.provider.disconnect()
 

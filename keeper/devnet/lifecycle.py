@@ -14,10 +14,12 @@ that PID still is an anvil) and removes state.json; keeper.toml and anvil.log st
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from keeper.devnet.anvil import is_anvil_running, start_anvil, stop_anvil
-from keeper.devnet.api import deploy
+from keeper.devnet.api import connect, deploy
+from keeper.devnet.morpho import MorphoInfo, deploy_morpho
 from keeper.devnet.state import (
     ANVIL_LOG,
     CONFIG_FILE,
@@ -28,6 +30,8 @@ from keeper.devnet.state import (
     write_state,
 )
 from keeper.errors import DevnetError
+
+MORPHO_FILE = "morpho.json"
 
 
 def running_devnet(state_dir: Path) -> DevnetInfo | None:
@@ -52,13 +56,25 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> Dev
     proc = start_anvil(port, log_path=state_dir / ANVIL_LOG)
     try:
         info = await deploy(proc.rpc_url, n_borrowers, seed)
+        minfo = await deploy_morpho(connect(proc.rpc_url), info, n_borrowers, seed)
     except BaseException:
         stop_anvil(proc.pid)
         raise
     info = dataclasses.replace(info, anvil_pid=proc.pid, anvil_port=proc.port)
     write_state(info, state_dir)
+    (state_dir / MORPHO_FILE).write_text(json.dumps(minfo.to_json(), indent=2))
     write_keeper_config(info, state_dir / CONFIG_FILE)
+    with (state_dir / CONFIG_FILE).open("a") as f:
+        f.write(morpho_config_toml(minfo))
     return info
+
+
+def morpho_config_toml(minfo: MorphoInfo) -> str:
+    """The Morpho Blue market entry of the devnet's keeper config."""
+    ids = ", ".join(f'"{m}"' for m in minfo.market_ids)
+    return (f'\n[[markets]]\nprotocol = "morpho_blue"\nname = "morpho"\nmorpho = "{minfo.morpho}"\n'
+            f"market_ids = [{ids}]  # {', '.join(minfo.labels[m] for m in minfo.market_ids)}\n"
+            f"start_block = {minfo.deploy_block}\n")
 
 
 def down(state_dir: Path) -> bool:

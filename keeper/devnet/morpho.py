@@ -112,6 +112,28 @@ class MorphoInfo:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MorphoInfo:
+        d = dict(data)
+        d["market_ids"] = tuple(d["market_ids"])
+        d["markets"] = {k: MarketParams(**v) for k, v in d["markets"].items()}
+        d["lenders"], d["borrowers"] = tuple(d["lenders"]), tuple(d["borrowers"])
+        d["positions"] = tuple(d["positions"])
+        return cls(**d)
+
+
+async def follow_feed(w3: AsyncWeb3, minfo: MorphoInfo, symbol: str, old_e8: int, new_e8: int,
+                      *, timestamp: int | None = None) -> list[MorphoPriceChange]:
+    """Move every Morpho market whose collateral is ``symbol`` by the same ratio as its USD
+    feed moved (old_e8 -> new_e8), so one crash hits Aave V3 and Morpho Blue alike."""
+    out = []
+    for mid in minfo.market_ids:
+        if minfo.labels[mid].split("/")[0].upper() == symbol.upper():
+            old = await get_morpho_price(w3, minfo, mid)
+            out.append(await set_morpho_price(w3, minfo, mid, old * new_e8 // old_e8,
+                                              timestamp=timestamp))
+    return out
+
 
 # ---------------------------------------------------------------- bytecode
 
