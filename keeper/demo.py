@@ -28,6 +28,8 @@ from rich.rule import Rule
 from keeper.config import load_config
 from keeper.devnet.anvil import start_anvil, stop_anvil
 from keeper.devnet.api import apply_price_change, connect, deploy, get_price, mint, set_price
+from keeper.devnet.lifecycle import morpho_config_toml
+from keeper.devnet.morpho import deploy_morpho, follow_feed
 from keeper.devnet.state import keeper_config_toml
 from keeper.demo_hook import start_webhook
 from keeper.log import configure_logging
@@ -62,10 +64,14 @@ async def scan_once(cfg_path: Path, title: str) -> list:
 
 
 def counts(positions) -> str:
-    c = {s: 0 for s in Status}
-    for p in positions:
-        c[p.status] += 1
-    return ", ".join(f"{s.value} {n}" for s, n in c.items())
+    out = []
+    for proto in sorted({p.protocol for p in positions}):
+        c = {s: 0 for s in Status}
+        for p in positions:
+            if p.protocol == proto:
+                c[p.status] += 1
+        out.append(f"{proto}: " + ", ".join(f"{s.value} {n}" for s, n in c.items()))
+    return "; ".join(out)
 
 
 async def fund(rpc_url: str, info, to: str) -> None:
@@ -75,18 +81,19 @@ async def fund(rpc_url: str, info, to: str) -> None:
         await mint(w3, info, symbol, to, amount)
 
 
-async def crash(rpc_url: str, info, pause_s: float) -> None:
+async def crash(rpc_url: str, info, minfo, pause_s: float) -> None:
     w3 = connect(rpc_url)
     for symbol, step in CRASH:
         old = await get_price(w3, info, symbol)
         change = await set_price(w3, info, symbol, apply_price_change(old, step))
+        await follow_feed(w3, minfo, symbol, change.old_e8, change.new_e8)  # Morpho's oracles too
         console.print(f"[bold magenta]>>> {symbol} {step}: {format_fixed(change.old_e8, 8, 2)} -> "
                       f"{format_fixed(change.new_e8, 8, 2)} USD (block {change.block})[/]")
         await asyncio.sleep(pause_s)
 
 
-def write_config(path: Path, info, hook_url: str, protected: str) -> None:
-    path.write_text('mode = "live"\n' + keeper_config_toml(info) + f"""
+def write_config(path: Path, info, minfo, hook_url: str, protected: str) -> None:
+    path.write_text('mode = "live"\n' + keeper_config_toml(info) + morpho_config_toml(minfo) + f"""
 [monitor]
 scan_interval_s = 5
 index_interval_s = 30
@@ -154,15 +161,18 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         info = asyncio.run(deploy(proc.rpc_url, n_borrowers=args.borrowers, seed=1))
+        minfo = asyncio.run(deploy_morpho(connect(proc.rpc_url), info, args.borrowers // 2, 1))
         console.print(f"anvil pid {proc.pid} at {proc.rpc_url}; Aave V3 with {len(info.borrowers)} "
-                      f"borrowers in {time.perf_counter() - t0:.1f} s")
+                      f"borrowers and Morpho Blue ({', '.join(minfo.labels.values())}) with "
+                      f"{len(minfo.borrowers)} in {time.perf_counter() - t0:.1f} s")
         asyncio.run(fund(proc.rpc_url, info, info.liquidator))
         cfg_path = args.dir / "keeper.toml"
-        write_config(cfg_path, info, hook_url, info.borrowers[0])
+        write_config(cfg_path, info, minfo, hook_url, info.borrowers[0])
         before = asyncio.run(scan_once(cfg_path, "before the crash"))
-        weth_first = [p for p in before if p.main_collateral == "WETH" and p.health_factor_wad]
+        weth_first = [p for p in before if p.protocol == "aave_v3" and p.main_collateral == "WETH"
+                      and p.health_factor_wad]
         protected = min(weth_first, key=lambda p: p.health_factor_wad).account
-        write_config(cfg_path, info, hook_url, protected)
+        write_config(cfg_path, info, minfo, hook_url, protected)
         console.print(f"protected (the user's own): {protected}; keeper wallet {info.liquidator}; "
                       f"webhook {hook_url}")
         console.print(Rule("keeper run (live), then a price crash"))
@@ -170,7 +180,7 @@ def main() -> None:
         keeper_proc = subprocess.Popen([sys.executable, "-m", "keeper", "run", "--config", str(cfg_path)],
                                        env=env)
         time.sleep(4)
-        asyncio.run(crash(proc.rpc_url, info, args.pause))
+        asyncio.run(crash(proc.rpc_url, info, minfo, args.pause))
         time.sleep(6)
         keeper_proc.send_signal(signal.SIGTERM)
         keeper_proc.wait(timeout=60)
@@ -178,7 +188,7 @@ def main() -> None:
         keeper_proc = None
         after = asyncio.run(scan_once(cfg_path, "after the crash"))
         console.print(f"before: {counts(before)}\nafter:  {counts(after)}")
-        prot = next(p for p in after if p.account == protected)
+        prot = next(p for p in after if p.account == protected and p.protocol == "aave_v3")
         console.print(f"protected account health factor now {format_fixed(prot.health_factor_wad or 0, 18, 4)}"
                       f" ({prot.status.value})")
         summary(args.dir / "keeper.sqlite", alerts, protected)
