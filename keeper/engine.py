@@ -79,8 +79,11 @@ class Engine:
 
             base = MorphoBlueAdapter(self.rpc, self.mc, self.logs, mk.morpho, mk.market_ids, key)
             return [(f"{key}:{mid[:10]}", MorphoMarketAdapter(base, mid)) for mid in mk.market_ids]
-        raise ConfigError(f"protocol {mk.protocol!r} is not wired into the engine yet "
-                          "(issue #4 in progress)", key=f"markets.{key}")
+        if mk.protocol == "compound_v3":
+            from keeper.protocols.compound_v3 import CometAdapter
+
+            return [(key, CometAdapter(self.rpc, self.mc, self.logs, mk.comet, key))]
+        raise ConfigError(f"protocol {mk.protocol!r} is not supported", key=f"markets.{key}")
 
     # -- discovery ------------------------------------------------------------------
     async def index(self, to_block: int) -> int:

@@ -60,11 +60,12 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
     from keeper.executors.actions import ActionExecutor
     from keeper.executors.guard import AllowList, aave_v3_allow_list
     from keeper.executors.tx import build_tx_manager
+    from keeper.protocols.aave_v3 import AaveV3Adapter
 
     block = await rpc.block_number()
     allow = AllowList.of([])
     for w in engine.watches:  # the configured markets' Pool and reserve tokens, nothing else
-        if not hasattr(w.adapter, "connect"):
+        if not isinstance(w.adapter, AaveV3Adapter):
             continue  # Morpho Blue / Compound V3 actions are not wired yet: nothing to allow
         st = await w.adapter.connect(block)
         allow = allow | aave_v3_allow_list(st.pool, st.assets)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from eth_utils import event_abi_to_log_topic
@@ -92,6 +92,9 @@ class CometInfo:
     borrowers: tuple[str, ...]
     deploy_block: int
     positions: tuple[dict[str, Any], ...] = ()  # per borrower: the plan (to_json)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

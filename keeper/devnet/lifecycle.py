@@ -19,6 +19,7 @@ from pathlib import Path
 
 from keeper.devnet.anvil import is_anvil_running, start_anvil, stop_anvil
 from keeper.devnet.api import connect, deploy
+from keeper.devnet.comet import CometInfo, deploy_comet
 from keeper.devnet.morpho import MorphoInfo, deploy_morpho
 from keeper.devnet.state import (
     ANVIL_LOG,
@@ -32,6 +33,7 @@ from keeper.devnet.state import (
 from keeper.errors import DevnetError
 
 MORPHO_FILE = "morpho.json"
+COMET_FILE = "comet.json"
 
 
 def running_devnet(state_dir: Path) -> DevnetInfo | None:
@@ -56,7 +58,12 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> Dev
     proc = start_anvil(port, log_path=state_dir / ANVIL_LOG)
     try:
         info = await deploy(proc.rpc_url, n_borrowers, seed)
-        minfo = await deploy_morpho(connect(proc.rpc_url), info, n_borrowers, seed)
+        w3 = connect(proc.rpc_url)
+        try:
+            minfo = await deploy_morpho(w3, info, n_borrowers, seed)
+            cinfo = await deploy_comet(w3, info, n_borrowers, seed)
+        finally:
+            await w3.provider.disconnect()
     except BaseException:
         stop_anvil(proc.pid)
         raise
@@ -64,9 +71,16 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> Dev
     write_state(info, state_dir)
     (state_dir / MORPHO_FILE).write_text(json.dumps(minfo.to_json(), indent=2))
     write_keeper_config(info, state_dir / CONFIG_FILE)
+    (state_dir / COMET_FILE).write_text(json.dumps(cinfo.to_json(), indent=2))
     with (state_dir / CONFIG_FILE).open("a") as f:
-        f.write(morpho_config_toml(minfo))
+        f.write(morpho_config_toml(minfo) + comet_config_toml(cinfo))
     return info
+
+
+def comet_config_toml(cinfo: CometInfo) -> str:
+    """The Compound V3 entry of the devnet's keeper config (the devnet's Comet stand-in)."""
+    return (f'\n[[markets]]\nprotocol = "compound_v3"\nname = "comet"\ncomet = "{cinfo.comet}"'
+            f"  # CometStandIn: a stand-in for tests\nstart_block = {cinfo.deploy_block}\n")
 
 
 def morpho_config_toml(minfo: MorphoInfo) -> str:

@@ -262,3 +262,40 @@ async def test_absorb_and_buy_collateral_match_the_math(comet, adapter, node, w3
                          calldata(COMET_ABI, "buyCollateral", [weth, quote, base_amount, buyer]))
     assert _events(receipt, BUY_COLLATERAL) == [([buyer.lower(), weth.lower()], (base_amount, quote))]
     assert await c.functions.getCollateralReserves(weth).call() == seized_weth - quote
+
+
+async def test_one_engine_watches_all_three_protocols(devnet, w3, comet, tmp_path):
+    """One config with Aave V3, and Compound V3 (Morpho has its own module): after a crash the
+    engine flags exactly the accounts Comet's own isLiquidatable names, at an accrued block."""
+    from keeper.config import load_config
+    from keeper.devnet.api import apply_price_change, get_price, set_price
+    from keeper.engine import Engine
+    from keeper.model import Status
+    from keeper.store import Store
+
+    path = tmp_path / "keeper.toml"
+    path.write_text(devnet.config_path.read_text() + f'\n[store]\npath = "{tmp_path / "k.sqlite"}"\n'
+                    f'\n[[markets]]\nprotocol = "compound_v3"\nname = "comet"\ncomet = "{comet.comet}"\n')
+    for symbol in ("WETH", "WBTC"):
+        await set_price(w3, devnet.info, symbol, apply_price_change(await get_price(w3, devnet.info, symbol), "-25%"))
+    # one tx that accrues Comet's indexes, so its isLiquidatable view is current at this block
+    tx = {"from": devnet.info.deployer, "to": comet.comet, "gas": hex(500_000),
+          "data": "0x" + contract(w3, comet).encode_abi("accrueAccount", [devnet.info.deployer])[2:]}
+    await wait_receipt(w3, await rpc(w3, "eth_sendTransaction", [tx]))
+    node, store = Rpc(devnet.rpc_url), Store(tmp_path / "k.sqlite")
+    try:
+        engine = Engine(load_config(path, env={}), node, store)
+        block = await node.block_number()
+        await engine.index(block)
+        got = await engine.full_scan(block)
+        mine = [p for p in got if p.protocol == "compound_v3"]
+        views = await CometAdapter(node, Multicall(node), LogScanner(node), comet.comet, "c").contract_views(
+            [p.account for p in mine], block)
+    finally:
+        store.close()
+        await node.close()
+    assert {p.protocol for p in got} == {"aave_v3", "compound_v3"}
+    assert {p.account for p in mine} == set(comet.borrowers)
+    flagged = {p.account for p in mine if p.status == Status.LIQUIDATABLE}
+    assert flagged == {p.account for p, (_, liq) in zip(mine, views) if liq}
+    assert flagged, "the crash should make some Comet account liquidatable"
