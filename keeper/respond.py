@@ -13,7 +13,7 @@ import structlog
 from keeper.chain.abi import word
 from keeper.chain.multicall import Call, Multicall
 from keeper.chain.rpc import Rpc
-from keeper.decide import Decision, Liquidate, Policy, decide
+from keeper.decide import Decision, Liquidate, Policy, TopUp, decide
 from keeper.executors.actions import ActionExecutor, ActionResult
 from keeper.model import AaveMarketState, Position, Status
 from keeper.protocols import aave_v3_tx as enc
@@ -31,12 +31,20 @@ class Responder:
         if executor is not None:
             executor.on_alert = self._action_alert
         self._positions: dict[tuple[str, str], Position] = {}
+        self.usd_e8: dict[str, int] = {}  # token (lower) -> USD price, 1e8
+        self.native: str | None = None  # the gas coin's wrapped token (lower)
+        self.morpho_of: dict[str, str] = {}  # watch key -> Morpho address
 
     async def after_tick(self, key: str, market: AaveMarketState, changed: Sequence[Position],
                          every: Sequence[Position], accounts) -> list[Decision]:
         """``changed``: positions this tick recomputed; ``every``: all of the market's."""
-        decisions: list[Decision] = []
-        if self.executor is not None and isinstance(market, AaveMarketState):  # others: next
+        decisions: list = []
+        if self.executor is not None and not isinstance(market, AaveMarketState):
+            if self.policy.liquidate:
+                decisions = await self._others(key, market, every, accounts)
+                self.executor.submit(decisions, market)
+        elif self.executor is not None:
+            self._learn_prices(market)
             candidates = [p for p in every if p.status == Status.LIQUIDATABLE
                           or p.account.lower() in self.policy.protect]
             if candidates:
@@ -55,6 +63,64 @@ class Responder:
             self.notifications.observe(changed, int(time.time()))
         return decisions
 
+    def _learn_prices(self, market: AaveMarketState) -> None:
+        """USD prices (1e8) by token, from an Aave market, to price gas for the others."""
+        if market.base_currency_unit == 10**8:
+            self.usd_e8.update({r.asset.lower(): r.price_base for r in market.reserves})
+            try:
+                self.native = market.by_symbol(self.policy.gas_price_asset).asset.lower()
+            except KeyError:
+                pass
+
+    def _gas_in(self, token: str, decimals: int, gas_wei: int) -> tuple[int, int] | None:
+        """(gas cost in ``token`` units, rounded up; wei per token unit as a ratio helper)."""
+        native, tok = self.usd_e8.get(self.native or ""), self.usd_e8.get(token.lower())
+        if not native or not tok:
+            return None
+        return -(-gas_wei * native * 10**decimals // (10**18 * tok)), 0
+
+    def _budget_wei(self, token: str, decimals: int, amount: int) -> int:
+        native, tok = self.usd_e8.get(self.native or ""), self.usd_e8.get(token.lower())
+        if not native or not tok or amount <= 0:
+            return 0
+        return amount * tok * 10**18 // (10**decimals * native)
+
+    async def _others(self, key: str, market, every: Sequence[Position], accounts) -> list:
+        from dataclasses import replace as _replace
+
+        from keeper.decide_others import decide_comet, decide_morpho
+        from keeper.health.comet import CometMarket
+
+        liq = [p for p in every if p.status == Status.LIQUIDATABLE and p.reliable]
+        if not liq:
+            return []
+        me = self.executor.tx.address
+        gas_wei = self.policy.liquidation_gas * int(await self.rpc.request("eth_gasPrice", []), 16)
+        if isinstance(market, CometMarket):
+            for asset, price in market.prices_e8.items():
+                self.usd_e8.setdefault(asset.lower(), price)
+            token, decimals = market.base_token, liq[0].base_decimals
+            self.executor.comet_base[market.comet.lower()] = token
+        else:
+            token, decimals = market.params.loan_token, liq[0].base_decimals
+        gas = self._gas_in(token, decimals, gas_wei)
+        if gas is None:
+            log.warning("decision.skipped", market=key, reason="no USD price for gas or the token")
+            return []
+        wallet = word(await self.rpc.call(token, enc.balance_of(me), market.block))
+        if isinstance(market, CometMarket):
+            gas_base = -(-gas_wei * self.usd_e8[self.native] // 10**18)
+            out = decide_comet(key, market, liq, accounts, wallet, gas_base, self.policy.min_profit_base)
+            native_usd = self.usd_e8[self.native]  # profit is in 1e8 USD: as wei of the gas coin
+            out = [_replace(d, budget_wei=max(d.profit_base, 0) * 10**18 // native_usd) for d in out]
+        else:
+            out = decide_morpho(key, market, liq, accounts, self.base_morpho(key), wallet, gas[0], 0)
+            out = [_replace(d, budget_wei=self._budget_wei(token, decimals, d.profit_loan)) for d in out]
+        for d in out:
+            log.info("decision.made", kind=type(d).__name__, market=key, block=d.block, reason=d.reason)
+        self.decided += len(out)
+        return out
+
     async def wallet(self, market: AaveMarketState) -> dict[str, int]:
         """The signer's balance of every reserve token, at the tick's block."""
         assert self.executor is not None
@@ -63,8 +129,11 @@ class Responder:
                                  market.block)
         return {r.asset: word(raw) if ok else 0 for r, (ok, raw) in zip(market.reserves, raws)}
 
+    def base_morpho(self, key: str) -> str:
+        return self.morpho_of[key]
+
     def _action_alert(self, d: Decision, r: ActionResult) -> None:
-        if self.notifications is None:
+        if self.notifications is None or not isinstance(d, (Liquidate, TopUp)):
             return
         from keeper.notify.policy import action_alert
 

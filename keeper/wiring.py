@@ -49,6 +49,8 @@ async def build_keeper(cfg: Config) -> Keeper:
             from keeper.respond import Responder
 
             engine.responder = Responder(rpc, engine.mc, policy, executor, notifications)
+            engine.responder.morpho_of = {w.key: w.adapter.base.morpho for w in engine.watches
+                                          if hasattr(w.adapter, "base")}
         k.executor, k.notifications = executor, notifications
         return k
     except BaseException:
@@ -60,15 +62,23 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
     from keeper.executors.actions import ActionExecutor
     from keeper.executors.guard import AllowList, aave_v3_allow_list
     from keeper.executors.tx import build_tx_manager
+    from keeper.executors.others import comet_allow_list, morpho_allow_list
     from keeper.protocols.aave_v3 import AaveV3Adapter
+    from keeper.protocols.compound_v3 import CometAdapter
+    from keeper.protocols.morpho_watch import MorphoMarketAdapter
 
     block = await rpc.block_number()
     allow = AllowList.of([])
-    for w in engine.watches:  # the configured markets' Pool and reserve tokens, nothing else
-        if not isinstance(w.adapter, AaveV3Adapter):
-            continue  # Morpho Blue / Compound V3 actions are not wired yet: nothing to allow
-        st = await w.adapter.connect(block)
-        allow = allow | aave_v3_allow_list(st.pool, st.assets)
+    for w in engine.watches:  # the configured markets' contracts and tokens, nothing else
+        if isinstance(w.adapter, AaveV3Adapter):
+            st = await w.adapter.connect(block)
+            allow = allow | aave_v3_allow_list(st.pool, st.assets)
+        elif isinstance(w.adapter, MorphoMarketAdapter):
+            params = await w.adapter.base.market_params(block)
+            allow = allow | morpho_allow_list(w.adapter.base.morpho, [params[w.adapter.id].loan_token])
+        elif isinstance(w.adapter, CometAdapter):
+            st = await w.adapter.connect(block)
+            allow = allow | comet_allow_list(w.adapter.comet, st.base_token)
     tx = build_tx_manager(cfg.executor, mode=cfg.mode, private_key=cfg.private_key, rpc=rpc,
                           store=store, allow=allow)
     await tx.reconcile()  # settle what a crash left in the journal before anything new

@@ -26,6 +26,8 @@ from eth_utils import to_checksum_address
 from keeper.chain.abi import topic, word
 from keeper.chain.rpc import Rpc
 from keeper.decide import Decision, Liquidate, TopUp
+from keeper.decide_others import CometAbsorb, MorphoLiquidate
+from keeper.executors import others
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
 from keeper.executors.tx import TxManager
@@ -64,6 +66,7 @@ class ActionExecutor:
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
+        self.comet_base: dict[str, str] = {}  # comet (lower) -> base token, for buyCollateral
         with store.transaction() as db:
             db.execute(_SCHEMA)
 
@@ -71,7 +74,7 @@ class ActionExecutor:
         """Start each decision as its own task (the tick does not wait for receipts)."""
         started = 0
         for d in decisions:
-            slot = f"{d.market}:{d.account}"
+            slot = f"{d.market}:{getattr(d, 'account', 'absorb')}"
             if slot in self.in_flight:
                 continue
             self.in_flight.add(slot)
@@ -89,10 +92,14 @@ class ActionExecutor:
         try:
             if isinstance(d, Liquidate):
                 r = await self.liquidate(d, market)
-            else:
+            elif isinstance(d, TopUp):
                 r = await self.top_up(d, market)
+            elif isinstance(d, MorphoLiquidate):
+                r = await others.morpho_liquidate(self, d)
+            else:
+                r = await others.comet_absorb(self, d)
         except (ExecutionError, SourceError) as e:
-            kind = "liquidate" if isinstance(d, Liquidate) else "top_up"
+            kind = "top_up" if isinstance(d, TopUp) else "liquidate"
             r = ActionResult(self.key(d), kind, "failed", detail=str(e))
             log.warning("action.failed", action_key=r.action_key, error=str(e))
         finally:
@@ -103,8 +110,10 @@ class ActionExecutor:
         return r
 
     @staticmethod
-    def key(d: Decision) -> str:
-        kind = "liq" if isinstance(d, Liquidate) else "topup"
+    def key(d) -> str:
+        if isinstance(d, CometAbsorb):
+            return f"absorb:{d.market}:{d.block}"
+        kind = {Liquidate: "liq", TopUp: "topup", MorphoLiquidate: "mliq"}[type(d)]
         return f"{kind}:{d.market}:{d.account}:{d.block}"
 
     async def _ensure_allowance(self, token: str, spender: str, amount: int, key: str,
@@ -199,11 +208,12 @@ class ActionExecutor:
         return ActionResult(key, "top_up", "done", out.hash, p.expected_hf_wad, hf_after,
                             detail="partial: wallet short" if p.partial else "")
 
-    def _record(self, d: Decision, r: ActionResult) -> None:
+    def _record(self, d, r: ActionResult) -> None:
+        account = getattr(d, "account", None) or ",".join(getattr(d, "accounts", ()))
         with self.store.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO actions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (r.action_key, r.kind, d.market, d.account, d.block, r.result,
+                (r.action_key, r.kind, d.market, account, d.block, r.result,
                  None if r.expected is None else str(r.expected),
                  None if r.realized is None else str(r.realized), r.tx_hash, r.detail, time.time()))
 
