@@ -28,7 +28,8 @@ from rich.rule import Rule
 from keeper.config import load_config
 from keeper.devnet.anvil import start_anvil, stop_anvil
 from keeper.devnet.api import apply_price_change, connect, deploy, get_price, mint, set_price
-from keeper.devnet.lifecycle import morpho_config_toml
+from keeper.devnet.comet import deploy_comet
+from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml
 from keeper.devnet.morpho import deploy_morpho, follow_feed
 from keeper.devnet.state import keeper_config_toml
 from keeper.demo_hook import start_webhook
@@ -76,7 +77,7 @@ def counts(positions) -> str:
 
 async def fund(rpc_url: str, info, to: str) -> None:
     w3 = connect(rpc_url)
-    for symbol, amount in (("USDC", 5 * 10**6 * 10**6), ("DAI", 5 * 10**6 * 10**18),
+    for symbol, amount in (("USDC", 50 * 10**6 * 10**6), ("DAI", 5 * 10**6 * 10**18),
                            ("WETH", 2_000 * 10**18), ("WBTC", 100 * 10**8)):
         await mint(w3, info, symbol, to, amount)
 
@@ -92,8 +93,9 @@ async def crash(rpc_url: str, info, minfo, pause_s: float) -> None:
         await asyncio.sleep(pause_s)
 
 
-def write_config(path: Path, info, minfo, hook_url: str, protected: str) -> None:
-    path.write_text('mode = "live"\n' + keeper_config_toml(info) + morpho_config_toml(minfo) + f"""
+def write_config(path: Path, info, minfo, cinfo, hook_url: str, protected: str) -> None:
+    path.write_text('mode = "live"\n' + keeper_config_toml(info) + morpho_config_toml(minfo)
+                    + comet_config_toml(cinfo) + f"""
 [monitor]
 scan_interval_s = 5
 index_interval_s = 30
@@ -125,6 +127,12 @@ def summary(db: Path, alerts: list[dict], protected: str) -> None:
     con.close()
     liq = [r for r in rows if r[0] == "liquidate" and r[2] == "done"]
     tops = [r for r in rows if r[0] == "top_up" and r[2] == "done"]
+    con = sqlite3.connect(db)
+    keys = [k for (k,) in con.execute("SELECT action_key FROM actions WHERE result = 'done'")]
+    con.close()
+    by = {"Aave V3": sum(k.startswith("liq:") for k in keys),
+          "Morpho Blue": sum(k.startswith("mliq:") for k in keys),
+          "Compound V3 (absorb + buy)": sum(k.startswith("absorb:") for k in keys)}
     console.print(Rule("what the keeper did"))
     for kind, account, result, expected, realized, detail, tx in rows:
         console.print(f"{kind:9} {account} {result:8} {detail or ''} tx {tx or '-'}")
@@ -133,7 +141,8 @@ def summary(db: Path, alerts: list[dict], protected: str) -> None:
         for part in (r[5] or "").split():
             if part.startswith("realized_profit_base="):
                 total += int(part.split("=")[1])
-    console.print(f"[bold]{len(liq)} liquidations, realized profit {format_fixed(total, 8, 2)} USD "
+    console.print("[bold]liquidations by protocol: " + ", ".join(f"{k} {v}" for k, v in by.items()) + "[/]")
+    console.print(f"[bold]Aave V3 realized profit {format_fixed(total, 8, 2)} USD "
                   f"after gas; {len(tops)} top-ups of the protected account {protected}; "
                   f"{len(alerts)} alerts received by the webhook[/]")
 
@@ -162,17 +171,19 @@ def main() -> None:
         t0 = time.perf_counter()
         info = asyncio.run(deploy(proc.rpc_url, n_borrowers=args.borrowers, seed=1))
         minfo = asyncio.run(deploy_morpho(connect(proc.rpc_url), info, args.borrowers // 2, 1))
+        cinfo = asyncio.run(deploy_comet(connect(proc.rpc_url), info, args.borrowers // 2, 1))
         console.print(f"anvil pid {proc.pid} at {proc.rpc_url}; Aave V3 with {len(info.borrowers)} "
-                      f"borrowers and Morpho Blue ({', '.join(minfo.labels.values())}) with "
-                      f"{len(minfo.borrowers)} in {time.perf_counter() - t0:.1f} s")
+                      f"borrowers, Morpho Blue ({', '.join(minfo.labels.values())}) with "
+                      f"{len(minfo.borrowers)} and Compound V3 (CometStandIn, a stand-in for tests) "
+                      f"with {len(cinfo.borrowers)} in {time.perf_counter() - t0:.1f} s")
         asyncio.run(fund(proc.rpc_url, info, info.liquidator))
         cfg_path = args.dir / "keeper.toml"
-        write_config(cfg_path, info, minfo, hook_url, info.borrowers[0])
+        write_config(cfg_path, info, minfo, cinfo, hook_url, info.borrowers[0])
         before = asyncio.run(scan_once(cfg_path, "before the crash"))
         weth_first = [p for p in before if p.protocol == "aave_v3" and p.main_collateral == "WETH"
                       and p.health_factor_wad]
         protected = min(weth_first, key=lambda p: p.health_factor_wad).account
-        write_config(cfg_path, info, minfo, hook_url, protected)
+        write_config(cfg_path, info, minfo, cinfo, hook_url, protected)
         console.print(f"protected (the user's own): {protected}; keeper wallet {info.liquidator}; "
                       f"webhook {hook_url}")
         console.print(Rule("keeper run (live), then a price crash"))
