@@ -110,8 +110,10 @@ class Engine:
     async def full_scan(self, block: int, shocks: dict[str, int] | None = None) -> list[Position]:
         """Re-read every tracked account at ``block`` and recompute every position."""
         out: list[Position] = []
+        priced: set[str] = set()
         for w in self.watches:
             market = await self.load(w, block)
+            priced |= _symbols(w.adapter, market)
             seen = market
             if shocks:  # what-if: no transaction, only the pure math sees other prices
                 seen = w.adapter.apply_shocks(market, shocks)
@@ -128,6 +130,10 @@ class Engine:
             if self.responder is not None and not shocks:
                 await self.responder.after_tick(w.key, market, mine, list(w.positions.values()),
                                                 w.accounts)
+        unknown = sorted(s for s in (shocks or {}) if s.upper() not in priced)
+        if unknown:
+            raise ConfigError(f"--shock {', '.join(unknown)}: no configured market prices it "
+                              f"(known: {', '.join(sorted(priced))})")
         return out
 
     # -- block tick -----------------------------------------------------------------
@@ -205,3 +211,12 @@ class Engine:
 
     def positions(self) -> list[Position]:
         return [p for w in self.watches for p in w.positions.values()]
+
+
+def _symbols(adapter, market) -> set[str]:
+    """Upper-case symbols a market prices, so a what-if naming none of them is an error."""
+    if hasattr(market, "base_symbol"):  # Compound V3 (its ``reserves`` is an amount)
+        return {market.base_symbol.upper()} | {a.symbol.upper() for a in market.assets}
+    if isinstance(market, AaveMarketState):
+        return {r.symbol.upper() for r in market.reserves}
+    return {s.upper() for s in getattr(adapter, "symbols", {}).values()}

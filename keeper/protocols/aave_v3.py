@@ -282,8 +282,11 @@ class AaveV3Adapter:
 
     @staticmethod
     def apply_shocks(market: AaveMarketState, shocks: dict[str, int]) -> AaveMarketState:
-        """What-if: prices moved by bps per symbol, no transaction."""
-        return shock(market, {market.by_symbol(s).asset: bps for s, bps in shocks.items()})
+        """What-if: prices moved by bps per symbol, no transaction. Symbols this market does
+        not list are ignored (the shock may be meant for another market)."""
+        listed = {r.symbol.upper() for r in market.reserves}
+        return shock(market, {market.by_symbol(s).asset: bps for s, bps in shocks.items()
+                              if s.upper() in listed})
 
     @staticmethod
     def event_topics() -> list[bytes]:

@@ -287,13 +287,12 @@ class CometAdapter:
 
     @staticmethod
     def apply_shocks(market: CometMarket, shocks: dict[str, int]) -> CometMarket:
-        """What-if: prices moved by bps per symbol (the base's too), no transaction."""
+        """What-if: prices moved by bps per symbol (the base's too), no transaction. Symbols
+        this market does not price are ignored (the shock may be meant for another market)."""
         by_symbol = {market.base_symbol.upper(): market.base_token,
                      **{a.symbol.upper(): a.asset for a in market.assets}}
-        try:
-            return shock(market, {by_symbol[s.upper()]: bps for s, bps in shocks.items()})
-        except KeyError as e:
-            raise SourceError(f"no asset {e.args[0]!r} in Comet market {market.comet}") from e
+        return shock(market, {by_symbol[s.upper()]: bps for s, bps in shocks.items()
+                              if s.upper() in by_symbol})
 
 
 class _CometEvaluator:

@@ -75,8 +75,19 @@ class MorphoMarketAdapter:
         return set()
 
     def apply_shocks(self, market: MorphoMarket, shocks: dict[str, int]) -> MorphoMarket:
+        """The oracle price is collateral in loan-token units: a collateral move scales it,
+        a loan-token move divides it (floored). Other symbols are ignored."""
         coll = self.symbols.get(market.params.collateral_token, "").upper()
-        return math.shock(market, shocks[coll]) if coll in shocks else market
+        loan = self.symbols.get(market.params.loan_token, "").upper()
+        up = {k.upper(): v for k, v in shocks.items()}
+        price = market.price
+        if coll in up:
+            price = price * (10_000 + up[coll]) // 10_000
+        if loan in up:
+            if up[loan] <= -10_000:
+                raise ValueError(f"{loan} cannot fall by 100% or more")
+            price = price * 10_000 // (10_000 + up[loan])
+        return replace(market, price=price)
 
     def event_sources(self, _market: MorphoMarket) -> list[Address]:
         return [self.base.morpho]

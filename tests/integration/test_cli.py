@@ -136,3 +136,9 @@ def test_run_flags_a_crash_and_stops_cleanly_on_sigterm(devnet, tmp_path, w3):
     assert all({"account", "block", "protocol", "market", "health_factor"} <= set(e) for e in flagged)
     assert proc.returncode == 0
     assert any(e["event"] == "keeper.stopped" for e in events)
+
+
+def test_scan_rejects_a_shock_on_an_asset_no_market_prices(devnet, tmp_path):
+    out = keeper("scan", "-c", str(config_copy(devnet, tmp_path)), "--shock", "FOO=-20%")
+    assert out.returncode == 2
+    assert "FOO" in out.stderr and "no configured market prices it" in out.stderr
