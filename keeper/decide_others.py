@@ -135,3 +135,57 @@ def decide_comet(key: str, m: cm.CometMarket, positions: Iterable[Position],
     return [CometAbsorb(key, tuple(absorbed), m.block, m.comet, tuple(buys), profit,
                         f"{len(absorbed)} liquidatable; buy {len(buys)} collateral(s) at the "
                         f"store-front discount, profit {profit} (1e8 USD) after gas {gas_cost_base}")]
+
+
+# ------------------------------------------------------------------ top-ups
+
+@dataclass(frozen=True, slots=True)
+class OtherTopUp:
+    """A top-up on Morpho Blue (repay / supplyCollateral) or Compound V3 (supplyTo)."""
+
+    market: str
+    account: Address
+    block: int
+    health_factor_wad: int
+    protocol: str  # "morpho_blue" | "compound_v3"
+    target: Address  # the Morpho or Comet contract
+    plan: object  # keeper.health.aave_topup.TopUpPlan
+    params: mm.MarketParams | None  # Morpho only
+    repay_shares: int  # Morpho full repay goes by shares (0 otherwise)
+    reason: str
+
+
+def decide_top_ups(key: str, market, positions: Iterable[Position], accounts: Mapping[Address, object],
+                   rules: Mapping[str, object], symbols: Mapping[str, str],
+                   wallet: Mapping[Address, int], target: Address) -> list[OtherTopUp]:
+    """Protected accounts below their trigger on a Morpho or Comet market. ``symbols``: token
+    address -> symbol of the market's tokens; ``rules``: lower-case account -> ProtectRule."""
+    from keeper.health.comet_topup import plan_comet_top_up
+    from keeper.health.morpho_topup import plan_morpho_top_up, repay_args
+
+    by_symbol = {s.upper(): a for a, s in symbols.items()}
+    later = []
+    for p in positions:
+        rule = rules.get(p.account.lower())
+        acct = accounts.get(p.account)
+        if rule is None or acct is None or p.health_factor_wad is None or not p.reliable:
+            continue
+        if p.health_factor_wad >= rule.trigger_hf_wad:
+            continue
+        actions = [(k, by_symbol[s.upper()]) for k, s in rule.actions if s.upper() in by_symbol]
+        if isinstance(market, mm.MorphoMarket):
+            plan = plan_morpho_top_up(market, acct, rule.target_hf_wad, actions, wallet)
+            if plan is None or plan.amount <= 0:
+                continue
+            shares = repay_args(market, acct, plan.amount)[1] if plan.action == "repay" else 0
+            later.append(OtherTopUp(key, p.account, market.block, p.health_factor_wad, "morpho_blue",
+                                    target, plan, market.params, shares,
+                                    f"health factor {p.health_factor_wad} below trigger; {plan.action}"))
+        else:
+            plan = plan_comet_top_up(market, acct, rule.target_hf_wad, actions, wallet)
+            if plan is None or plan.amount <= 0:
+                continue
+            later.append(OtherTopUp(key, p.account, market.block, p.health_factor_wad, "compound_v3",
+                                    target, plan, None, 0,
+                                    f"health factor {p.health_factor_wad} below trigger; {plan.action}"))
+    return later

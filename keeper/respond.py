@@ -34,13 +34,14 @@ class Responder:
         self.usd_e8: dict[str, int] = {}  # token (lower) -> USD price, 1e8
         self.native: str | None = None  # the gas coin's wrapped token (lower)
         self.morpho_of: dict[str, str] = {}  # watch key -> Morpho address
+        self.symbols_of: dict[str, dict[str, str]] = {}  # watch key -> token -> symbol (Morpho)
 
     async def after_tick(self, key: str, market: AaveMarketState, changed: Sequence[Position],
                          every: Sequence[Position], accounts) -> list[Decision]:
         """``changed``: positions this tick recomputed; ``every``: all of the market's."""
         decisions: list = []
         if self.executor is not None and not isinstance(market, AaveMarketState):
-            if self.policy.liquidate:
+            if self.policy.liquidate or self.policy.protect:
                 decisions = await self._others(key, market, every, accounts)
                 self.executor.submit(decisions, market)
         elif self.executor is not None:
@@ -91,10 +92,13 @@ class Responder:
         from keeper.decide_others import decide_comet, decide_morpho
         from keeper.health.comet import CometMarket
 
-        liq = [p for p in every if p.status == Status.LIQUIDATABLE and p.reliable]
-        if not liq:
-            return []
         me = self.executor.tx.address
+        tops = await self._other_top_ups(key, market, every, accounts, me)
+        own = set(self.policy.protect)  # own accounts are protected, never liquidated
+        liq = [p for p in every if p.status == Status.LIQUIDATABLE and p.reliable
+               and p.account.lower() not in own and self.policy.liquidate]
+        if not liq:
+            return tops
         gas_wei = self.policy.liquidation_gas * int(await self.rpc.request("eth_gasPrice", []), 16)
         if isinstance(market, CometMarket):
             for asset, price in market.prices_e8.items():
@@ -116,10 +120,27 @@ class Responder:
         else:
             out = decide_morpho(key, market, liq, accounts, self.base_morpho(key), wallet, gas[0], 0)
             out = [_replace(d, budget_wei=self._budget_wei(token, decimals, d.profit_loan)) for d in out]
+        out = tops + out
         for d in out:
             log.info("decision.made", kind=type(d).__name__, market=key, block=d.block, reason=d.reason)
         self.decided += len(out)
         return out
+
+    async def _other_top_ups(self, key: str, market, every: Sequence[Position], accounts, me: str) -> list:
+        from keeper.decide_others import decide_top_ups
+        from keeper.health.comet import CometMarket
+
+        mine = [p for p in every if p.account.lower() in self.policy.protect]
+        if not mine:
+            return []
+        if isinstance(market, CometMarket):
+            symbols = {market.base_token: market.base_symbol, **{a.asset: a.symbol for a in market.assets}}
+            target = market.comet
+        else:
+            symbols, target = self.symbols_of.get(key, {}), self.morpho_of[key]
+        raws = await self.mc.run([Call(t, enc.balance_of(me)) for t in symbols], market.block)
+        wallet = {t: word(raw) if ok else 0 for t, (ok, raw) in zip(symbols, raws)}
+        return decide_top_ups(key, market, mine, accounts, self.policy.protect, symbols, wallet, target)
 
     async def wallet(self, market: AaveMarketState) -> dict[str, int]:
         """The signer's balance of every reserve token, at the tick's block."""

@@ -51,6 +51,8 @@ async def build_keeper(cfg: Config) -> Keeper:
             engine.responder = Responder(rpc, engine.mc, policy, executor, notifications)
             engine.responder.morpho_of = {w.key: w.adapter.base.morpho for w in engine.watches
                                           if hasattr(w.adapter, "base")}
+            engine.responder.symbols_of = {w.key: w.adapter.symbols for w in engine.watches
+                                           if hasattr(w.adapter, "base")}  # filled on first load
         k.executor, k.notifications = executor, notifications
         return k
     except BaseException:
@@ -62,7 +64,8 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
     from keeper.executors.actions import ActionExecutor
     from keeper.executors.guard import AllowList, aave_v3_allow_list
     from keeper.executors.tx import build_tx_manager
-    from keeper.executors.others import comet_allow_list, morpho_allow_list
+    from keeper.executors.others import (comet_allow_list, comet_topup_allow_list, morpho_allow_list,
+                                         morpho_topup_allow_list)
     from keeper.protocols.aave_v3 import AaveV3Adapter
     from keeper.protocols.compound_v3 import CometAdapter
     from keeper.protocols.morpho_watch import MorphoMarketAdapter
@@ -74,11 +77,14 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
             st = await w.adapter.connect(block)
             allow = allow | aave_v3_allow_list(st.pool, st.assets)
         elif isinstance(w.adapter, MorphoMarketAdapter):
-            params = await w.adapter.base.market_params(block)
-            allow = allow | morpho_allow_list(w.adapter.base.morpho, [params[w.adapter.id].loan_token])
+            params = (await w.adapter.base.market_params(block))[w.adapter.id]
+            tokens = [params.loan_token, params.collateral_token]
+            allow = (allow | morpho_allow_list(w.adapter.base.morpho, [params.loan_token])
+                     | morpho_topup_allow_list(w.adapter.base.morpho, tokens))
         elif isinstance(w.adapter, CometAdapter):
             st = await w.adapter.connect(block)
-            allow = allow | comet_allow_list(w.adapter.comet, st.base_token)
+            allow = (allow | comet_allow_list(w.adapter.comet, st.base_token)
+                     | comet_topup_allow_list(w.adapter.comet, [st.base_token] + [a.asset for a in st.assets]))
     tx = build_tx_manager(cfg.executor, mode=cfg.mode, private_key=cfg.private_key, rpc=rpc,
                           store=store, allow=allow)
     await tx.reconcile()  # settle what a crash left in the journal before anything new

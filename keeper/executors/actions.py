@@ -26,7 +26,7 @@ from eth_utils import to_checksum_address
 from keeper.chain.abi import topic, word
 from keeper.chain.rpc import Rpc
 from keeper.decide import Decision, Liquidate, TopUp
-from keeper.decide_others import CometAbsorb, MorphoLiquidate
+from keeper.decide_others import CometAbsorb, MorphoLiquidate, OtherTopUp
 from keeper.executors import others
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
@@ -96,16 +96,18 @@ class ActionExecutor:
                 r = await self.top_up(d, market)
             elif isinstance(d, MorphoLiquidate):
                 r = await others.morpho_liquidate(self, d)
+            elif isinstance(d, OtherTopUp):
+                r = await others.other_top_up(self, d)
             else:
                 r = await others.comet_absorb(self, d)
         except (ExecutionError, SourceError) as e:
-            kind = "top_up" if isinstance(d, TopUp) else "liquidate"
+            kind = "top_up" if isinstance(d, (TopUp, OtherTopUp)) else "liquidate"
             r = ActionResult(self.key(d), kind, "failed", detail=str(e))
             log.warning("action.failed", action_key=r.action_key, error=str(e))
         finally:
             self.in_flight.discard(slot)
         self._record(d, r)
-        if r.result in ("done", "lost", "failed", "dry_run") or getattr(d, "plan", None):
+        if r.result in ("done", "lost", "failed", "dry_run"):
             self.on_alert(d, r)
         return r
 
@@ -113,7 +115,7 @@ class ActionExecutor:
     def key(d) -> str:
         if isinstance(d, CometAbsorb):
             return f"absorb:{d.market}:{d.block}"
-        kind = {Liquidate: "liq", TopUp: "topup", MorphoLiquidate: "mliq"}[type(d)]
+        kind = {Liquidate: "liq", TopUp: "topup", MorphoLiquidate: "mliq", OtherTopUp: "topup"}[type(d)]
         return f"{kind}:{d.market}:{d.account}:{d.block}"
 
     async def _ensure_allowance(self, token: str, spender: str, amount: int, key: str,

@@ -112,3 +112,53 @@ async def comet_absorb(ex, d: CometAbsorb):
 
 def _base_token(d: CometAbsorb, ex) -> str:
     return ex.comet_base[d.comet.lower()]
+
+
+MORPHO_REPAY = "repay((address,address,address,address,uint256),uint256,uint256,address,bytes)"
+MORPHO_SUPPLY_COLLATERAL = "supplyCollateral((address,address,address,address,uint256),uint256,address,bytes)"
+COMET_SUPPLY_TO = "supplyTo(address,address,uint256)"
+PARAMS = "(address,address,address,address,uint256)"
+
+
+def morpho_topup_allow_list(morpho: str, tokens: list[str]) -> AllowList:
+    return AllowList.of([(morpho, MORPHO_REPAY), (morpho, MORPHO_SUPPLY_COLLATERAL)]
+                        + [(t, APPROVE) for t in tokens])
+
+
+def comet_topup_allow_list(comet: str, tokens: list[str]) -> AllowList:
+    return AllowList.of([(comet, COMET_SUPPLY_TO)] + [(t, APPROVE) for t in tokens])
+
+
+async def other_top_up(ex, d):
+    """Morpho repay / supplyCollateral or Comet supplyTo on the account's behalf."""
+    from keeper.executors.actions import ActionResult, log
+
+    key, p = f"topup:{d.market}:{d.account}:{d.block}", d.plan
+    if ex.tx.already_done(key):
+        return ActionResult(key, "top_up", "skipped", detail="already sent")
+    logc = log.bind(action_key=key, account=d.account, protocol=d.protocol, action=p.action,
+                    amount=p.amount, expected_hf=p.expected_hf_wad, partial=p.partial)
+    cap = 10**18  # the guard's per-tx and per-day caps bound what a top-up may spend
+    approve = await ex._ensure_allowance(p.asset, d.target, p.amount, key, cap)
+    if approve is not None and approve.dry_run:
+        logc.info("topup.dry_run", reason="decided; approve simulated, not sent")
+        return ActionResult(key, "top_up", "dry_run", expected=p.expected_hf_wad)
+    if d.protocol == "morpho_blue" and p.action == "repay":
+        assets, shares = (0, d.repay_shares) if d.repay_shares else (p.amount, 0)
+        data = selector(MORPHO_REPAY) + encode([PARAMS, "uint256", "uint256", "address", "bytes"],
+                                               [d.params.as_tuple(), assets, shares, d.account, b""])
+    elif d.protocol == "morpho_blue":
+        data = selector(MORPHO_SUPPLY_COLLATERAL) + encode([PARAMS, "uint256", "address", "bytes"],
+                                                           [d.params.as_tuple(), p.amount, d.account, b""])
+    else:
+        data = call_data(COMET_SUPPLY_TO, addr_arg(d.account), addr_arg(p.asset), uint_arg(p.amount))
+    out = await ex.tx.send(TxRequest(to=d.target, data=data, purpose=f"{p.action} for {d.account}",
+                                     action_key=key, max_cost_wei=cap))
+    if out.dry_run:
+        logc.info("topup.dry_run", reason="decided and simulated; mode is dry_run")
+        return ActionResult(key, "top_up", "dry_run", expected=p.expected_hf_wad)
+    if not out.ok:
+        raise ExecutionError(f"{key}: top-up reverted ({out.hash})")
+    logc.info("topup.done", tx=out.hash)
+    return ActionResult(key, "top_up", "done", out.hash, p.expected_hf_wad, None,
+                        detail="partial: wallet short" if p.partial else "")
