@@ -1,4 +1,7 @@
-"""`keeper doctor`: is the node there, is it the right chain, is every address what it claims?"""
+"""`keeper doctor`: is the node there, is it the right chain, is every address what it claims?
+
+One ``Check`` (one line) per question. Aave V3 markets are checked here; Morpho Blue and
+Compound V3 markets in keeper.doctor_protocols."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ class Check:
     detail: str
 
 
-async def _check(name: str, fn: Callable[[], Awaitable[str]]) -> Check:
+async def check(name: str, fn: Callable[[], Awaitable[str]]) -> Check:
     try:
         return Check(name, True, await fn())
     except (KeeperError, ValueError) as e:
@@ -34,7 +37,7 @@ async def run_doctor(cfg: Config, rpc: Rpc) -> list[Check]:
         block_box.append(await rpc.block_number())
         return f"block {block_box[0]}"
 
-    checks.append(await _check("rpc reachable", reachable))
+    checks.append(await check("rpc reachable", reachable))
     if not checks[-1].ok:
         return checks
     block = block_box[0]
@@ -46,7 +49,7 @@ async def run_doctor(cfg: Config, rpc: Rpc) -> list[Check]:
             raise ValueError(f"chain id is {got}, config says {want}")
         return f"chain id {got}" + ("" if want is not None else " (not pinned in config)")
 
-    checks.append(await _check("chain id", chain))
+    checks.append(await check("chain id", chain))
 
     async def multicall() -> str:
         if not await rpc.code(cfg.chain.multicall3, block):
@@ -55,11 +58,23 @@ async def run_doctor(cfg: Config, rpc: Rpc) -> list[Check]:
         (ts,) = await mc.run_strict([Call(cfg.chain.multicall3, call_data("getCurrentBlockTimestamp()"))], block)
         return f"Multicall3 at {cfg.chain.multicall3} answers (timestamp {word(ts)})"
 
-    checks.append(await _check("multicall3", multicall))
+    checks.append(await check("multicall3", multicall))
     mc = Multicall(rpc, cfg.chain.multicall3)
+    from keeper.doctor_protocols import (  # they import Check from here
+        comet_checks,
+        morpho_checks,
+    )
+
     for i, m in enumerate(cfg.markets):
         label = m.name or f"{m.protocol}-{i}"
-        checks.extend(await _aave_checks(label, m.pool_addresses_provider, rpc, mc, block))
+        if m.protocol == "aave_v3":
+            checks.extend(await _aave_checks(label, m.pool_addresses_provider, rpc, mc, block))
+        elif m.protocol == "morpho_blue":
+            checks.extend(await morpho_checks(label, m, rpc, block))
+        elif m.protocol == "compound_v3":
+            checks.extend(await comet_checks(label, m, rpc, block))
+        else:
+            checks.append(Check(f"{label}: protocol", False, f"doctor has no checks for {m.protocol!r}"))
     return checks
 
 
@@ -80,7 +95,7 @@ async def _aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block
                      data_provider=address_word(ok_raw[2][1]))
         return f"{provider} is a PoolAddressesProvider"
 
-    out.append(await _check(f"{label}: addresses provider", is_provider))
+    out.append(await check(f"{label}: addresses provider", is_provider))
     if not out[-1].ok:
         return out
     for role in ("pool", "oracle", "data_provider"):
@@ -94,7 +109,7 @@ async def _aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block
                 raise ValueError(f"{role} {addr} belongs to provider {address_word(raw)}")
             return f"{addr} points back to the provider"
 
-        out.append(await _check(f"{label}: {role}", points_back))
+        out.append(await check(f"{label}: {role}", points_back))
 
     async def reserves() -> str:
         (raw,) = await mc.run_strict([Call(found["pool"], call_data("getReservesList()"))], block)
@@ -103,5 +118,5 @@ async def _aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block
             raise ValueError("the Pool lists no reserves")
         return f"{n} reserves"
 
-    out.append(await _check(f"{label}: reserves", reserves))
+    out.append(await check(f"{label}: reserves", reserves))
     return out
