@@ -25,6 +25,8 @@ The math is in keeper.health.comet (pure).
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -213,9 +215,16 @@ class CometAdapter:
 
     async def iter_accounts(self, accounts: Sequence[Address], market: CometMarket,
                             part: int = 1_000) -> AsyncIterator[list[CometAccount]]:
-        """Like ``read_accounts`` but in parts of ``part`` accounts (for pipelined scans)."""
-        for i in range(0, len(accounts), part):
-            yield await self.read_accounts(accounts[i:i + part], market)
+        """Like ``read_accounts`` but in parts of ``part`` accounts, all in flight at once,
+        yielded as they arrive (so the caller's math overlaps the node's work)."""
+        tasks = [asyncio.ensure_future(self.read_accounts(accounts[i:i + part], market))
+                 for i in range(0, len(accounts), part)]
+        try:
+            for done in asyncio.as_completed(tasks):
+                yield await done
+        finally:
+            for t in tasks:
+                t.cancel()
 
     async def contract_views(self, accounts: Sequence[Address], block: int) -> list[tuple[int, bool]]:
         """Comet's own (borrowBalanceOf, isLiquidatable) per account: the truth to check against."""
