@@ -1,4 +1,5 @@
-"""A local anvil chain with a real Aave V3 market, for the demo, the tests and the benchmark.
+"""A local anvil chain with real Aave V3 and Morpho Blue, and a Comet stand-in, for the demo,
+the tests and the benchmark.
 
 Modules (the API of each is in its docstring):
 
@@ -8,7 +9,9 @@ Modules (the API of each is in its docstring):
 * ``lifecycle``: ``up`` / ``down`` with a state dir (default ``.devnet/``);
 * ``state``: ``DevnetInfo`` (every address), state.json and keeper.toml;
 * ``cli``: ``devnet_app``, mounted as ``keeper devnet`` (up, down, price, advance);
-* ``deploy`` / ``seed`` / ``params``: the market, its borrowers and its parameters;
+* ``deploy`` / ``seed`` / ``params``: the Aave market, its borrowers and its parameters;
+* ``morpho``: Morpho Blue compiled from npm sources, two markets, borrowers, ``follow_feed``;
+* ``comet``: the ``CometStandIn`` (a stand-in for tests), its lenders and borrowers;
 * ``artifacts`` / ``rpc`` / ``accounts`` / ``export_abi``: bytecode and ABIs from node_modules,
   batched JSON-RPC and a transaction queue, deterministic devnet keys, contracts/abi.
 
