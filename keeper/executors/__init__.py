@@ -34,18 +34,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from keeper.config_types import Seconds, _fail  # shared validators (no keeper.config import)
 from keeper.units import parse_fixed
 
 GWEI = 10**9
 ETHER = 10**18
-
-
-def _fail(message: str, field: str | None = None) -> PydanticCustomError:
-    # keeper.config's own error type: load_config shows the message as it is (and the field)
-    ctx = {"message": message} if field is None else {"message": message, "field": field}
-    return PydanticCustomError("keeper", "{message}", ctx)
 
 
 def _no_float(value: Any) -> None:
@@ -84,21 +78,8 @@ def _wei(value: Any) -> int:
     return wei
 
 
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
-        raise _fail(f"must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(Decimal(str(value).strip()))
-    except ArithmeticError:
-        raise _fail(f"not a number of seconds: {value!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise _fail(f"must be greater than 0, got {value!r}")
-    return seconds
-
-
 GweiText = Annotated[str, BeforeValidator(_gwei)]
 Wei = Annotated[int, BeforeValidator(_wei)]
-Seconds = Annotated[float, BeforeValidator(_seconds)]
 
 
 class ExecutorConfig(BaseModel):
