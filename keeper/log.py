@@ -20,6 +20,8 @@ scrubbed too. It removes, anywhere in the event (nested dicts and lists included
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import re
 import sys
@@ -54,6 +56,7 @@ def _normalise(key: str) -> str:
     return key.lower().replace("-", "_")
 
 
+@functools.lru_cache(maxsize=4096)  # log keys are few and repeat on every line
 def is_secret_key(key: str) -> bool:
     """True for a key whose value must never be logged (``smtp_password``, ``bot_token``)."""
     k = _normalise(key)
@@ -62,6 +65,7 @@ def is_secret_key(key: str) -> bool:
     return any(k == w or k.endswith("_" + w) for w in _SECRET_WORDS)
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_key_like_name(key: str) -> bool:
     k = _normalise(key)
     return k in ("pk", "priv") or k.endswith("key")
