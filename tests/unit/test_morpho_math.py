@@ -213,7 +213,11 @@ def test_accrue_is_monotone_in_time(m, t1, t2):
     a1, a2 = accrue(m, t1), accrue(m, t2)
     assert m.total_borrow_assets <= a1.total_borrow_assets <= a2.total_borrow_assets
     assert m.total_supply_assets <= a1.total_supply_assets <= a2.total_supply_assets
-    assert m.total_supply_shares <= a1.total_supply_shares <= a2.total_supply_shares
+    # fee shares are never negative, but NOT monotone in time: a fee of a few wei converts
+    # into fewer shares once more interest has raised totalSupplyAssets (toSharesDown), so
+    # a later accrual can mint one share less (found by Hypothesis; Morpho does the same)
+    assert m.total_supply_shares <= a1.total_supply_shares
+    assert m.total_supply_shares <= a2.total_supply_shares
     # the fee recipient's new shares are worth at most the fee
     fee_shares = a2.total_supply_shares - m.total_supply_shares
     interest = a2.total_borrow_assets - m.total_borrow_assets
