@@ -29,6 +29,8 @@ EXPORTS = {
     "ACLManager.json": ("aave", "ACLManager"),
     "PriceFeed.json": ("own", "PriceFeed"),
     "Multicall3.json": ("own", "IMulticall3"),
+    "Comet.json": ("own", "IComet"),
+    "MorphoBlue.json": ("morpho", "Morpho"),
 }
 
 
@@ -43,13 +45,26 @@ def export(abi_dir: Path = ABI_DIR) -> list[Path]:
     viem = _version("viem")
     rows, written = [], []
     for filename, (kind, name) in EXPORTS.items():
-        art = load_aave(name) if kind == "aave" else load_own(name)
+        if kind == "morpho":
+            from keeper.devnet.morpho import load_morpho  # compiled from the npm sources
+
+            art = load_morpho(name)
+        else:
+            art = load_aave(name) if kind == "aave" else load_own(name)
         path = abi_dir / filename
         path.write_text(json.dumps(art.abi, indent=1) + "\n")
         written.append(path)
         if kind == "aave":
             src = Path(art.source).relative_to(NODE_MODULES)
             rows.append(f"| `{filename}` | npm `@aave/core-v3@{aave}` | `{src}` (`abi`) |")
+        elif kind == "morpho":
+            morpho = _version("@morpho-org/morpho-blue")
+            rows.append(
+                f"| `{filename}` | npm `@morpho-org/morpho-blue@{morpho}` `src/Morpho.sol`, compiled "
+                f"with npm `solc@{solc}` by `keeper/devnet/compile_morpho.js` (via-IR, 999999 runs, "
+                "paris) | `build/morpho.json` → `Morpho`, plus the events of "
+                "`src/libraries/EventsLib.sol` (solc 0.8.19 leaves library events out of the ABI) |"
+            )
         else:
             rows.append(
                 f"| `{filename}` | `{art.source}`, compiled with npm `solc@{solc}` | "
@@ -86,6 +101,11 @@ Notes
   Multicall3 (github.com/mds1/multicall). The runtime code the devnet installs at
   `0xcA11bde05977b3631167028862bE2a173976CA11` comes from npm `viem@{viem}`
   (`multicall3Bytecode`); the integration tests check that every selector of this ABI is in it.
+- `Comet.json` is the subset of Compound III's Comet interface that keeper uses (functions,
+  structs and events of compound-finance/comet's `CometMainInterface` / `CometExtInterface`,
+  same selectors and return layouts), declared as `IComet` in `contracts/src/CometStandIn.sol`.
+  The devnet's `CometStandIn` (a stand-in, not Compound's bytecode) implements it, so the
+  compiler checks the stand-in against the interface keeper reads a real Comet with.
 - Aave artifacts are those of protocol version 3.0.2 as published in `@aave/core-v3@{aave}`
   (`node_modules/@aave/core-v3/artifacts/contracts/...`).
 """
