@@ -30,8 +30,9 @@ from pydantic import ValidationInfo, field_validator, model_validator
 from keeper.config_actions import LiquidatorConfig, ProtectConfig
 from keeper.executors import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
-from keeper.config_types import (MarketId, ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block, HealthFactor, NonZeroAddress, PositiveInt,
-                                 RpcUrl, Seconds, Secret, _fail, _Model)
+from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block,
+                                 HealthFactor, MarketId, NonZeroAddress, PositiveInt, RpcUrl,
+                                 Seconds, Secret, _fail, _Model, config_path)
 from keeper.errors import ConfigError
 from keeper.log import redact_url
 from keeper.units import WAD, format_fixed
@@ -90,10 +91,7 @@ class StoreConfig(_Model):
     @field_validator("path", mode="before")
     @classmethod
     def _relative_to_config(cls, value: Any, info: ValidationInfo) -> Path:
-        if not isinstance(value, str | Path) or not str(value).strip():
-            raise _fail(f"must be a file path, got {value!r}")
-        base = (info.context or {}).get("base_dir", Path.cwd())
-        return (Path(base) / Path(value).expanduser()).resolve()
+        return config_path(value, info)
 
 
 class AaveV3Market(_Model):

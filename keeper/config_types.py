@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -92,6 +93,15 @@ def _hf_wad(value: Any) -> int:
     if wad <= 0:
         raise _fail(f"must be greater than 0, got {value!r}")
     return wad
+
+
+def config_path(value: Any, info: Any) -> Path:
+    """A file path from the config, relative to the config file's directory (pydantic passes
+    it as ``base_dir`` in the validation context)."""
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise _fail(f"must be a file path, got {value!r}")
+    base = (info.context or {}).get("base_dir", Path.cwd())
+    return (Path(base) / Path(value).expanduser()).resolve()
 
 
 def _seconds(value: Any) -> float:

@@ -46,8 +46,10 @@ class Responder:
                 self.executor.submit(decisions, market)
         elif self.executor is not None:
             self._learn_prices(market)
+            protect = self.policy.protect
             candidates = [p for p in every if p.status == Status.LIQUIDATABLE
-                          or p.account.lower() in self.policy.protect]
+                          or (p.account.lower() in protect and p.health_factor_wad is not None
+                              and p.health_factor_wad < protect[p.account.lower()].trigger_hf_wad)]
             if candidates:
                 wallet = await self.wallet(market)
                 gas_price = int(await self.rpc.request("eth_gasPrice", []), 16)
@@ -130,8 +132,10 @@ class Responder:
         from keeper.decide_others import decide_top_ups
         from keeper.health.comet import CometMarket
 
-        mine = [p for p in every if p.account.lower() in self.policy.protect]
-        if not mine:
+        protect = self.policy.protect
+        mine = [p for p in every if p.account.lower() in protect and p.health_factor_wad is not None
+                and p.health_factor_wad < protect[p.account.lower()].trigger_hf_wad]
+        if not mine:  # nobody below a trigger: no wallet read this block
             return []
         if isinstance(market, CometMarket):
             symbols = {market.base_token: market.base_symbol, **{a.asset: a.symbol for a in market.assets}}

@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from keeper.config_types import Seconds, _fail  # shared validators (no keeper.config import)
+from keeper.config_types import Seconds, _fail, config_path  # shared validators (no keeper.config import)
 from keeper.units import parse_fixed
 
 GWEI = 10**9
@@ -106,12 +106,7 @@ class ExecutorConfig(BaseModel):
     @field_validator("keystore", "password_file", mode="before")
     @classmethod
     def _relative_to_config(cls, value: Any, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        if not isinstance(value, str | Path) or not str(value).strip():
-            raise _fail(f"must be a file path, got {value!r}")
-        base = (info.context or {}).get("base_dir", Path.cwd())
-        return (Path(base) / Path(value).expanduser()).resolve()
+        return None if value is None else config_path(value, info)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExecutorConfig:

@@ -158,17 +158,9 @@ class ActionExecutor:
         req = TxRequest(to=market.pool, data=enc.liquidation_call(q.collateral_asset, q.debt_asset,
                         d.account, q.debt_to_repay), purpose=f"liquidate {d.account}",
                         action_key=key, max_cost_wei=budget)
-        try:
-            out = await self.tx.send(req)
-        except SimulationReverted as e:
-            logc.info("liquidation.lost", reason=f"simulation reverted: {e}")
-            return ActionResult(key, "liquidate", "lost", expected=q.collateral_to_receive, detail=str(e))
-        if out.dry_run:
-            logc.info("liquidation.dry_run", reason="decided and simulated; mode is dry_run")
-            return ActionResult(key, "liquidate", "dry_run", expected=q.collateral_to_receive)
-        if not out.ok:
-            logc.info("liquidation.lost", reason="mined but reverted", tx=out.hash)
-            return ActionResult(key, "liquidate", "lost", out.hash, q.collateral_to_receive)
+        out = await self.send_liquidation(req, logc, q.collateral_to_receive)
+        if isinstance(out, ActionResult):
+            return out
         event = _liquidation_event(out, d.account)
         if event is None:
             raise ExecutionError(f"{key}: mined without a LiquidationCall event ({out.hash})")
@@ -182,6 +174,23 @@ class ActionExecutor:
                   realized_profit_base=realized, gas_cost_wei=out.cost_wei)
         return ActionResult(key, "liquidate", "done", out.hash, q.collateral_to_receive, seized,
                             detail=f"expected_profit_base={d.profit_base} realized_profit_base={realized}")
+
+    async def send_liquidation(self, req: TxRequest, logc, expected: int) -> TxOutcome | ActionResult:
+        """Send a liquidation; a mined success comes back as the TxOutcome, anything else as
+        its ActionResult: lost (simulation reverted, or mined but reverted) or dry_run."""
+        key = req.action_key
+        try:
+            out = await self.tx.send(req)
+        except SimulationReverted as e:
+            logc.info("liquidation.lost", reason=f"simulation reverted: {e}")
+            return ActionResult(key, "liquidate", "lost", expected=expected, detail=str(e))
+        if out.dry_run:
+            logc.info("liquidation.dry_run", reason="decided and simulated; mode is dry_run")
+            return ActionResult(key, "liquidate", "dry_run", expected=expected)
+        if not out.ok:
+            logc.info("liquidation.lost", reason="mined but reverted", tx=out.hash)
+            return ActionResult(key, "liquidate", "lost", out.hash, expected)
+        return out
 
     # -- top-up ---------------------------------------------------------------------
     async def top_up(self, d: TopUp, market: AaveMarketState) -> ActionResult:

@@ -43,17 +43,11 @@ async def morpho_liquidate(ex, d: MorphoLiquidate):
     data = selector(MORPHO_LIQUIDATE) + encode(
         ["(address,address,address,address,uint256)", "address", "uint256", "uint256", "bytes"],
         [d.params.as_tuple(), d.account, d.seized_assets, 0, b""])
-    try:
-        out = await ex.tx.send(TxRequest(to=d.morpho, data=data, purpose=f"liquidate {d.account} on Morpho",
-                                         action_key=key, max_cost_wei=d.budget_wei))
-    except SimulationReverted as e:
-        logc.info("liquidation.lost", reason=f"simulation reverted: {e}")
-        return ActionResult(key, "liquidate", "lost", expected=d.seized_assets, detail=str(e))
-    if out.dry_run:
-        logc.info("liquidation.dry_run", reason="decided and simulated; mode is dry_run")
-        return ActionResult(key, "liquidate", "dry_run", expected=d.seized_assets)
-    if not out.ok:
-        return ActionResult(key, "liquidate", "lost", out.hash, d.seized_assets)
+    out = await ex.send_liquidation(TxRequest(to=d.morpho, data=data, purpose=f"liquidate {d.account} on Morpho",
+                                              action_key=key, max_cost_wei=d.budget_wei),
+                                    logc, d.seized_assets)
+    if isinstance(out, ActionResult):
+        return out
     seized = None
     for lg in out.logs:
         t = lg.get("topics", [])

@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from keeper.config_types import PositiveInt, Seconds, Secret, _address, _fail, _Model
+from keeper.config_types import PositiveInt, Seconds, Secret, _address, _fail, _Model, config_path
 from keeper.errors import ConfigError
 from keeper.model import Status
 from keeper.notify.policy import Rule
@@ -175,12 +175,7 @@ class EmailChannel(ChannelBase):
     @field_validator("ca_file", mode="before")
     @classmethod
     def _relative_to_config(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, str | Path) or not str(value).strip():
-            raise _fail(f"must be a file path, got {value!r}")
-        base = (info.context or {}).get("base_dir", Path.cwd())
-        return (Path(base) / Path(value).expanduser()).resolve()
+        return None if value is None else config_path(value, info)
 
     @model_validator(mode="after")
     def _auth_pair(self) -> EmailChannel:
