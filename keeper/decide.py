@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from keeper.health.aave_liquidation import LiquidationQuote, best_liquidation
-from keeper.health.aave_topup import TopUpPlan, plan_top_up
-from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
+from keeper.protocols.aave_v3.liquidation import LiquidationQuote, best_liquidation
+from keeper.protocols.aave_v3.topup import TopUpPlan, plan_top_up
+from keeper.model import Address, Position, Status
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
 from keeper.units import mul_div_up
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from keeper.health import comet as cm
-from keeper.health import morpho as mm
+from keeper.protocols.compound_v3 import math as cm
+from keeper.protocols.morpho_blue import math as mm
 from keeper.model import Address, Position, Status
 from keeper.units import mul_div_down, mul_div_up
 
@@ -149,7 +149,7 @@ class OtherTopUp:
     health_factor_wad: int
     protocol: str  # "morpho_blue" | "compound_v3"
     target: Address  # the Morpho or Comet contract
-    plan: object  # keeper.health.aave_topup.TopUpPlan
+    plan: object  # keeper.protocols.aave_v3.topup.TopUpPlan
     params: mm.MarketParams | None  # Morpho only
     repay_shares: int  # Morpho full repay goes by shares (0 otherwise)
     reason: str
@@ -160,8 +160,8 @@ def decide_top_ups(key: str, market, positions: Iterable[Position], accounts: Ma
                    wallet: Mapping[Address, int], target: Address) -> list[OtherTopUp]:
     """Protected accounts below their trigger on a Morpho or Comet market. ``symbols``: token
     address -> symbol of the market's tokens; ``rules``: lower-case account -> ProtectRule."""
-    from keeper.health.comet_topup import plan_comet_top_up
-    from keeper.health.morpho_topup import plan_morpho_top_up, repay_args
+    from keeper.protocols.compound_v3.topup import plan_comet_top_up
+    from keeper.protocols.morpho_blue.topup import plan_morpho_top_up, repay_args
 
     by_symbol = {s.upper(): a for a, s in symbols.items()}
     later = []

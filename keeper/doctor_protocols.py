@@ -21,8 +21,8 @@ from keeper.chain.rpc import Rpc
 from keeper.config import CompoundV3Market, MorphoBlueMarket
 from keeper.doctor import Check, check
 from keeper.errors import KeeperError
-from keeper.health.morpho import MarketParams
-from keeper.protocols.morpho_blue import market_id
+from keeper.protocols.morpho_blue.math import MarketParams
+from keeper.protocols.morpho_blue.reader import market_id
 from keeper.units import format_fixed
 
 ZERO = "0x0000000000000000000000000000000000000000"

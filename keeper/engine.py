@@ -19,8 +19,9 @@ from keeper.chain.rpc import Rpc
 from keeper.config import Config
 from keeper.errors import ConfigError
 from keeper.health.status import Thresholds
-from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
-from keeper.protocols.aave_v3 import AaveV3Adapter
+from keeper.model import Address, Position, Status
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
+from keeper.protocols.aave_v3.reader import AaveV3Adapter
 from keeper.store import Store
 
 log = structlog.get_logger("keeper.engine")
@@ -74,13 +75,13 @@ class Engine:
         if mk.protocol == "aave_v3":
             return [(key, AaveV3Adapter(self.rpc, self.mc, self.logs, mk.pool_addresses_provider, key))]
         if mk.protocol == "morpho_blue":
-            from keeper.protocols.morpho_blue import MorphoBlueAdapter
-            from keeper.protocols.morpho_watch import MorphoMarketAdapter
+            from keeper.protocols.morpho_blue.reader import MorphoBlueAdapter
+            from keeper.protocols.morpho_blue.adapter import MorphoMarketAdapter
 
             base = MorphoBlueAdapter(self.rpc, self.mc, self.logs, mk.morpho, mk.market_ids, key)
             return [(f"{key}:{mid[:10]}", MorphoMarketAdapter(base, mid)) for mid in mk.market_ids]
         if mk.protocol == "compound_v3":
-            from keeper.protocols.compound_v3 import CometAdapter
+            from keeper.protocols.compound_v3.reader import CometAdapter
 
             return [(key, CometAdapter(self.rpc, self.mc, self.logs, mk.comet, key))]
         raise ConfigError(f"protocol {mk.protocol!r} is not supported", key=f"markets.{key}")

@@ -15,8 +15,9 @@ from keeper.chain.multicall import Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.decide import Decision, Liquidate, Policy, TopUp, decide
 from keeper.executors.actions import ActionExecutor, ActionResult
-from keeper.model import AaveMarketState, Position, Status
-from keeper.protocols import aave_v3_tx as enc
+from keeper.model import Position, Status
+from keeper.protocols.aave_v3.model import AaveMarketState
+from keeper.protocols.aave_v3 import encode as enc
 
 log = structlog.get_logger("keeper.respond")
 
@@ -92,7 +93,7 @@ class Responder:
         from dataclasses import replace as _replace
 
         from keeper.decide_others import decide_comet, decide_morpho
-        from keeper.health.comet import CometMarket
+        from keeper.protocols.compound_v3.math import CometMarket
 
         me = self.executor.tx.address
         tops = await self._other_top_ups(key, market, every, accounts, me)
@@ -130,7 +131,7 @@ class Responder:
 
     async def _other_top_ups(self, key: str, market, every: Sequence[Position], accounts, me: str) -> list:
         from keeper.decide_others import decide_top_ups
-        from keeper.health.comet import CometMarket
+        from keeper.protocols.compound_v3.math import CometMarket
 
         protect = self.policy.protect
         mine = [p for p in every if p.account.lower() in protect and p.health_factor_wad is not None

@@ -66,9 +66,9 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
     from keeper.executors.tx import build_tx_manager
     from keeper.executors.others import (comet_allow_list, comet_topup_allow_list, morpho_allow_list,
                                          morpho_topup_allow_list)
-    from keeper.protocols.aave_v3 import AaveV3Adapter
-    from keeper.protocols.compound_v3 import CometAdapter
-    from keeper.protocols.morpho_watch import MorphoMarketAdapter
+    from keeper.protocols.aave_v3.reader import AaveV3Adapter
+    from keeper.protocols.compound_v3.reader import CometAdapter
+    from keeper.protocols.morpho_blue.adapter import MorphoMarketAdapter
 
     block = await rpc.block_number()
     allow = AllowList.of([])

@@ -3,7 +3,7 @@
 The contract is keeper's STAND-IN, ``contracts/src/CometStandIn.sol``: no package ships
 Comet's bytecode, so the devnet deploys a contract that implements the part of Comet's
 interface and math keeper uses (same signatures, events, scales and rounding). keeper's
-reader (``keeper.protocols.compound_v3``) only calls functions the real Comet has.
+reader (``keeper.protocols.compound_v3.reader``) only calls functions the real Comet has.
 
 ::
 

@@ -55,8 +55,8 @@ from keeper.devnet.rpc import (
 )
 from keeper.devnet.state import DevnetInfo
 from keeper.errors import DevnetError
-from keeper.health.morpho import ORACLE_PRICE_SCALE, WAD, MarketParams
-from keeper.protocols.morpho_blue import market_id
+from keeper.protocols.morpho_blue.math import ORACLE_PRICE_SCALE, WAD, MarketParams
+from keeper.protocols.morpho_blue.reader import market_id
 
 COMPILE_MORPHO_JS = Path(__file__).with_name("compile_morpho.js")
 MORPHO_BUILD = ROOT / "build" / "morpho.json"

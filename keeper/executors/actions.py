@@ -31,8 +31,8 @@ from keeper.executors import others
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
 from keeper.executors.tx import TxManager
-from keeper.model import AaveMarketState
-from keeper.protocols import aave_v3_tx as enc
+from keeper.protocols.aave_v3.model import AaveMarketState
+from keeper.protocols.aave_v3 import encode as enc
 from keeper.store import Store
 from keeper.units import mul_div_down
 

@@ -1,6 +1,6 @@
 """Compound III (Comet) on the devnet: keeper's stand-in (contracts/src/CometStandIn.sol) over
 the Aave devnet's tokens and feeds, read by ``CometAdapter`` through the real Comet interface
-(contracts/abi/Comet.json). The pure math (keeper.health.comet) equals the contract's own
+(contracts/abi/Comet.json). The pure math (keeper.protocols.compound_v3.math) equals the contract's own
 views to the wei after time passes and prices move; absorb and buyCollateral do on chain
 exactly what ``absorb_outcome`` and ``quote_collateral`` say; discovery finds exactly the
 seeded borrowers.
@@ -29,8 +29,8 @@ from keeper.devnet.api import (
 )
 from keeper.devnet.comet import CometInfo, deploy_comet
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
-from keeper.health import comet as cm
-from keeper.protocols.compound_v3 import (
+from keeper.protocols.compound_v3 import math as cm
+from keeper.protocols.compound_v3.reader import (
     ABSORB_COLLATERAL,
     ABSORB_DEBT,
     BUY_COLLATERAL,

@@ -37,10 +37,10 @@ from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.errors import DevnetError
 from keeper.health.status import Thresholds, classify
 from keeper.model import Status
-from keeper.protocols.aave_v3 import AaveV3Adapter
-from keeper.protocols.compound_v3 import CometAdapter
-from keeper.protocols.morpho_blue import MorphoBlueAdapter
-from keeper.protocols.morpho_watch import MorphoMarketAdapter
+from keeper.protocols.aave_v3.reader import AaveV3Adapter
+from keeper.protocols.compound_v3.reader import CometAdapter
+from keeper.protocols.morpho_blue.reader import MorphoBlueAdapter
+from keeper.protocols.morpho_blue.adapter import MorphoMarketAdapter
 
 N_BORROWERS = 12
 SEED = 11

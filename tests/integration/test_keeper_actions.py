@@ -12,7 +12,7 @@ from keeper.chain.abi import topic, word
 from keeper.config import load_config
 from keeper.devnet.api import apply_price_change, get_price, set_price
 from keeper.devnet.rpc import rpc
-from keeper.protocols import aave_v3_tx as enc
+from keeper.protocols.aave_v3 import encode as enc
 from keeper.units import WAD
 from keeper.wiring import build_keeper
 

@@ -22,15 +22,15 @@ from keeper.devnet.api import apply_price_change, get_price, set_price, wait_rec
 from keeper.devnet.artifacts import load_aave
 from keeper.devnet.rpc import calldata, rpc
 from keeper.engine import Engine
-from keeper.health.aave_liquidation import (
+from keeper.protocols.aave_v3.liquidation import (
     CLOSE_FACTOR_HF_THRESHOLD,
     best_liquidation,
     liquidation_pairs,
     plan_liquidation,
 )
-from keeper.health.aave_math import get_normalized_debt, get_normalized_income, ray_div, ray_mul
-from keeper.health.aave_topup import hf_after, plan_top_up
-from keeper.health.aave_v3 import account_data
+from keeper.protocols.aave_v3.math import get_normalized_debt, get_normalized_income, ray_div, ray_mul
+from keeper.protocols.aave_v3.topup import hf_after, plan_top_up
+from keeper.protocols.aave_v3.health import account_data
 from keeper.store import Store
 from keeper.units import UINT256_MAX, WAD
 

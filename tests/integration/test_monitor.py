@@ -70,7 +70,7 @@ async def test_matches_pool_after_interest_accrues(devnet, engine, w3):
     market = engine.watches[0].market
     assert all(r.variable_borrow_index_ray >= RAY for r in market.reserves)
     # stored indexes only move when a reserve is touched; the normalized ones move with time
-    from keeper.health.aave_math import get_normalized_debt
+    from keeper.protocols.aave_v3.math import get_normalized_debt
     assert any(get_normalized_debt(r, market.timestamp) > RAY + RAY // 100 for r in market.reserves)
     await assert_equal_to_pool(engine, block, positions)
 

@@ -1,5 +1,5 @@
-"""Morpho Blue on the devnet: keeper's pure math (keeper.health.morpho) and reader
-(keeper.protocols.morpho_blue) against the real contract (npm @morpho-org/morpho-blue 1.0.0).
+"""Morpho Blue on the devnet: keeper's pure math (keeper.protocols.morpho_blue.math) and reader
+(keeper.protocols.morpho_blue.reader) against the real contract (npm @morpho-org/morpho-blue 1.0.0).
 
 * accrued market == what Morpho stores after an on-chain accrueInterest, to the wei;
 * our health says liquidatable exactly when a simulated liquidate succeeds, for every
@@ -30,11 +30,11 @@ from keeper.devnet.artifacts import load_aave
 from keeper.devnet.morpho import MorphoInfo, deploy_morpho, load_morpho, set_morpho_price
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.errors import DevnetError
-from keeper.health.morpho import (
+from keeper.protocols.morpho_blue.math import (
     MorphoMarket, MorphoPosition, accrue_detail, drop_to_liquidation_bps, is_healthy,
     liquidate_quote, liquidation_price, max_liquidation, shock,
 )  # fmt: skip
-from keeper.protocols.morpho_blue import MorphoBlueAdapter
+from keeper.protocols.morpho_blue.reader import MorphoBlueAdapter
 
 N_BORROWERS = 20
 SEED = 7

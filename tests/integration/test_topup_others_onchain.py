@@ -2,11 +2,11 @@
 behalf by another funded account, at a pinned next-block timestamp:
 
 * Morpho: repay (by assets; by shares for the full debt) and supplyCollateral planned by
-  keeper.health.morpho_topup on the market accrued to that timestamp; the health computed
+  keeper.protocols.morpho_blue.topup on the market accrued to that timestamp; the health computed
   from the on-chain state after it equals the plan's ``expected_hf_wad`` (>= 1.4), and the
   same call with ``amount - 1`` (in a snapshot) misses 1.4.
 * Comet (the stand-in): supplyTo(borrower, base) as a repay and supplyTo(borrower, WETH)
-  planned by keeper.health.comet_topup; hf_wad from userBasic / userCollateral read back
+  planned by keeper.protocols.compound_v3.topup; hf_wad from userBasic / userCollateral read back
   through CometAdapter equals the plan's, and ``amount - 1`` misses.
 
 Each protocol is deployed once for this module (snapshot before, evm_revert after the
@@ -36,12 +36,12 @@ from keeper.devnet.morpho import (
     set_morpho_price,
 )
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
-from keeper.health import comet as cm
-from keeper.health.comet_topup import plan_comet_top_up
-from keeper.health.morpho import accrue, health
-from keeper.health.morpho_topup import full_repay_assets, plan_morpho_top_up, repay_args
-from keeper.protocols.compound_v3 import CometAdapter
-from keeper.protocols.morpho_blue import MorphoBlueAdapter
+from keeper.protocols.compound_v3 import math as cm
+from keeper.protocols.compound_v3.topup import plan_comet_top_up
+from keeper.protocols.morpho_blue.math import accrue, health
+from keeper.protocols.morpho_blue.topup import full_repay_assets, plan_morpho_top_up, repay_args
+from keeper.protocols.compound_v3.reader import CometAdapter
+from keeper.protocols.morpho_blue.reader import MorphoBlueAdapter
 from keeper.units import UINT256_MAX
 
 SEED = 17

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from keeper.health.aave_math import (
+from keeper.protocols.aave_v3.math import (
     RESERVE_CONFIG_LAYOUT,
     bits_of,
     calculate_compounded_interest,
@@ -25,7 +25,7 @@ from keeper.health.aave_math import (
     wad_div,
     wad_mul,
 )
-from keeper.model import Reserve, ReserveConfig
+from keeper.protocols.aave_v3.model import Reserve, ReserveConfig
 from keeper.units import HALF_RAY, HALF_WAD, RAY, SECONDS_PER_YEAR, UINT256_MAX, WAD
 
 AAVE = Path(__file__).resolve().parents[2] / "node_modules/@aave/core-v3/contracts/protocol/libraries"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keeper.health.comet import (
+from keeper.protocols.compound_v3.math import (
     BASE_INDEX_SCALE,
     CometAccount,
     CometAssetInfo,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper.health.aave_topup import TopUpPlan
-from keeper.health.comet import (
+from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.protocols.compound_v3.math import (
     BASE_INDEX_SCALE,
     CometRevert,
     borrow_balance,
@@ -17,7 +17,7 @@ from keeper.health.comet import (
     present_value,
     principal_value,
 )  # fmt: skip
-from keeper.health.comet_topup import (
+from keeper.protocols.compound_v3.topup import (
     apply_repay,
     apply_supply,
     hf_after,

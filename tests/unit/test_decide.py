@@ -1,7 +1,7 @@
 """decide(): positions + policy -> TopUp / Liquidate values, from the exact math."""
 
 from keeper.decide import Liquidate, Policy, ProtectRule, TopUp, decide, gas_cost_base
-from keeper.health.aave_v3 import position_from
+from keeper.protocols.aave_v3.health import position_from
 from keeper.units import WAD
 from tests.unit.test_health_builders import USDC, USER, WETH, account, market
 

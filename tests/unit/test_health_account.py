@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from keeper.errors import SourceError
-from keeper.health.aave_v3 import account_data, calculate_user_account_data
-from keeper.model import AccountData, EModeCategory
+from keeper.protocols.aave_v3.health import account_data, calculate_user_account_data
+from keeper.protocols.aave_v3.model import AccountData, EModeCategory
 from keeper.units import RAY, SECONDS_PER_YEAR, UINT256_MAX, WAD
 from tests.unit.test_health_builders import (
     CRV, DAI, NOLT, T0, USDC, WBTC, WETH, WSTETH, account, address, market, reserve,

@@ -6,8 +6,8 @@ reserve says otherwise. The few tests here only check the builders themselves.
 
 from __future__ import annotations
 
-from keeper.health.aave_math import is_borrowing, is_using_as_collateral
-from keeper.model import AaveAccount, AaveMarketState, EModeCategory, Reserve, ReserveConfig, UserReserve
+from keeper.protocols.aave_v3.math import is_borrowing, is_using_as_collateral
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, EModeCategory, Reserve, ReserveConfig, UserReserve
 from keeper.units import RAY
 
 T0 = 1_700_000_000

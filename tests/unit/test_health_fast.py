@@ -1,4 +1,4 @@
-"""keeper.health.fast: the same numbers as the exact aave_v3 math, on random markets and accounts."""
+"""keeper.protocols.aave_v3.fast: the same numbers as the exact aave_v3 math, on random markets and accounts."""
 
 from dataclasses import replace
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from keeper.errors import SourceError
-from keeper.health import fast
-from keeper.health.aave_math import reserve_ids_in_use
-from keeper.health.aave_v3 import (
+from keeper.protocols.aave_v3 import fast
+from keeper.protocols.aave_v3.math import reserve_ids_in_use
+from keeper.protocols.aave_v3.health import (
     _drop_to_liquidation_bps_reference,
     _is_zero_address,
     _liquidation_price_reference,
@@ -24,7 +24,8 @@ from keeper.health.aave_v3 import (
     shock,
 )
 from keeper.health.status import classify
-from keeper.model import EModeCategory, Position
+from keeper.model import Position
+from keeper.protocols.aave_v3.model import EModeCategory
 from keeper.units import RAY, SECONDS_PER_YEAR, WAD
 from tests.unit.test_health_builders import (
     CRV, ETH_EMODE, NOLT, T0, USDC, WBTC, WETH, WSTETH, ZERO, account, address, market, reserve,

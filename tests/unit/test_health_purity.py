@@ -1,19 +1,25 @@
-"""keeper.health is pure math: it never imports web3, httpx or asyncio, even indirectly."""
+"""The math is pure: keeper.health and each protocol package's math, health, planning and
+encoding modules never import web3, httpx or asyncio, even indirectly."""
 
 import ast
 import subprocess
 import sys
 from pathlib import Path
 
-import keeper.health
+import keeper
 
 FORBIDDEN = ("web3", "httpx", "asyncio", "eth_abi", "aiohttp", "requests")
-HEALTH = Path(keeper.health.__file__).parent
-MODULES = sorted(f"keeper.health.{p.stem}" for p in HEALTH.glob("*.py") if p.stem != "__init__")
+ROOT = Path(keeper.__file__).parent
+# in every protocol package, these modules hold pure math, planners, encoders and values
+PURE_STEMS = {"math", "health", "fast", "liquidation", "topup", "plan", "encode", "model", "evaluate"}
+PATHS = sorted([p for p in (ROOT / "health").glob("*.py") if p.stem != "__init__"]
+               + [p for p in (ROOT / "protocols").glob("*/*.py") if p.stem in PURE_STEMS]
+               + [ROOT / "decide.py", ROOT / "prices.py", ROOT / "model.py"])
+MODULES = [".".join(p.relative_to(ROOT.parent).with_suffix("").parts) for p in PATHS]
 
 
 def test_no_forbidden_import_statements():
-    for path in HEALTH.glob("*.py"):
+    for path in PATHS:
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):
@@ -25,12 +31,14 @@ def test_no_forbidden_import_statements():
 
 
 def test_no_forbidden_module_is_loaded_transitively():
-    assert "keeper.health.aave_v3" in MODULES
+    for m in ("keeper.protocols.aave_v3.health", "keeper.protocols.morpho_blue.math",
+              "keeper.protocols.compound_v3.math", "keeper.decide"):
+        assert m in MODULES
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in MODULES)
         + f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=HEALTH.parents[1])
+                         cwd=ROOT.parent)
     assert out.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ MathUtils and ReserveConfiguration from node_modules/@aave/core-v3 (1.19.3 = pro
 
 import pytest
 
-from keeper.health.aave_math import (
+from keeper.protocols.aave_v3.math import (
     bits_of,
     calculate_compounded_interest,
     calculate_linear_interest,
@@ -20,7 +20,7 @@ from keeper.health.aave_math import (
     wad_div,
     wad_mul,
 )
-from keeper.model import ReserveConfig
+from keeper.protocols.aave_v3.model import ReserveConfig
 
 # (function, args, result); None = the call reverted. "linear" is (rate, dt):
 # calculateLinearInterest(rate, block.timestamp - dt).

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from keeper.health.aave_v3 import (
+from keeper.protocols.aave_v3.health import (
     account_data,
     LiquidationPrice,
     drop_to_liquidation_bps,
@@ -16,7 +16,8 @@ from keeper.health.aave_v3 import (
     shock,
 )
 from keeper.health.status import Thresholds
-from keeper.model import EModeCategory, Position, Status
+from keeper.model import Position, Status
+from keeper.protocols.aave_v3.model import EModeCategory
 from keeper.units import UINT256_MAX, WAD
 from tests.unit.test_health_builders import (
     CRV, DAI, ETH_EMODE, POOL, USDC, USER, WBTC, WETH, WSTETH, account, address, market,

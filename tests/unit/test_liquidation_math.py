@@ -5,16 +5,16 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from keeper.health.aave_liquidation import (
+from keeper.protocols.aave_v3.liquidation import (
     CLOSE_FACTOR_HF_THRESHOLD,
     LiquidationInvalid,
     best_liquidation,
     liquidation_pairs,
     plan_liquidation,
 )
-from keeper.health.aave_math import get_normalized_debt, ray_mul
-from keeper.health.aave_v3 import account_data
-from keeper.model import EModeCategory
+from keeper.protocols.aave_v3.math import get_normalized_debt, ray_mul
+from keeper.protocols.aave_v3.health import account_data
+from keeper.protocols.aave_v3.model import EModeCategory
 from keeper.units import RAY, SECONDS_PER_YEAR, UINT256_MAX, WAD
 from tests.unit.test_health_builders import (
     CRV, DAI, ETH_EMODE, NOLT, T0, USDC, WBTC, WETH, WSTETH, account, address, market,

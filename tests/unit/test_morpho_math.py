@@ -1,4 +1,4 @@
-"""keeper.health.morpho: Morpho Blue's MathLib, SharesMathLib, _accrueInterest, _isHealthy and
+"""keeper.protocols.morpho_blue.math: Morpho Blue's MathLib, SharesMathLib, _accrueInterest, _isHealthy and
 liquidate, on hand-computed values and Hypothesis properties. The same math is checked against
 the real contract, to the wei, in tests/integration/test_morpho.py."""
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from keeper.health.morpho import (
+from keeper.protocols.morpho_blue.math import (
     MAX_LIQUIDATION_INCENTIVE_FACTOR, ORACLE_PRICE_SCALE, UINT128_MAX, WAD, LiquidationRevert,
     MarketParams, MorphoMarket, MorphoPosition, accrue, accrue_detail, drop_to_liquidation_bps,
     health, irm_mock_borrow_rate, is_healthy, liquidate_quote, liquidation_incentive_factor,

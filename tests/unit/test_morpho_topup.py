@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper.health.aave_topup import TopUpPlan
-from keeper.health.morpho import (
+from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.protocols.morpho_blue.math import (
     UINT128_MAX,
     UINT256_MAX,
     WAD,
@@ -17,7 +17,7 @@ from keeper.health.morpho import (
     to_assets_up,
     to_shares_down,
 )
-from keeper.health.morpho_topup import (
+from keeper.protocols.morpho_blue.topup import (
     MorphoTopUpRevert,
     apply_repay,
     apply_supply,

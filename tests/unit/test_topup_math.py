@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from keeper.health.aave_math import is_borrowing, is_using_as_collateral
-from keeper.health.aave_topup import (
+from keeper.protocols.aave_v3.math import is_borrowing, is_using_as_collateral
+from keeper.protocols.aave_v3.topup import (
     TopUpInvalid,
     TopUpPlan,
     apply_repay,
@@ -15,8 +15,8 @@ from keeper.health.aave_topup import (
     hf_after,
     plan_top_up,
 )
-from keeper.health.aave_v3 import account_data
-from keeper.model import UserReserve
+from keeper.protocols.aave_v3.health import account_data
+from keeper.protocols.aave_v3.model import UserReserve
 from keeper.units import RAY, SECONDS_PER_YEAR, UINT256_MAX, parse_fixed
 from tests.unit.test_health_builders import (
     CRV, DAI, NOLT, T0, USDC, WBTC, WETH, WSTETH, account, market, reserve,

@@ -17,7 +17,7 @@ from functools import cache
 from keeper.chain.abi import selector
 from keeper.chain.rpc import Rpc
 from keeper.errors import DevnetError, SourceError
-from keeper.model import AaveAccount, AaveMarketState, UserReserve
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, UserReserve
 
 # An address with no code on any chain we know of; the override exists only inside the call.
 READER_ADDRESS = "0x000000000000000000000000000000000000Ca11"

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from keeper.health.aave_topup import TopUpPlan
-from keeper.health.morpho import (
+from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.protocols.morpho_blue.math import (
     ORACLE_PRICE_SCALE,
     UINT128_MAX,
     UINT256_MAX,

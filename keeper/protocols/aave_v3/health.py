@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from keeper.errors import SourceError
-from keeper.health.aave_math import (
+from keeper.protocols.aave_v3.math import (
     checked,
     get_normalized_debt,
     get_normalized_income,
@@ -36,7 +36,7 @@ from keeper.health.aave_math import (
     reserve_ids_in_use,
     wad_div,
 )
-from keeper.health.fast import (
+from keeper.protocols.aave_v3.fast import (
     MarketView,
     drop_bps_on,
     fast_totals,
@@ -50,7 +50,8 @@ from keeper.health.status import (
     Thresholds,
     classify,
 )
-from keeper.model import AaveAccount, AaveMarketState, AccountData, Address, Position, Reserve
+from keeper.model import Address, Position
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, AccountData, Reserve
 from keeper.units import BPS, UINT256_MAX
 
 

@@ -20,7 +20,7 @@ Reads of a tick are pinned to one block and go through Multicall3 ``aggregate3``
   base ``transfer`` from an account with no supply emits no event naming the borrower;
   since Comet pays no interest on collateral, collateral suppliers are nearly all borrowers.
 
-The math is in keeper.health.comet (pure).
+The math is in keeper.protocols.compound_v3.math (pure).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from keeper.chain.logs import Log, LogScanner, topic_address
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
-from keeper.health.comet import (
+from keeper.protocols.compound_v3.math import (
     CometAccount,
     CometAssetInfo,
     CometMarket,

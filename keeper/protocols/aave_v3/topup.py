@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from keeper.health.aave_math import (
+from keeper.protocols.aave_v3.math import (
     get_normalized_debt,
     get_normalized_income,
     is_in_emode_category,
@@ -30,9 +30,10 @@ from keeper.health.aave_math import (
     ray_mul,
     reserve_ids_in_use,
 )
-from keeper.health.aave_liquidation import user_reserve
-from keeper.health.aave_v3 import account_data, calculate_user_account_data, emode_configuration
-from keeper.model import AaveAccount, AaveMarketState, Address, Reserve, UserReserve
+from keeper.protocols.aave_v3.liquidation import user_reserve
+from keeper.protocols.aave_v3.health import account_data, calculate_user_account_data, emode_configuration
+from keeper.model import Address
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, Reserve, UserReserve
 from keeper.units import BPS, UINT256_MAX, WAD
 
 COLLATERAL_MASK = int("AA" * 32, 16)  # Aave V3 UserConfiguration.COLLATERAL_MASK

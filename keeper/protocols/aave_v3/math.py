@@ -8,7 +8,7 @@ went above ``2**256 - 1`` or below 0). A division by zero that reverts raises
 
 from __future__ import annotations
 
-from keeper.model import Reserve, ReserveConfig
+from keeper.protocols.aave_v3.model import Reserve, ReserveConfig
 from keeper.units import BPS, HALF_BPS, HALF_RAY, HALF_WAD, RAY, SECONDS_PER_YEAR, UINT256_MAX, WAD
 
 MAX_RESERVES_COUNT = 128  # Aave V3 ReserveConfiguration.MAX_RESERVES_COUNT

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keeper.errors import SourceError
-from keeper.health.aave_math import (
+from keeper.protocols.aave_v3.math import (
     checked,
     get_normalized_debt,
     get_normalized_income,
@@ -50,9 +50,10 @@ from keeper.health.aave_math import (
     ray_mul,
     reserve_ids_in_use,
 )
-from keeper.health.aave_v3 import calculate_user_account_data
+from keeper.protocols.aave_v3.health import calculate_user_account_data
 from keeper.health.status import HEALTH_FACTOR_LIQUIDATION_THRESHOLD
-from keeper.model import AaveAccount, AaveMarketState, Address, Reserve, UserReserve
+from keeper.model import Address
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, Reserve, UserReserve
 from keeper.units import UINT256_MAX
 
 # Aave V3 LiquidationLogic constants

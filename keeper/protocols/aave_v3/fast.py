@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from keeper.health.aave_math import get_normalized_debt, get_normalized_income
+from keeper.protocols.aave_v3.math import get_normalized_debt, get_normalized_income
 from keeper.health.status import HEALTH_FACTOR_LIQUIDATION_THRESHOLD
-from keeper.model import AaveAccount, AaveMarketState, AccountData
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, AccountData
 from keeper.units import BPS, HALF_BPS, HALF_RAY, RAY, UINT256_MAX, WAD
 
 MAX_FAST_IDS = 256  # reserve ids the view covers (Aave: MAX_RESERVES_COUNT = 128)
@@ -69,7 +69,7 @@ def _small(*values: int, bits: int) -> bool:
 
 def prepare(market: AaveMarketState) -> MarketView:
     """Precompute ``market`` once for ``fast_totals`` and the fast what-ifs."""
-    from keeper.health.aave_v3 import _is_zero_address, _reserve  # aave_v3 imports this module
+    from keeper.protocols.aave_v3.health import _is_zero_address, _reserve  # aave_v3 imports this module
 
     ids = [r.id for r in market.reserves if type(r.id) is int and 0 <= r.id < MAX_FAST_IDS]
     n = max(ids) + 1 if ids else 0
@@ -203,7 +203,7 @@ def try_fast_totals(view: MarketView, acct: AaveAccount) -> Totals | None:
 
 
 def _exact(view: MarketView, acct: AaveAccount) -> Totals:
-    from keeper.health.aave_v3 import _walk
+    from keeper.protocols.aave_v3.health import _walk
 
     t, values = _walk(view.market, acct)
     main = max(values, key=lambda i: (values[i], -i)) if values else None

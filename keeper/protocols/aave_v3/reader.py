@@ -4,7 +4,7 @@ A market is configured by its PoolAddressesProvider alone; Pool, AaveOracle and
 the data provider are found on-chain. Every read of a tick is pinned to one block
 and batched through Multicall3. Two per-account phases: user configuration and
 e-mode for every account, then only the token balances whose bits are set.
-The health math itself lives in keeper.health.aave_v3 (pure, no IO).
+The health math itself lives in keeper.protocols.aave_v3.health (pure, no IO).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from keeper.chain.logs import Log, LogScanner, topic_address
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import DevnetError, SourceError
-from keeper.health.aave_math import decode_reserve_config
-from keeper.health.aave_v3 import drop_to_liquidation_bps, position_from, shock
-from keeper.health.fast import prepare
+from keeper.protocols.aave_v3.math import decode_reserve_config
+from keeper.protocols.aave_v3.health import drop_to_liquidation_bps, position_from, shock
+from keeper.protocols.aave_v3.fast import prepare
 from keeper.health.status import Thresholds
-from keeper.model import (AaveAccount, AaveMarketState, AccountData, Address, EModeCategory,
-                          Position, Reserve, UserReserve)
+from keeper.model import Address, Position
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, AccountData, EModeCategory, Reserve, UserReserve
 
-from keeper.protocols import aave_reader
+from keeper.protocols.aave_v3 import lens as aave_reader
 
 log = structlog.get_logger("keeper.aave_v3")
 ZERO = "0x0000000000000000000000000000000000000000"

@@ -4,7 +4,7 @@ Market params are immutable once a market exists, so ``idToMarketParams`` is rea
 market (the first ``load_markets``); after that one Multicall3 ``aggregate3`` per tick holds
 the block timestamp (``getCurrentBlockTimestamp``), every ``market(id)`` and every oracle's
 ``price()``. Interest is then accrued to the block's timestamp in Python
-(keeper.health.morpho.accrue), as ``_accrueInterest`` would at that block: with IrmMock's
+(keeper.protocols.morpho_blue.math.accrue), as ``_accrueInterest`` would at that block: with IrmMock's
 formula for the IRMs listed in ``mock_irms``, else with the IRM's own ``borrowRateView`` of
 the stored market, read in a second multicall at the same block (exact for any IRM).
 Positions (``position(id, user)``) are batched through Multicall3. Borrowers are found from
@@ -30,7 +30,7 @@ from keeper.chain.logs import Log, LogScanner, topic_address
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
-from keeper.health.morpho import MarketParams, MorphoMarket, MorphoPosition, accrue
+from keeper.protocols.morpho_blue.math import MarketParams, MorphoMarket, MorphoPosition, accrue
 from keeper.model import Address
 
 ZERO = "0x0000000000000000000000000000000000000000"

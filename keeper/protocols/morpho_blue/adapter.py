@@ -12,11 +12,11 @@ from dataclasses import replace
 from keeper.chain.abi import call_data, string_or_bytes32
 from keeper.chain.logs import Log
 from keeper.chain.multicall import Call
-from keeper.health import morpho as math
-from keeper.health.morpho import MorphoMarket, MorphoPosition
+from keeper.protocols.morpho_blue import math as math
+from keeper.protocols.morpho_blue.math import MorphoMarket, MorphoPosition
 from keeper.health.status import Thresholds
 from keeper.model import Address, Position
-from keeper.protocols.morpho_blue import MARKET_EVENTS, POSITION_EVENTS, MorphoBlueAdapter
+from keeper.protocols.morpho_blue.reader import MARKET_EVENTS, POSITION_EVENTS, MorphoBlueAdapter
 
 EVENTS = list(POSITION_EVENTS) + list(MARKET_EVENTS)
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from keeper.health.aave_topup import TopUpPlan
-from keeper.health.comet import (
+from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.protocols.compound_v3.math import (
     CometAccount,
     CometMarket,
     CometRevert,
@@ -40,7 +40,7 @@ from keeper.health.comet import (
     principal_value,
     signed_mul_price,
 )
-from keeper.health.morpho_topup import first_true
+from keeper.protocols.morpho_blue.topup import first_true
 from keeper.model import Address
 from keeper.units import UINT256_MAX, WAD
 
