@@ -94,7 +94,7 @@ def scan(config: ConfigOpt,
          as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
          shock: Annotated[Optional[list[str]], typer.Option(help="what-if, e.g. WETH=-20% (repeatable)")] = None,
          block: Annotated[Optional[int], typer.Option(help="pin this block (default: head)")] = None,
-         check: Annotated[bool, typer.Option(help="also ask the Pool and compare to the wei")] = False):
+         check: Annotated[bool, typer.Option(help="also ask each protocol's own view and compare")] = False):
     """One pass over every tracked position, sorted by health factor."""
     try:
         shocks = dict(parse_shock(s) for s in (shock or []))
@@ -111,7 +111,8 @@ def scan(config: ConfigOpt,
         print_table(positions, pinned, what)
     if check:
         (err if mismatches else Console(stderr=True)).print(
-            f"checked against Pool.getUserAccountData: {mismatches} mismatches in {len(positions)} positions")
+            f"checked against each protocol's own view (Aave getUserAccountData, Morpho liquidate "
+            f"health check, Comet isLiquidatable): {mismatches} mismatches in {len(positions)} positions")
         if mismatches:
             raise typer.Exit(1)
 
@@ -129,18 +130,11 @@ async def _scan(cfg, shocks, block, check):
         await engine.index(pinned)
         positions = await engine.full_scan(pinned, shocks)
         mismatches = 0
-        if check and not shocks:
+        if check and not shocks:  # each protocol's own view, compared to keeper's math
             for w in engine.watches:
-                if not hasattr(w.adapter, "pool_account_data"):
-                    continue  # only Aave V3 has an on-chain account view to compare with
-                accts = sorted(w.accounts)
-                views = await w.adapter.pool_account_data(accts, pinned)
-                for a, v in zip(accts, views):
-                    p = w.positions[a]
-                    hf = UINT256_MAX if p.health_factor_wad is None else p.health_factor_wad
-                    if (v.health_factor_wad, v.total_collateral_base, v.total_debt_base) != \
-                            (hf, p.collateral_base, p.debt_base):
-                        mismatches += 1
+                accts = sorted(w.positions)
+                views = await w.adapter.contract_health(accts, pinned)
+                mismatches += sum(not w.adapter.agrees(w.positions[a], v) for a, v in zip(accts, views))
         return positions, pinned, mismatches
     finally:
         store.close()
@@ -203,7 +197,7 @@ def _mount_devnet() -> None:
         from keeper.devnet.cli import devnet_app
     except ImportError:  # pragma: no cover - devnet is part of the package
         return
-    app.add_typer(devnet_app, name="devnet", help="A local anvil chain with a real Aave V3 market.")
+    app.add_typer(devnet_app, name="devnet", help="A local anvil chain with Aave V3, Morpho Blue and Compound V3.")
 
 
 _mount_devnet()

@@ -27,13 +27,14 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from keeper.config_actions import LiquidatorConfig, ProtectConfig
+from keeper.config_actions import LiquidatorConfig, PricesConfig, ProtectConfig
 from keeper.executors import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
 from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block,
                                  HealthFactor, MarketId, NonZeroAddress, PositiveInt, RpcUrl,
                                  Seconds, Secret, _fail, _Model, config_path)
 from keeper.errors import ConfigError
+from keeper.protocols.registry import market_models
 from keeper.log import redact_url
 from keeper.units import WAD, format_fixed
 
@@ -94,32 +95,12 @@ class StoreConfig(_Model):
         return config_path(value, info)
 
 
-class AaveV3Market(_Model):
-    protocol: Literal["aave_v3"]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-    pool_addresses_provider: NonZeroAddress
-    start_block: Block = 0
 
 
-class MorphoBlueMarket(_Model):
-    protocol: Literal["morpho_blue"]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-    morpho: NonZeroAddress
-    market_ids: tuple[MarketId, ...] = Field(min_length=1)
-    start_block: Block = 0
 
-
-class CompoundV3Market(_Model):
-    protocol: Literal["compound_v3"]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-    comet: NonZeroAddress
-    start_block: Block = 0
-
-
-Market = Annotated[Union[AaveV3Market, MorphoBlueMarket, CompoundV3Market],  # noqa: UP007
+MARKET_MODELS: dict[str, type[_Model]] = market_models()  # one per registered protocol
+Market = Annotated[Union[tuple(MARKET_MODELS.values())],  # noqa: UP007
                    Field(discriminator="protocol")]
-MARKET_MODELS: dict[str, type[_Model]] = {"aave_v3": AaveV3Market, "morpho_blue": MorphoBlueMarket,
-                                          "compound_v3": CompoundV3Market}
 
 
 class Config(_Model):
@@ -130,6 +111,7 @@ class Config(_Model):
     markets: tuple[Market, ...] = Field(min_length=1)
     protect: tuple[ProtectConfig, ...] = ()
     liquidator: LiquidatorConfig = Field(default_factory=LiquidatorConfig)
+    prices: PricesConfig = Field(default_factory=PricesConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     notify: NotifyChannels = ()
     notify_rules: NotifyRules = Field(default_factory=NotifyRules)
@@ -166,7 +148,16 @@ class Config(_Model):
                 also = f"(also markets[{seen[market.name]}].name)"
                 raise _fail(f"duplicate market name {market.name!r} {also}", f"markets[{i}].name")
             seen[market.name] = i
+        for i, rule in enumerate(self.protect):
+            if rule.market is not None and rule.market not in seen:
+                raise _fail(f"no configured market is named {rule.market!r} (markets: "
+                            f"{', '.join(sorted(seen))})", f"protect[{i}].market")
         return self
+
+    @property
+    def gas_coin(self) -> str:
+        """Symbol of the gas coin's wrapped token: [prices] gas_coin, else the liquidator's."""
+        return (self.prices.gas_coin or self.liquidator.gas_price_asset).upper()
 
     def secrets(self) -> list[str]:
         """Values to hand to ``keeper.log.register_secret`` at start-up."""

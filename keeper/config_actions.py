@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from keeper.config_types import Address, HealthFactor, _fail, _Model
-from keeper.units import format_fixed
+from keeper.units import format_fixed, parse_fixed
 
 _ACTION = re.compile(r"^(supply|repay):([A-Za-z0-9._\-]{1,32})$")
 
@@ -61,10 +61,43 @@ class ProtectConfig(_Model):
 
 
 class LiquidatorConfig(_Model):
-    """Liquidate for profit, with the keeper's own capital."""
+    """Liquidate for profit, with the keeper's own capital. Profit is counted in USD with 8
+    decimals on every protocol: ``min_profit_usd = "2.50"`` (exact), or ``min_profit_base``
+    in those units directly (250000000)."""
 
     enabled: bool = False
-    min_profit_base: int = Field(default=0, ge=0, strict=True)  # oracle base units (1e8 USD)
-    gas_price_asset: str = "WETH"  # the reserve whose price prices gas (the chain's native coin)
+    min_profit_base: int = Field(default=0, ge=0, strict=True)  # USD e8 (1e8 = $1)
+    min_profit_usd: str | None = None  # exact decimal string; wins over min_profit_base
+    gas_price_asset: str = "WETH"  # the gas coin's wrapped token (same as [prices] gas_coin)
     liquidation_gas: int = Field(default=600_000, gt=0, strict=True)  # estimate before simulation
-    receive_a_token: bool = False
+    receive_a_token: bool = False  # Aave V3: take the collateral as aTokens
+
+    @field_validator("min_profit_usd")
+    @classmethod
+    def _usd(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                if parse_fixed(value, 8) < 0:
+                    raise ValueError
+            except ValueError:
+                raise _fail(f'not a non-negative USD amount with at most 8 decimals: {value!r}') from None
+        return value
+
+    @property
+    def min_profit_usd_e8(self) -> int:
+        return self.min_profit_base if self.min_profit_usd is None else parse_fixed(self.min_profit_usd, 8)
+
+
+class PricesConfig(_Model):
+    """USD prices beside the markets' own oracles. ``feeds``: symbol -> a Chainlink-style feed
+    (``latestRoundData``, ``decimals``) in USD, e.g. for the gas coin on a Morpho-only keeper."""
+
+    gas_coin: str | None = None  # symbol of the gas coin's wrapped token (default: liquidator's)
+    feeds: dict[str, Address] = Field(default_factory=dict)
+
+    @field_validator("feeds")
+    @classmethod
+    def _symbols(cls, value: dict[str, str]) -> dict[str, str]:
+        if len({s.upper() for s in value}) < len(value):
+            raise _fail("a symbol is given twice (symbols ignore case)")
+        return {s.upper(): a for s, a in value.items()}

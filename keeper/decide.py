@@ -1,11 +1,14 @@
-"""Pure: positions + policy -> decisions. No IO; decisions are plain values that the dry-run
-path, the executors and the tests can all look at.
+"""Pure and generic: positions + policy -> which accounts are due, and the decisions each
+protocol's planners return for them. No IO; decisions are plain values (keeper.model.TopUp,
+keeper.model.Liquidate) that the dry-run path, the executors and the tests can look at.
 
-* ``TopUp``: an account of the user's own fell below its ``trigger_hf``: the smallest
-  supply or repay (in the configured order) that brings it back to ``target_hf``, or the
-  most the wallet can do (``plan.partial``).
-* ``Liquidate``: a liquidatable position whose best (collateral, debt) pair pays more than
-  ``min_profit_base`` after gas at the current fee, within the wallet's debt-token balance.
+* Top-up: an account of the user's own (``[[protect]]``, optionally for one market) fell below
+  its ``trigger_hf``: ``adapter.plan_top_up`` sizes the smallest supply or repay (in the
+  configured order) that brings it back to ``target_hf``, or the most the wallet can do.
+  When no action can be paid at all, the account is reported as a refusal, never dropped
+  silently.
+* Liquidate: liquidatable positions of other accounts go to ``adapter.plan_liquidations``,
+  which keeps those that pay more than ``min_profit`` (USD e8) after gas.
 
 A position whose prices are unreliable (stale, zero or negative feed) gets no decision.
 """
@@ -13,109 +16,79 @@ A position whose prices are unreliable (stale, zero or negative feed) gets no de
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from keeper.protocols.aave_v3.liquidation import LiquidationQuote, best_liquidation
-from keeper.protocols.aave_v3.topup import TopUpPlan, plan_top_up
-from keeper.model import Address, Position, Status
-from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
-from keeper.units import mul_div_up
-
-
-TOP_UP_HORIZON_S = 120  # a top-up is sized for the state this many seconds after the tick
-
-
-@dataclass(frozen=True, slots=True)
-class ProtectRule:
-    account: Address
-    trigger_hf_wad: int
-    target_hf_wad: int
-    actions: tuple[tuple[str, str], ...]  # ("supply" | "repay", SYMBOL) in preference order
+from keeper.model import Address, Decision, Position, ProtectRule, Status
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     protect: Mapping[str, ProtectRule]  # lower-case account -> rule
     liquidate: bool = False
-    min_profit_base: int = 0
+    min_profit_usd_e8: int = 0
     liquidation_gas: int = 600_000
-    gas_price_asset: str = "WETH"
+    gas_coin: str = "WETH"  # symbol of the gas coin's wrapped token, to price gas in USD
+    receive_a_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class TopUp:
-    market: str
+class Refusal:
+    """A protected account below its trigger that no configured action can help."""
+
     account: Address
-    block: int
     health_factor_wad: int
-    plan: TopUpPlan
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Liquidate:
-    market: str
-    account: Address
-    block: int
-    health_factor_wad: int
-    quote: LiquidationQuote
-    gas_cost_base: int
-    profit_base: int
-    reason: str
-
-
-Decision = TopUp | Liquidate
-
-
-def gas_cost_base(market: AaveMarketState, gas: int, gas_price_wei: int, asset_symbol: str) -> int:
-    """Gas in the oracle's base unit: gas * price / 1e18 * native price, rounded up."""
-    native = market.by_symbol(asset_symbol)
-    unit = 10 ** native.config.decimals
-    return mul_div_up(gas * gas_price_wei, native.price_base, unit)
-
-
-def decide(key: str, market: AaveMarketState, positions: Iterable[Position],
-           accounts: Mapping[Address, AaveAccount], policy: Policy,
-           wallet: Mapping[Address, int], gas_price_wei: int) -> list[Decision]:
-    """Decisions for the positions of one market at ``market.block``."""
-    out: list[Decision] = []
-    gas_base: int | None = None
-    for pos in positions:
-        if not pos.reliable or pos.health_factor_wad is None:
+def top_ups_due(policy: Policy, market_name: str, positions: Iterable[Position]) -> list[tuple[Position, ProtectRule]]:
+    """Own accounts below their trigger on this market (a rule with ``market`` set applies
+    to that configured market only)."""
+    out = []
+    for p in positions:
+        rule = policy.protect.get(p.account.lower())
+        if (rule is None or p.health_factor_wad is None or not p.reliable
+                or rule.market not in (None, market_name)):
             continue
-        acct = accounts.get(pos.account)
-        if acct is None:
-            continue
-        rule = policy.protect.get(pos.account.lower())
-        if rule is not None:
-            if pos.health_factor_wad < rule.trigger_hf_wad:
-                # sized for a little later than this block: interest accrues until it is mined
-                later = replace(market, timestamp=market.timestamp + TOP_UP_HORIZON_S)
-                plan = plan_top_up(later, acct, rule.target_hf_wad,
-                                   [(k, later.by_symbol(s).asset) for k, s in rule.actions], wallet)
-                if plan is not None and plan.amount > 0:
-                    why = (f"health factor {pos.health_factor_wad} below trigger {rule.trigger_hf_wad}; "
-                           f"{plan.action} to reach {rule.target_hf_wad}")
-                    out.append(TopUp(key, pos.account, market.block, pos.health_factor_wad, plan, why))
-            continue  # an own account is protected, never liquidated by its own keeper
-        if policy.liquidate and pos.status == Status.LIQUIDATABLE:
-            if gas_base is None:
-                gas_base = gas_cost_base(market, policy.liquidation_gas, gas_price_wei,
-                                         policy.gas_price_asset)
-            quote = best_liquidation(market, acct, gas_base, policy.min_profit_base, wallet)
-            if quote is not None:
-                profit = quote.profit_base(gas_base)
-                why = (f"health factor {pos.health_factor_wad} < 1; profit {profit} base after gas "
-                       f"{gas_base} >= minimum {policy.min_profit_base}")
-                out.append(Liquidate(key, pos.account, market.block, pos.health_factor_wad, quote,
-                                     gas_base, profit, why))
+        if p.health_factor_wad < rule.trigger_hf_wad:
+            out.append((p, rule))
     return out
+
+
+def liquidations_due(policy: Policy, positions: Iterable[Position]) -> list[Position]:
+    """Liquidatable, reliable positions of accounts that are not the user's own."""
+    if not policy.liquidate:
+        return []
+    return [p for p in positions if p.status == Status.LIQUIDATABLE and p.reliable
+            and p.account.lower() not in policy.protect]
+
+
+def decide(adapter, market, tops: list[tuple[Position, ProtectRule]], due: list[Position],
+           accounts: Mapping[Address, object], wallet: Mapping[Address, int],
+           ctx) -> tuple[list[Decision], list[Refusal]]:
+    """Decisions for one market at its block. ``ctx`` (a PlanContext) is None when gas
+    cannot be priced: then nothing is liquidated."""
+    out: list[Decision] = []
+    refused: list[Refusal] = []
+    for pos, rule in tops:
+        acct = accounts.get(pos.account)
+        d = adapter.plan_top_up(market, acct, rule, wallet) if acct is not None else None
+        if d is None:
+            held = ", ".join(f"{k}:{s}" for k, s in rule.actions)
+            refused.append(Refusal(pos.account, pos.health_factor_wad or 0,
+                                   f"cannot protect: the wallet cannot pay any of {held} on this market"))
+        else:
+            out.append(d)
+    if due and ctx is not None:
+        out.extend(adapter.plan_liquidations(market, due, accounts, ctx))
+    return out, refused
 
 
 def policy_from(cfg) -> Policy:  # cfg: keeper.config.Config (not imported: decide stays pure)
     rules = {
-        p.account.lower(): ProtectRule(p.account, p.trigger_hf, p.target_hf, tuple(p.parsed_actions()))
+        p.account.lower(): ProtectRule(p.account, p.trigger_hf, p.target_hf, tuple(p.parsed_actions()),
+                                       p.market)
         for p in cfg.protect
     }
     lq = cfg.liquidator
-    return Policy(rules, lq.enabled, lq.min_profit_base, lq.liquidation_gas, lq.gas_price_asset)
+    return Policy(rules, lq.enabled, lq.min_profit_usd_e8, lq.liquidation_gas, cfg.gas_coin,
+                  lq.receive_a_token)

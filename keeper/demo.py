@@ -122,28 +122,21 @@ statuses = ["at_risk", "liquidatable"]
 
 def summary(db: Path, alerts: list[dict], protected: str) -> None:
     con = sqlite3.connect(db)
-    rows = con.execute("SELECT kind, account, result, expected, realized, detail, tx_hash "
+    rows = con.execute("SELECT kind, market, account, result, expected, realized, detail, tx_hash "
                        "FROM actions ORDER BY created_at").fetchall()
     con.close()
-    liq = [r for r in rows if r[0] == "liquidate" and r[2] == "done"]
-    tops = [r for r in rows if r[0] == "top_up" and r[2] == "done"]
-    con = sqlite3.connect(db)
-    keys = [k for (k,) in con.execute("SELECT action_key FROM actions WHERE result = 'done'")]
-    con.close()
-    by = {"Aave V3": sum(k.startswith("liq:") for k in keys),
-          "Morpho Blue": sum(k.startswith("mliq:") for k in keys),
-          "Compound V3 (absorb + buy)": sum(k.startswith("absorb:") for k in keys)}
+    liq = [r for r in rows if r[0] == "liquidate" and r[3] == "done"]
+    tops = [r for r in rows if r[0] == "top_up" and r[3] == "done"]
+    by: dict[str, int] = {}
+    for r in liq:  # market names: the devnet's config names each protocol's market
+        by[r[1].split(":")[0]] = by.get(r[1].split(":")[0], 0) + 1
     console.print(Rule("what the keeper did"))
-    for kind, account, result, expected, realized, detail, tx in rows:
-        console.print(f"{kind:9} {account} {result:8} {detail or ''} tx {tx or '-'}")
-    total = 0
-    for r in liq:
-        for part in (r[5] or "").split():
-            if part.startswith("realized_profit_base="):
-                total += int(part.split("=")[1])
-    console.print("[bold]liquidations by protocol: " + ", ".join(f"{k} {v}" for k, v in by.items()) + "[/]")
-    console.print(f"[bold]Aave V3 realized profit {format_fixed(total, 8, 2)} USD "
-                  f"after gas; {len(tops)} top-ups of the protected account {protected}; "
+    for kind, market, account, result, expected, realized, detail, tx in rows:
+        console.print(f"{kind:9} {market:24} {account[:42]} {result:8} {detail or ''} tx {tx or '-'}")
+    total = sum(int(r[5]) for r in liq if r[5] is not None)  # USD e8 after gas, every protocol
+    console.print("[bold]liquidations by market: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())) + "[/]")
+    console.print(f"[bold]realized profit {format_fixed(total, 8, 2)} USD after gas on all three "
+                  f"protocols; {len(tops)} top-ups of the protected account {protected}; "
                   f"{len(alerts)} alerts received by the webhook[/]")
 
 
@@ -180,9 +173,9 @@ def main() -> None:
         cfg_path = args.dir / "keeper.toml"
         write_config(cfg_path, info, minfo, cinfo, hook_url, info.borrowers[0])
         before = asyncio.run(scan_once(cfg_path, "before the crash"))
-        weth_first = [p for p in before if p.protocol == "aave_v3" and p.main_collateral == "WETH"
-                      and p.health_factor_wad]
-        protected = min(weth_first, key=lambda p: p.health_factor_wad).account
+        weth_first = [p for p in before if p.main_collateral == "WETH" and p.health_factor_wad]
+        riskiest = min(weth_first, key=lambda p: p.health_factor_wad)  # on whichever protocol
+        protected = riskiest.account
         write_config(cfg_path, info, minfo, cinfo, hook_url, protected)
         console.print(f"protected (the user's own): {protected}; keeper wallet {info.liquidator}; "
                       f"webhook {hook_url}")
@@ -199,7 +192,7 @@ def main() -> None:
         keeper_proc = None
         after = asyncio.run(scan_once(cfg_path, "after the crash"))
         console.print(f"before: {counts(before)}\nafter:  {counts(after)}")
-        prot = next(p for p in after if p.account == protected and p.protocol == "aave_v3")
+        prot = next(p for p in after if (p.market, p.account) == (riskiest.market, protected))
         console.print(f"protected account health factor now {format_fixed(prot.health_factor_wad or 0, 18, 4)}"
                       f" ({prot.status.value})")
         summary(args.dir / "keeper.sqlite", alerts, protected)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
@@ -20,8 +21,8 @@ from keeper.config import Config
 from keeper.errors import ConfigError
 from keeper.health.status import Thresholds
 from keeper.model import Address, Position, Status
-from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
-from keeper.protocols.aave_v3.reader import AaveV3Adapter
+from keeper.protocols import registry
+from keeper.protocols.base import ChainReaders, MarketAdapter
 from keeper.store import Store
 
 log = structlog.get_logger("keeper.engine")
@@ -32,16 +33,16 @@ class Watch:
     """In-memory state of one market."""
 
     key: str
-    adapter: AaveV3Adapter
+    adapter: MarketAdapter
     start_block: int
     tracked: set[Address] = field(default_factory=set)
-    accounts: dict[Address, AaveAccount] = field(default_factory=dict)
+    accounts: dict[Address, Any] = field(default_factory=dict)  # raw account state
     positions: dict[Address, Position] = field(default_factory=dict)
     holders: dict[Hashable, set[Address]] = field(default_factory=dict)  # e.g. reserve id -> accounts
-    market: AaveMarketState | None = None
+    market: Any = None  # the adapter's market state
     last_block: int | None = None  # last block whose events were applied
 
-    def set_account(self, acct: AaveAccount) -> None:
+    def set_account(self, acct: Any) -> None:
         old = self.accounts.get(acct.account)
         if old is not None:
             for k in self.adapter.keys_of(old):
@@ -63,28 +64,16 @@ class Engine:
         self.thresholds = Thresholds(m.liquidation_hf, m.at_risk_hf, m.watch_hf)
         self.responder = None  # keeper.respond.Responder: decisions, actions, alerts
         self.watches: list[Watch] = []
-        for i, mk in enumerate(cfg.markets):
-            for key, adapter in self._adapters(mk, mk.name or f"{mk.protocol}-{i}"):
+        chain = ChainReaders(rpc, self.mc, self.logs)
+        for mk in cfg.markets:  # a Morpho Blue entry gives one watch per market id
+            try:
+                built = registry.build(mk, chain)
+            except KeyError:
+                raise ConfigError(f"protocol {mk.protocol!r} is not supported", key=f"markets.{mk.name}") from None
+            for key, adapter in built:
                 w = Watch(key, adapter, mk.start_block)
                 w.tracked.update(store.accounts(key))
                 self.watches.append(w)
-
-    def _adapters(self, mk, key: str) -> list[tuple[str, object]]:
-        """(watch key, adapter) for a configured market, by its protocol name. A Morpho Blue
-        entry gives one watch per market id (each market is isolated)."""
-        if mk.protocol == "aave_v3":
-            return [(key, AaveV3Adapter(self.rpc, self.mc, self.logs, mk.pool_addresses_provider, key))]
-        if mk.protocol == "morpho_blue":
-            from keeper.protocols.morpho_blue.reader import MorphoBlueAdapter
-            from keeper.protocols.morpho_blue.adapter import MorphoMarketAdapter
-
-            base = MorphoBlueAdapter(self.rpc, self.mc, self.logs, mk.morpho, mk.market_ids, key)
-            return [(f"{key}:{mid[:10]}", MorphoMarketAdapter(base, mid)) for mid in mk.market_ids]
-        if mk.protocol == "compound_v3":
-            from keeper.protocols.compound_v3.reader import CometAdapter
-
-            return [(key, CometAdapter(self.rpc, self.mc, self.logs, mk.comet, key))]
-        raise ConfigError(f"protocol {mk.protocol!r} is not supported", key=f"markets.{key}")
 
     # -- discovery ------------------------------------------------------------------
     async def index(self, to_block: int) -> int:
@@ -104,7 +93,7 @@ class Engine:
         return found
 
     # -- full scan ------------------------------------------------------------------
-    async def load(self, w: Watch, block: int) -> AaveMarketState:
+    async def load(self, w: Watch, block: int) -> Any:
         m = self.cfg.monitor
         return await w.adapter.load_market(block, m.heartbeat_for)
 
@@ -114,7 +103,7 @@ class Engine:
         priced: set[str] = set()
         for w in self.watches:
             market = await self.load(w, block)
-            priced |= _symbols(w.adapter, market)
+            priced |= {s.upper() for s in w.adapter.symbols(market)}
             seen = market
             if shocks:  # what-if: no transaction, only the pure math sees other prices
                 seen = w.adapter.apply_shocks(market, shocks)
@@ -129,8 +118,7 @@ class Engine:
                 mine.extend(self._evaluate(w, seen, part, record=not shocks))
             out.extend(mine)
             if self.responder is not None and not shocks:
-                await self.responder.after_tick(w.key, market, mine, list(w.positions.values()),
-                                                w.accounts)
+                await self.responder.after_tick(w, market, mine)
         unknown = sorted(s for s in (shocks or {}) if s.upper() not in priced)
         if unknown:
             raise ConfigError(f"--shock {', '.join(unknown)}: no configured market prices it "
@@ -167,12 +155,11 @@ class Engine:
             mine = self._evaluate(w, market, [w.accounts[a] for a in affected if a in w.accounts])
             changed.extend(mine)
             if self.responder is not None:
-                await self.responder.after_tick(w.key, market, mine, list(w.positions.values()),
-                                                w.accounts)
+                await self.responder.after_tick(w, market, mine)
         return changed
 
     # -- health ---------------------------------------------------------------------
-    def _evaluate(self, w: Watch, market: AaveMarketState, accounts: Iterable[AaveAccount],
+    def _evaluate(self, w: Watch, market: Any, accounts: Iterable[Any],
                   record: bool = True) -> list[Position]:
         out, transitions = [], []
         ev = w.adapter.evaluator(market)  # per-market values computed once
@@ -212,12 +199,3 @@ class Engine:
 
     def positions(self) -> list[Position]:
         return [p for w in self.watches for p in w.positions.values()]
-
-
-def _symbols(adapter, market) -> set[str]:
-    """Upper-case symbols a market prices, so a what-if naming none of them is an error."""
-    if hasattr(market, "base_symbol"):  # Compound V3 (its ``reserves`` is an amount)
-        return {market.base_symbol.upper()} | {a.symbol.upper() for a in market.assets}
-    if isinstance(market, AaveMarketState):
-        return {r.symbol.upper() for r in market.reserves}
-    return {s.upper() for s in getattr(adapter, "symbols", {}).values()}

@@ -1,6 +1,11 @@
-"""After each tick: decisions (pure, keeper.decide), their execution (keeper.executors, the
-only code that signs) and alerts (keeper.notify). The engine calls ``after_tick`` once per
-market per tick; nothing here blocks the tick on a receipt or a webhook.
+"""After each tick: decisions (pure, keeper.decide with the market's own planners), their
+execution (keeper.executors, the only code that signs) and alerts (keeper.notify). The engine
+calls ``after_tick`` once per watched market per tick; nothing here blocks the tick on a
+receipt or a webhook, and nothing here names a protocol.
+
+Chain reads here go through keeper.chain only: the wallet's balances of the tokens the
+market may spend, the gas price and the configured USD feeds, and only when some account is
+due for an action.
 """
 
 from __future__ import annotations
@@ -10,173 +15,127 @@ from collections.abc import Sequence
 
 import structlog
 
-from keeper.chain.abi import word
-from keeper.chain.multicall import Call, Multicall
+from keeper.chain.erc20 import balances
+from keeper.chain.feeds import Feeds
+from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
-from keeper.decide import Decision, Liquidate, Policy, TopUp, decide
-from keeper.executors.actions import ActionExecutor, ActionResult
-from keeper.model import Position, Status
-from keeper.protocols.aave_v3.model import AaveMarketState
-from keeper.protocols.aave_v3 import encode as enc
+from keeper.decide import Policy, Refusal, decide, liquidations_due, top_ups_due
+from keeper.model import Decision, Liquidate, Position
+from keeper.prices import PriceBook
+from keeper.protocols.base import PlanContext
 
 log = structlog.get_logger("keeper.respond")
 
 
 class Responder:
-    def __init__(self, rpc: Rpc, multicall: Multicall, policy: Policy,
-                 executor: ActionExecutor | None, notifications=None):
+    def __init__(self, rpc: Rpc, multicall: Multicall, policy: Policy, executor=None,
+                 notifications=None, prices: PriceBook | None = None, feeds: Feeds | None = None):
         self.rpc, self.mc, self.policy = rpc, multicall, policy
         self.executor = executor
         self.notifications = notifications
+        self.prices = prices or PriceBook(policy.gas_coin)
+        self.feeds = feeds
         self.decided = 0
         if executor is not None:
-            executor.on_alert = self._action_alert
+            executor.on_alert = self.action_alert
         self._positions: dict[tuple[str, str], Position] = {}
-        self.usd_e8: dict[str, int] = {}  # token (lower) -> USD price, 1e8
-        self.native: str | None = None  # the gas coin's wrapped token (lower)
-        self.morpho_of: dict[str, str] = {}  # watch key -> Morpho address
-        self.symbols_of: dict[str, dict[str, str]] = {}  # watch key -> token -> symbol (Morpho)
+        self._feeds_block: int | None = None
 
-    async def after_tick(self, key: str, market: AaveMarketState, changed: Sequence[Position],
-                         every: Sequence[Position], accounts) -> list[Decision]:
-        """``changed``: positions this tick recomputed; ``every``: all of the market's."""
-        decisions: list = []
-        if self.executor is not None and not isinstance(market, AaveMarketState):
-            if self.policy.liquidate or self.policy.protect:
-                decisions = await self._others(key, market, every, accounts)
-                self.executor.submit(decisions, market)
-        elif self.executor is not None:
-            self._learn_prices(market)
-            protect = self.policy.protect
-            candidates = [p for p in every if p.status == Status.LIQUIDATABLE
-                          or (p.account.lower() in protect and p.health_factor_wad is not None
-                              and p.health_factor_wad < protect[p.account.lower()].trigger_hf_wad)]
-            if candidates:
-                wallet = await self.wallet(market)
-                gas_price = int(await self.rpc.request("eth_gasPrice", []), 16)
-                decisions = decide(key, market, candidates, accounts, self.policy, wallet, gas_price)
-                for d in decisions:
-                    log.info("decision.made", kind=type(d).__name__, market=key, account=d.account,
-                             block=d.block, reason=d.reason,
-                             **({"profit_base": d.profit_base} if isinstance(d, Liquidate) else {}))
-                self.decided += len(decisions)
-                self.executor.submit(decisions, market)
+    def learn(self, adapter, market) -> None:
+        """What a freshly loaded market says about prices (every tick, no IO)."""
+        self.prices.learn_symbols(adapter.tokens(market))
+        self.prices.learn(adapter.prices_usd(market))
+
+    async def refresh_feeds(self, block: int) -> None:
+        if self.feeds is not None and self._feeds_block != block:
+            self.prices.learn_feeds(await self.feeds.read(block))
+            self._feeds_block = block
+
+    async def after_tick(self, w, market, changed: Sequence[Position]) -> list[Decision]:
+        """``w``: the engine's Watch (adapter, positions, raw accounts); ``changed``: the
+        positions this tick recomputed."""
+        adapter = w.adapter
+        self.learn(adapter, market)
+        decisions: list[Decision] = []
+        if self.executor is not None:
+            every = list(w.positions.values())
+            tops = top_ups_due(self.policy, adapter.market_name, every)
+            due = liquidations_due(self.policy, every)
+            if tops or due:
+                decisions = await self._decide(w, market, tops, due)
         if self.notifications is not None:
             for p in changed:
-                self._positions[(p.market, p.account)] = p
+                self._positions[(w.key, p.account)] = p
             self.notifications.observe(changed, int(time.time()))
         return decisions
 
-    def _learn_prices(self, market: AaveMarketState) -> None:
-        """USD prices (1e8) by token, from an Aave market, to price gas for the others."""
-        if market.base_currency_unit == 10**8:
-            self.usd_e8.update({r.asset.lower(): r.price_base for r in market.reserves})
-            try:
-                self.native = market.by_symbol(self.policy.gas_price_asset).asset.lower()
-            except KeyError:
-                pass
+    async def _decide(self, w, market, tops, due) -> list[Decision]:
+        adapter, me = w.adapter, self.executor.tx.address
+        wallet = await balances(self.mc, adapter.spend_tokens(market), me, market.block)
+        ctx = None
+        if due:
+            await self.refresh_feeds(market.block)
+            gas_price = int(await self.rpc.request("eth_gasPrice", []), 16)
+            gas_usd = self.prices.gas_cost_usd(self.policy.liquidation_gas * gas_price)
+            if gas_usd is None:
+                log.warning("decision.skipped", market=w.key, liquidatable=len(due),
+                            reason=f"no USD price for the gas coin {self.policy.gas_coin}: add "
+                                   f"[prices] feeds or a market whose oracle prices it")
+            else:
+                ctx = PlanContext(me, wallet, gas_usd, self.policy.min_profit_usd_e8, self.prices,
+                                  self.policy.receive_a_token, frozenset(self.policy.protect))
+        decisions, refused = decide(adapter, market, tops, due, w.accounts, wallet, ctx)
+        for r in refused:
+            self._refused(w.key, r)
+        for d in decisions:
+            log.info("decision.made", kind=type(d).__name__, market=w.key, protocol=d.protocol,
+                     accounts=list(d.accounts), block=d.block, reason=d.reason,
+                     **({"profit_usd_e8": d.profit_usd_e8} if isinstance(d, Liquidate) else {}))
+        self.decided += len(decisions)
+        if decisions:
+            self.executor.submit(decisions, adapter, market)
+        return decisions
 
-    def _gas_in(self, token: str, decimals: int, gas_wei: int) -> tuple[int, int] | None:
-        """(gas cost in ``token`` units, rounded up; wei per token unit as a ratio helper)."""
-        native, tok = self.usd_e8.get(self.native or ""), self.usd_e8.get(token.lower())
-        if not native or not tok:
-            return None
-        return -(-gas_wei * native * 10**decimals // (10**18 * tok)), 0
+    def _refused(self, key: str, r: Refusal) -> None:
+        log.warning("protect.refused", market=key, account=r.account, health_factor=r.health_factor_wad,
+                    reason=r.reason)
+        pos = self._positions.get((key, r.account))
+        if self.notifications is not None and pos is not None:
+            self._report(pos, "protect_failed", r.reason)
 
-    def _budget_wei(self, token: str, decimals: int, amount: int) -> int:
-        native, tok = self.usd_e8.get(self.native or ""), self.usd_e8.get(token.lower())
-        if not native or not tok or amount <= 0:
-            return 0
-        return amount * tok * 10**18 // (10**decimals * native)
-
-    async def _others(self, key: str, market, every: Sequence[Position], accounts) -> list:
-        from dataclasses import replace as _replace
-
-        from keeper.decide_others import decide_comet, decide_morpho
-        from keeper.protocols.compound_v3.math import CometMarket
-
-        me = self.executor.tx.address
-        tops = await self._other_top_ups(key, market, every, accounts, me)
-        own = set(self.policy.protect)  # own accounts are protected, never liquidated
-        liq = [p for p in every if p.status == Status.LIQUIDATABLE and p.reliable
-               and p.account.lower() not in own and self.policy.liquidate]
-        if not liq:
-            return tops
-        gas_wei = self.policy.liquidation_gas * int(await self.rpc.request("eth_gasPrice", []), 16)
-        if isinstance(market, CometMarket):
-            for asset, price in market.prices_e8.items():
-                self.usd_e8.setdefault(asset.lower(), price)
-            token, decimals = market.base_token, liq[0].base_decimals
-            self.executor.comet_base[market.comet.lower()] = token
-        else:
-            token, decimals = market.params.loan_token, liq[0].base_decimals
-        gas = self._gas_in(token, decimals, gas_wei)
-        if gas is None:
-            log.warning("decision.skipped", market=key, reason="no USD price for gas or the token")
-            return []
-        wallet = word(await self.rpc.call(token, enc.balance_of(me), market.block))
-        if isinstance(market, CometMarket):
-            gas_base = -(-gas_wei * self.usd_e8[self.native] // 10**18)
-            out = decide_comet(key, market, liq, accounts, wallet, gas_base, self.policy.min_profit_base)
-            native_usd = self.usd_e8[self.native]  # profit is in 1e8 USD: as wei of the gas coin
-            out = [_replace(d, budget_wei=max(d.profit_base, 0) * 10**18 // native_usd) for d in out]
-        else:
-            out = decide_morpho(key, market, liq, accounts, self.base_morpho(key), wallet, gas[0], 0)
-            out = [_replace(d, budget_wei=self._budget_wei(token, decimals, d.profit_loan)) for d in out]
-        out = tops + out
-        for d in out:
-            log.info("decision.made", kind=type(d).__name__, market=key, block=d.block, reason=d.reason)
-        self.decided += len(out)
-        return out
-
-    async def _other_top_ups(self, key: str, market, every: Sequence[Position], accounts, me: str) -> list:
-        from keeper.decide_others import decide_top_ups
-        from keeper.protocols.compound_v3.math import CometMarket
-
-        protect = self.policy.protect
-        mine = [p for p in every if p.account.lower() in protect and p.health_factor_wad is not None
-                and p.health_factor_wad < protect[p.account.lower()].trigger_hf_wad]
-        if not mine:  # nobody below a trigger: no wallet read this block
-            return []
-        if isinstance(market, CometMarket):
-            symbols = {market.base_token: market.base_symbol, **{a.asset: a.symbol for a in market.assets}}
-            target = market.comet
-        else:
-            symbols, target = self.symbols_of.get(key, {}), self.morpho_of[key]
-        raws = await self.mc.run([Call(t, enc.balance_of(me)) for t in symbols], market.block)
-        wallet = {t: word(raw) if ok else 0 for t, (ok, raw) in zip(symbols, raws)}
-        return decide_top_ups(key, market, mine, accounts, self.policy.protect, symbols, wallet, target)
-
-    async def wallet(self, market: AaveMarketState) -> dict[str, int]:
-        """The signer's balance of every reserve token, at the tick's block."""
-        assert self.executor is not None
-        me = self.executor.tx.address
-        raws = await self.mc.run([Call(r.asset, enc.balance_of(me)) for r in market.reserves],
-                                 market.block)
-        return {r.asset: word(raw) if ok else 0 for r, (ok, raw) in zip(market.reserves, raws)}
-
-    def base_morpho(self, key: str) -> str:
-        return self.morpho_of[key]
-
-    def _action_alert(self, d: Decision, r: ActionResult) -> None:
-        if self.notifications is None or not isinstance(d, (Liquidate, TopUp)):
-            return
-        from keeper.notify.policy import action_alert
-
-        pos = next((p for (m, a), p in self._positions.items() if a == d.account), None)
-        if pos is None:
+    def action_alert(self, d: Decision, r) -> None:
+        """An alert per account the action touched: liquidated, top-up done / partial / failed."""
+        if self.notifications is None:
             return
         if isinstance(d, Liquidate):
             kind = "liquidated" if r.result == "done" else f"liquidation_{r.result}"
-            words = (f"liquidation {r.result}: repay {d.quote.debt_to_repay} of {d.quote.debt_asset}, "
-                     f"expected profit {d.profit_base} (base units)"
-                     + (f", tx {r.tx_hash}" if r.tx_hash else ""))
+            words = (f"liquidation {r.result} on {d.protocol}: expected profit "
+                     f"{_usd(d.profit_usd_e8)}" + (f", realized {_usd(r.realized)}" if r.realized is not None
+                                                   and r.result == "done" else "")
+                     + (f", {r.detail}" if r.detail else "") + (f", tx {r.tx_hash}" if r.tx_hash else ""))
         else:
-            kind = "top_up_partial" if d.plan.partial else f"top_up_{r.result}"
-            words = (f"top-up {r.result}: {d.plan.action} {d.plan.amount} of {d.plan.asset}"
-                     + (f" (partial: wallet short by {d.plan.shortfall})" if d.plan.partial else "")
-                     + (f", health factor now {r.realized}" if r.realized is not None else ""))
+            p = d.plan
+            kind = "top_up_partial" if p.partial and r.result == "done" else f"top_up_{r.result}"
+            words = (f"top-up {r.result}: {p.action} {p.amount} of {p.asset}"
+                     + (f" (partial: wallet short by {p.shortfall})" if p.partial else "")
+                     + (f", health factor now {r.realized}" if r.realized is not None else "")
+                     + (f", tx {r.tx_hash}" if r.tx_hash else ""))
+        for account in d.accounts:
+            pos = self._positions.get((d.market, account))
+            if pos is not None:
+                self._report(pos, kind, words)
+
+    def _report(self, pos: Position, kind: str, words: str) -> None:
+        from keeper.notify.policy import action_alert
+
         try:
             self.notifications.report(action_alert(pos, kind, words, int(time.time())))
         except ValueError as e:  # an unknown kind is a bug to see, not a reason to stop acting
             log.error("alert.invalid", error=str(e))
+
+
+def _usd(e8: int | None) -> str:
+    if e8 is None:
+        return "?"
+    sign = "-" if e8 < 0 else ""
+    return f"{sign}${abs(e8) // 10**8:,}.{abs(e8) % 10**8 // 10**6:02d}"

@@ -1,14 +1,18 @@
 """Build the running keeper from a Config: node, store, engine, and (when configured) the
-executors and notifications behind ``Engine.responder``."""
+executors and notifications behind ``Engine.responder``. Nothing here names a protocol: the
+engine builds each market's adapter through keeper.protocols.registry."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keeper.chain.feeds import Feeds
 from keeper.chain.rpc import Rpc
 from keeper.config import Config
 from keeper.decide import policy_from
 from keeper.engine import Engine
+from keeper.errors import ConfigError
+from keeper.prices import PriceBook
 from keeper.store import Store
 
 
@@ -20,6 +24,7 @@ class Keeper:
     engine: Engine
     notifications: object | None = None
     executor: object | None = None
+    prices: PriceBook | None = None
 
     async def close(self) -> None:
         if self.executor is not None:
@@ -37,9 +42,11 @@ async def build_keeper(cfg: Config) -> Keeper:
     k = Keeper(cfg, rpc, store, engine)
     try:
         policy = policy_from(cfg)
+        prices = PriceBook(cfg.gas_coin)
+        feeds = Feeds(engine.mc, cfg.prices.feeds) if cfg.prices.feeds else None
         executor = None
         if policy.liquidate or policy.protect:
-            executor = await _build_executor(cfg, rpc, store, engine)
+            executor = await _build_executor(cfg, rpc, store, engine, prices, feeds)
         notifications = None
         if cfg.notify:
             from keeper.notify.service import build_notifications
@@ -48,44 +55,38 @@ async def build_keeper(cfg: Config) -> Keeper:
         if executor is not None or notifications is not None:
             from keeper.respond import Responder
 
-            engine.responder = Responder(rpc, engine.mc, policy, executor, notifications)
-            engine.responder.morpho_of = {w.key: w.adapter.base.morpho for w in engine.watches
-                                          if hasattr(w.adapter, "base")}
-            engine.responder.symbols_of = {w.key: w.adapter.symbols for w in engine.watches
-                                           if hasattr(w.adapter, "base")}  # filled on first load
-        k.executor, k.notifications = executor, notifications
+            engine.responder = Responder(rpc, engine.mc, policy, executor, notifications, prices, feeds)
+        k.executor, k.notifications, k.prices = executor, notifications, prices
         return k
     except BaseException:
         await k.close()
         raise
 
 
-async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine):
+async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, prices: PriceBook,
+                          feeds: Feeds | None):
+    """Load every market once at the head: its contracts and tokens make the guard's
+    allow-list (nothing else may be called), its oracle fills the price book. A liquidator
+    that cannot price gas in live mode is a configuration error, said once at start-up."""
     from keeper.executors.actions import ActionExecutor
-    from keeper.executors.guard import AllowList, aave_v3_allow_list
+    from keeper.executors.guard import AllowList
     from keeper.executors.tx import build_tx_manager
-    from keeper.executors.others import (comet_allow_list, comet_topup_allow_list, morpho_allow_list,
-                                         morpho_topup_allow_list)
-    from keeper.protocols.aave_v3.reader import AaveV3Adapter
-    from keeper.protocols.compound_v3.reader import CometAdapter
-    from keeper.protocols.morpho_blue.adapter import MorphoMarketAdapter
 
     block = await rpc.block_number()
-    allow = AllowList.of([])
-    for w in engine.watches:  # the configured markets' contracts and tokens, nothing else
-        if isinstance(w.adapter, AaveV3Adapter):
-            st = await w.adapter.connect(block)
-            allow = allow | aave_v3_allow_list(st.pool, st.assets)
-        elif isinstance(w.adapter, MorphoMarketAdapter):
-            params = (await w.adapter.base.market_params(block))[w.adapter.id]
-            tokens = [params.loan_token, params.collateral_token]
-            allow = (allow | morpho_allow_list(w.adapter.base.morpho, [params.loan_token])
-                     | morpho_topup_allow_list(w.adapter.base.morpho, tokens))
-        elif isinstance(w.adapter, CometAdapter):
-            st = await w.adapter.connect(block)
-            allow = (allow | comet_allow_list(w.adapter.comet, st.base_token)
-                     | comet_topup_allow_list(w.adapter.comet, [st.base_token] + [a.asset for a in st.assets]))
+    pairs: list[tuple[str, str]] = []
+    for w in engine.watches:
+        market = await w.adapter.load_market(block, cfg.monitor.heartbeat_for)
+        pairs += w.adapter.allowed_calls(market)
+        prices.learn_symbols(w.adapter.tokens(market))
+        prices.learn(w.adapter.prices_usd(market))
+    if feeds is not None:
+        prices.learn_feeds(await feeds.read(block))
+    if cfg.liquidator.enabled and cfg.mode == "live" and prices.gas_usd_e8 is None:
+        raise ConfigError(f"the liquidator cannot price gas: no configured market's oracle prices "
+                          f"the gas coin {cfg.gas_coin}; add [prices] feeds = {{ {cfg.gas_coin} = "
+                          f"\"0x...\" }} (a Chainlink-style USD feed) or set [prices] gas_coin",
+                          key="prices.feeds")
     tx = build_tx_manager(cfg.executor, mode=cfg.mode, private_key=cfg.private_key, rpc=rpc,
-                          store=store, allow=allow)
+                          store=store, allow=AllowList.of(pairs))
     await tx.reconcile()  # settle what a crash left in the journal before anything new
-    return ActionExecutor(tx, rpc, store, cfg.liquidator.gas_price_asset)
+    return ActionExecutor(tx, rpc, store, prices)

@@ -1,15 +1,19 @@
-"""Carry out decisions: the only code that turns a TopUp or a Liquidate into transactions.
+"""Carry out decisions: the only code that turns a TopUp or a Liquidate into transactions,
+the same way for every protocol. The protocol's adapter builds the steps (``encode``, no
+IO), re-reads its own view of health (``contract_health``) and reads what happened from the
+receipts (``realized``); this module only sends.
 
-Every action: (approve what is missing) -> TxManager.send, which simulates first, journals
-before it signs and sends, and in ``dry_run`` stops after the simulation. One action per
-account at a time; an action key (market, account, block) is never sent twice.
+Every action: re-read the protocol's view (a liquidation whose accounts are no longer all
+liquidatable is a lost race: nothing is spent) -> for each step: approve what is missing ->
+TxManager.send, which simulates first, journals before it signs and sends, and in
+``dry_run`` stops after the simulation. One action per account at a time; an action key
+(``liq:`` / ``topup:`` market, account, block) is never sent twice.
 
 * Liquidate: a simulation that reverts, or a mined revert, means the race was lost (someone
-  was first or the position healed): recorded as ``liquidation.lost``, never retried
-  blindly (the next tick decides again from fresh state). A mined liquidation is confirmed
-  by its ``LiquidationCall`` event; expected and realized collateral and profit are logged
-  and stored.
-* TopUp: after the receipt the Pool's own health factor is read again and recorded; a
+  was first or the position healed): recorded as ``lost``, never retried blindly (the next
+  tick decides again from fresh state). Expected and realized profit (USD e8, after gas)
+  are logged and stored in the ``actions`` table.
+* TopUp: after the receipt the protocol's own health factor is read again and recorded; a
   partial top-up (the wallet could not cover the plan) raises an alert.
 """
 
@@ -21,23 +25,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
-from eth_utils import to_checksum_address
 
-from keeper.chain.abi import topic, word
+from keeper.chain.abi import word
+from keeper.chain.erc20 import allowance_call, approve_call
 from keeper.chain.rpc import Rpc
-from keeper.decide import Decision, Liquidate, TopUp
-from keeper.decide_others import CometAbsorb, MorphoLiquidate, OtherTopUp
-from keeper.executors import others
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
 from keeper.executors.tx import TxManager
-from keeper.protocols.aave_v3.model import AaveMarketState
-from keeper.protocols.aave_v3 import encode as enc
+from keeper.model import Approval, Decision, Liquidate, TxStep
+from keeper.prices import PriceBook
 from keeper.store import Store
-from keeper.units import mul_div_down
 
 log = structlog.get_logger("keeper.executors")
-LIQUIDATION_CALL = topic("LiquidationCall(address,address,address,uint256,uint256,address,bool)")
+UINT256_MAX = 2**256 - 1
+TOP_UP_GAS_CAP_WEI = 10**18  # a top-up protects the user's own loan: the guard's caps bound it
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -53,32 +54,37 @@ class ActionResult:
     kind: str  # "liquidate" | "top_up"
     result: str  # "done" | "lost" | "dry_run" | "failed" | "skipped"
     tx_hash: str | None = None
-    expected: int | None = None  # liquidate: collateral tokens; top_up: health factor (wad)
+    expected: int | None = None  # liquidate: profit USD e8 after gas; top_up: health factor (wad)
     realized: int | None = None
     detail: str = ""
 
 
+def action_key(d: Decision) -> str:
+    kind = "liq" if isinstance(d, Liquidate) else "topup"
+    return f"{kind}:{d.market}:{d.account}:{d.block}"
+
+
 class ActionExecutor:
-    def __init__(self, tx: TxManager, rpc: Rpc, store: Store, native_symbol: str = "WETH",
+    def __init__(self, tx: TxManager, rpc: Rpc, store: Store, prices: PriceBook | None = None,
                  on_alert: Callable[[Decision, ActionResult], None] | None = None):
-        self.tx, self.rpc, self.store, self.native_symbol = tx, rpc, store, native_symbol
+        self.tx, self.rpc, self.store = tx, rpc, store
+        self.prices = prices or PriceBook()
         self.on_alert = on_alert or (lambda _d, _r: None)
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
-        self.comet_base: dict[str, str] = {}  # comet (lower) -> base token, for buyCollateral
         with store.transaction() as db:
             db.execute(_SCHEMA)
 
-    def submit(self, decisions: list[Decision], market: AaveMarketState) -> int:
+    def submit(self, decisions: list[Decision], adapter, market) -> int:
         """Start each decision as its own task (the tick does not wait for receipts)."""
         started = 0
         for d in decisions:
-            slot = f"{d.market}:{getattr(d, 'account', 'absorb')}"
-            if slot in self.in_flight:
+            slots = {f"{d.market}:{a}" for a in d.accounts}
+            if slots & self.in_flight:
                 continue
-            self.in_flight.add(slot)
-            task = asyncio.create_task(self._run(d, market, slot))
+            self.in_flight |= slots
+            task = asyncio.create_task(self._run(d, adapter, market, slots))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             started += 1
@@ -88,157 +94,107 @@ class ActionExecutor:
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=timeout_s)
 
-    async def _run(self, d: Decision, market: AaveMarketState, slot: str) -> ActionResult:
+    async def _run(self, d: Decision, adapter, market, slots: set[str]) -> ActionResult:
+        kind = "liquidate" if isinstance(d, Liquidate) else "top_up"
         try:
-            if isinstance(d, Liquidate):
-                r = await self.liquidate(d, market)
-            elif isinstance(d, TopUp):
-                r = await self.top_up(d, market)
-            elif isinstance(d, MorphoLiquidate):
-                r = await others.morpho_liquidate(self, d)
-            elif isinstance(d, OtherTopUp):
-                r = await others.other_top_up(self, d)
-            else:
-                r = await others.comet_absorb(self, d)
+            r = await self.act(d, adapter, market)
         except (ExecutionError, SourceError) as e:
-            kind = "top_up" if isinstance(d, (TopUp, OtherTopUp)) else "liquidate"
-            r = ActionResult(self.key(d), kind, "failed", detail=str(e))
+            r = ActionResult(action_key(d), kind, "failed", detail=str(e))
             log.warning("action.failed", action_key=r.action_key, error=str(e))
         finally:
-            self.in_flight.discard(slot)
+            self.in_flight -= slots
         self._record(d, r)
         if r.result in ("done", "lost", "failed", "dry_run"):
             self.on_alert(d, r)
         return r
 
-    @staticmethod
-    def key(d) -> str:
-        if isinstance(d, CometAbsorb):
-            return f"absorb:{d.market}:{d.block}"
-        kind = {Liquidate: "liq", TopUp: "topup", MorphoLiquidate: "mliq", OtherTopUp: "topup"}[type(d)]
-        return f"{kind}:{d.market}:{d.account}:{d.block}"
+    async def act(self, d: Decision, adapter, market) -> ActionResult:
+        key = action_key(d)
+        liquidation = isinstance(d, Liquidate)
+        kind = "liquidate" if liquidation else "top_up"
+        expected = d.profit_usd_e8 if liquidation else d.plan.expected_hf_wad
+        if self.tx.already_done(key):
+            return ActionResult(key, kind, "skipped", detail="already sent")
+        logc = log.bind(action_key=key, protocol=d.protocol, accounts=list(d.accounts))
+        if liquidation:
+            views = await adapter.contract_health(list(d.accounts), "latest")
+            healed = [v.account for v in views if not v.liquidatable]
+            if healed:  # healed or liquidated by someone else since the tick: spend nothing
+                logc.info("liquidation.lost", reason=f"no longer liquidatable at the head: {healed}")
+                return ActionResult(key, kind, "lost", expected=expected,
+                                    detail=f"no longer liquidatable: {', '.join(healed)}")
+        budget = self.prices.usd_to_wei(d.profit_usd_e8) if liquidation else TOP_UP_GAS_CAP_WEI
+        outs: list[TxOutcome] = []
+        for i, step in enumerate(adapter.encode(d, self.tx.address)):
+            out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc)
+            if isinstance(out, str):  # "dry_run" | "lost" | "skipped"
+                if out == "skipped":
+                    continue
+                if out == "lost" and liquidation:
+                    return ActionResult(key, kind, "lost", outs[0].hash if outs else None, expected)
+                if out == "lost":
+                    raise ExecutionError(f"{key}: {step.purpose} reverted")
+                return ActionResult(key, kind, "dry_run", expected=expected)
+            outs.append(out)
+        outcome = adapter.realized(market, d, outs, self.prices)
+        if not outcome.ok:
+            raise ExecutionError(f"{key}: {outcome.detail} ({outs[0].hash})")
+        if liquidation:
+            gas_usd = self.prices.gas_cost_usd(sum(o.cost_wei or 0 for o in outs)) or 0
+            profit = None if outcome.gross_profit_usd_e8 is None else outcome.gross_profit_usd_e8 - gas_usd
+            logc.info("liquidation.done", tx=outs[0].hash, expected_profit_usd_e8=expected,
+                      realized_profit_usd_e8=profit, realized=outcome.realized, gas_usd_e8=gas_usd,
+                      detail=outcome.detail)
+            return ActionResult(key, kind, "done", outs[0].hash, expected, profit,
+                                detail=f"{outcome.detail}; expected collateral {d.expected}, "
+                                       f"realized {outcome.realized}")
+        (view,) = await adapter.contract_health([d.account], "latest")
+        logc.info("topup.done", tx=outs[0].hash, health_factor_after=view.health_factor_wad)
+        return ActionResult(key, kind, "done", outs[0].hash, expected, view.health_factor_wad,
+                            detail="partial: wallet short" if d.plan.partial else "")
 
-    async def _ensure_allowance(self, token: str, spender: str, amount: int, key: str,
-                                max_cost_wei: int) -> TxOutcome | None:
-        """The Pool (allow-listed, the only spender) gets an unlimited allowance once per
-        token, as liquidation bots do: per-action approvals would race each other (each
-        ``approve`` overwrites the last) when several actions use one token at once."""
-        lock = self._approvals.setdefault(token.lower(), asyncio.Lock())
+    async def _step(self, step: TxStep, key: str, budget: int, logc) -> TxOutcome | str:
+        """One step: approvals, then the send. A string when it ends the action early."""
+        for ap in step.approvals:
+            out = await self._ensure_allowance(ap, key, budget)
+            if out is not None and out.dry_run:
+                logc.info("action.dry_run", step=step.purpose, reason="approve simulated, not sent")
+                return "dry_run"
+        try:
+            out = await self.tx.send(TxRequest(to=step.to, data=step.data, purpose=step.purpose,
+                                               action_key=key, max_cost_wei=budget))
+        except SimulationReverted as e:
+            logc.info("step.reverted_in_simulation", step=step.purpose, optional=step.optional, reason=str(e))
+            return "skipped" if step.optional else "lost"
+        if out.dry_run:
+            logc.info("action.dry_run", step=step.purpose, reason="simulated; mode is dry_run")
+            return "dry_run"
+        if not out.ok:
+            logc.info("step.reverted", step=step.purpose, tx=out.hash, optional=step.optional)
+            return "skipped" if step.optional else "lost"
+        return out
+
+    async def _ensure_allowance(self, ap: Approval, key: str, max_cost_wei: int) -> TxOutcome | None:
+        """The spender (allow-listed) gets an unlimited allowance once per token, as liquidation
+        bots do: per-action approvals would race each other (each ``approve`` overwrites the
+        last) when several actions use one token at once."""
+        lock = self._approvals.setdefault(f"{ap.token}:{ap.spender}".lower(), asyncio.Lock())
         async with lock:
-            have = word(await self.rpc.call(token, enc.allowance(self.tx.address, spender)))
-            if have >= amount:
+            have = word(await self.rpc.call(ap.token, allowance_call(ap.token, self.tx.address, ap.spender)))
+            if have >= ap.amount:
                 return None
             out = await self.tx.send(TxRequest(
-                to=token, data=enc.approve(spender, enc.UINT256_MAX),
-                purpose=f"approve the Pool for {key}", action_key=f"approve:{token}:{key}",
+                to=ap.token, data=approve_call(ap.spender, UINT256_MAX),
+                purpose=f"approve {ap.spender} for {key}", action_key=f"approve:{ap.token}:{key}",
                 max_cost_wei=max_cost_wei))
             if out.status == "reverted":
                 raise ExecutionError(f"approve for {key} reverted ({out.hash})")
             return out
 
-    # -- liquidation ----------------------------------------------------------------
-    async def liquidate(self, d: Liquidate, market: AaveMarketState) -> ActionResult:
-        key, q = self.key(d), d.quote
-        if self.tx.already_done(key):
-            return ActionResult(key, "liquidate", "skipped", detail="already sent")
-        native = market.by_symbol(self.native_symbol) if _has(market, self.native_symbol) else None
-        budget = mul_div_down(max(d.profit_base, 0), 10**18, native.price_base) if native else 0
-        logc = log.bind(action_key=key, account=d.account, collateral=q.collateral_asset,
-                        debt=q.debt_asset, debt_to_repay=q.debt_to_repay,
-                        expected_collateral=q.collateral_to_receive, expected_profit_base=d.profit_base)
-        hf_now = word(await self.rpc.call(market.pool, enc.account_data(d.account), "latest"), 5)
-        if hf_now >= 10**18:  # healed or liquidated by someone else since the tick: spend nothing
-            logc.info("liquidation.lost", reason=f"health factor is {hf_now} at the head, not < 1")
-            return ActionResult(key, "liquidate", "lost", expected=q.collateral_to_receive,
-                                detail=f"position no longer liquidatable (hf {hf_now})")
-        approve = await self._ensure_allowance(q.debt_asset, market.pool, q.debt_to_repay, key, budget)
-        if approve is not None and approve.dry_run:
-            logc.info("liquidation.dry_run", reason="decided; approve simulated, not sent")
-            return ActionResult(key, "liquidate", "dry_run", expected=q.collateral_to_receive)
-        req = TxRequest(to=market.pool, data=enc.liquidation_call(q.collateral_asset, q.debt_asset,
-                        d.account, q.debt_to_repay), purpose=f"liquidate {d.account}",
-                        action_key=key, max_cost_wei=budget)
-        out = await self.send_liquidation(req, logc, q.collateral_to_receive)
-        if isinstance(out, ActionResult):
-            return out
-        event = _liquidation_event(out, d.account)
-        if event is None:
-            raise ExecutionError(f"{key}: mined without a LiquidationCall event ({out.hash})")
-        repaid, seized = event
-        coll = market.by_asset(q.collateral_asset)
-        debt = market.by_asset(q.debt_asset)
-        gas_base = mul_div_down(out.cost_wei or 0, native.price_base, 10**18) if native else 0
-        realized = (mul_div_down(seized, coll.price_base, 10**coll.config.decimals)
-                    - -(-repaid * debt.price_base // 10**debt.config.decimals) - gas_base)
-        logc.info("liquidation.done", tx=out.hash, realized_collateral=seized, repaid=repaid,
-                  realized_profit_base=realized, gas_cost_wei=out.cost_wei)
-        return ActionResult(key, "liquidate", "done", out.hash, q.collateral_to_receive, seized,
-                            detail=f"expected_profit_base={d.profit_base} realized_profit_base={realized}")
-
-    async def send_liquidation(self, req: TxRequest, logc, expected: int) -> TxOutcome | ActionResult:
-        """Send a liquidation; a mined success comes back as the TxOutcome, anything else as
-        its ActionResult: lost (simulation reverted, or mined but reverted) or dry_run."""
-        key = req.action_key
-        try:
-            out = await self.tx.send(req)
-        except SimulationReverted as e:
-            logc.info("liquidation.lost", reason=f"simulation reverted: {e}")
-            return ActionResult(key, "liquidate", "lost", expected=expected, detail=str(e))
-        if out.dry_run:
-            logc.info("liquidation.dry_run", reason="decided and simulated; mode is dry_run")
-            return ActionResult(key, "liquidate", "dry_run", expected=expected)
-        if not out.ok:
-            logc.info("liquidation.lost", reason="mined but reverted", tx=out.hash)
-            return ActionResult(key, "liquidate", "lost", out.hash, expected)
-        return out
-
-    # -- top-up ---------------------------------------------------------------------
-    async def top_up(self, d: TopUp, market: AaveMarketState) -> ActionResult:
-        key, p = self.key(d), d.plan
-        if self.tx.already_done(key):
-            return ActionResult(key, "top_up", "skipped", detail="already sent")
-        logc = log.bind(action_key=key, account=d.account, action=p.action, asset=p.asset,
-                        amount=p.amount, expected_hf=p.expected_hf_wad, partial=p.partial)
-        cap = 10**18  # a top-up protects the user's own loan: gas is bounded by the guard's caps
-        approve = await self._ensure_allowance(p.asset, market.pool, p.amount, key, cap)
-        if approve is not None and approve.dry_run:
-            logc.info("topup.dry_run", reason="decided; approve simulated, not sent")
-            return ActionResult(key, "top_up", "dry_run", expected=p.expected_hf_wad)
-        data = (enc.supply(p.asset, p.amount, d.account) if p.action == "supply"
-                else enc.repay(p.asset, p.amount, d.account))
-        out = await self.tx.send(TxRequest(to=market.pool, data=data, purpose=f"{p.action} for {d.account}",
-                                           action_key=key, max_cost_wei=cap))
-        if out.dry_run:
-            logc.info("topup.dry_run", reason="decided and simulated; mode is dry_run")
-            return ActionResult(key, "top_up", "dry_run", expected=p.expected_hf_wad)
-        if not out.ok:
-            raise ExecutionError(f"{key}: top-up reverted ({out.hash})")
-        raw = await self.rpc.call(market.pool, enc.account_data(d.account), "latest")
-        hf_after = word(raw, 5)
-        logc.info("topup.done", tx=out.hash, health_factor_after=hf_after)
-        return ActionResult(key, "top_up", "done", out.hash, p.expected_hf_wad, hf_after,
-                            detail="partial: wallet short" if p.partial else "")
-
-    def _record(self, d, r: ActionResult) -> None:
-        account = getattr(d, "account", None) or ",".join(getattr(d, "accounts", ()))
+    def _record(self, d: Decision, r: ActionResult) -> None:
         with self.store.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO actions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (r.action_key, r.kind, d.market, account, d.block, r.result,
+                (r.action_key, r.kind, d.market, ",".join(d.accounts), d.block, r.result,
                  None if r.expected is None else str(r.expected),
                  None if r.realized is None else str(r.realized), r.tx_hash, r.detail, time.time()))
-
-
-def _has(market: AaveMarketState, symbol: str) -> bool:
-    return any(r.symbol.upper() == symbol.upper() for r in market.reserves)
-
-
-def _liquidation_event(out: TxOutcome, user: str) -> tuple[int, int] | None:
-    """(debtToCover, liquidatedCollateralAmount) of the receipt's LiquidationCall for ``user``."""
-    for lg in out.logs:
-        topics = lg.get("topics", [])
-        if topics and bytes.fromhex(topics[0][2:]) == LIQUIDATION_CALL:
-            if to_checksum_address("0x" + topics[3][-40:]) == to_checksum_address(user):
-                data = bytes.fromhex(lg["data"][2:])
-                return word(data, 0), word(data, 1)
-    return None

@@ -1,7 +1,7 @@
 """What may be sent, at what price: pure checks, no IO. TxManager asks before every send.
 
 * Allow-list: (contract, 4-byte selector) pairs. Anything else is refused, naming the
-  target and the selector. :func:`aave_v3_allow_list` builds the usual one.
+  target and the selector. Each protocol names its own (``allowed_calls``).
 * Fees (EIP-1559): ``maxFeePerGas = min(2 * baseFee + tip, ceiling)``; the ceiling is the
   lowest of ``max_gas_price``, ``max_cost_wei // gas_limit`` (the action's own budget) and
   ``(max_spend_per_tx - value) // gas_limit``. A tx whose ceiling is below
@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 
 Mode = Literal["dry_run", "live"]
 APPROVE = "approve(address,uint256)"
-AAVE_POOL_ACTIONS = (
-    "liquidationCall(address,address,address,uint256,bool)",
-    "supply(address,uint256,address,uint16)",
-    "repay(address,uint256,uint256,address)",
-)
 BUMP_NUM, BUMP_DEN = 9, 8  # +12.5%
 
 
@@ -72,11 +67,6 @@ class AllowList:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-
-def aave_v3_allow_list(pool: str, tokens: Iterable[str]) -> AllowList:
-    """Pool.liquidationCall/supply/repay on ``pool`` and ERC20.approve on each reserve token."""
-    return AllowList.of([(pool, sig) for sig in AAVE_POOL_ACTIONS] + [(t, APPROVE) for t in tokens])
 
 
 @dataclass(frozen=True, slots=True)

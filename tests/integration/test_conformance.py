@@ -391,8 +391,8 @@ class TestMorphoBlueConformance(AdapterConformance):
 
     def exposure(self, adapter, raw, market) -> tuple[set[str], set[str]]:
         p = market.params
-        return ({adapter.symbols[p.collateral_token]} if raw.collateral else set(),
-                {adapter.symbols[p.loan_token]} if raw.borrow_shares else set())
+        return ({adapter.token_symbols[p.collateral_token]} if raw.collateral else set(),
+                {adapter.token_symbols[p.loan_token]} if raw.borrow_shares else set())
 
 
 # ------------------------------------------------------------------ Compound V3

@@ -18,7 +18,8 @@ from keeper.chain.rpc import Rpc
 from keeper.config import Secret
 from keeper.errors import ExecutionError, SimulationReverted
 from keeper.executors import GWEI, ExecutorConfig, TxRequest
-from keeper.executors.guard import AllowList, aave_v3_allow_list
+from keeper.executors.guard import AllowList
+from keeper.protocols.aave_v3.encode import allowed_calls
 from keeper.executors.tx import build_tx_manager
 from keeper.store import Store
 
@@ -53,7 +54,7 @@ def make(devnet, node, store):
 
     def make(mode="live", allow: AllowList | None = None, **cfg):
         config = ExecutorConfig.model_validate({"poll_interval_s": "0.02", "receipt_timeout_s": 30, **cfg})
-        allow = allow if allow is not None else aave_v3_allow_list(devnet.info.pool, devnet.info.tokens.values())
+        allow = allow if allow is not None else AllowList.of(allowed_calls(devnet.info.pool, devnet.info.tokens.values()))
         return build_tx_manager(config, mode=mode, private_key=Secret(LIQUIDATOR_KEY), rpc=node,
                                 store=store, allow=allow)
 
@@ -120,7 +121,7 @@ async def test_dry_run_simulates_and_sends_nothing(devnet, node, make, token):
 
 async def test_reverting_call_raises_simulation_reverted_and_consumes_no_nonce(devnet, node, make, token):
     me = devnet.info.liquidator
-    m = make(allow=AllowList.of([(token, TRANSFER)]) | aave_v3_allow_list(devnet.info.pool, [token]))
+    m = make(allow=AllowList.of([(token, TRANSFER)]) | AllowList.of(allowed_calls(devnet.info.pool, [token])))
     n0 = await nonce(node, me, "pending")
     held = word(await node.call(token, call_data("balanceOf(address)", addr_arg(me))))
     data = call_data(TRANSFER, addr_arg(devnet.info.spare[0]), uint_arg(held + 1))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.model import TopUpPlan
 from keeper.protocols.compound_v3.math import (
     BASE_INDEX_SCALE,
     CometRevert,

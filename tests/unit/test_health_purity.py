@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keeper
 
-FORBIDDEN = ("web3", "httpx", "asyncio", "eth_abi", "aiohttp", "requests")
+FORBIDDEN = ("web3", "httpx", "asyncio", "aiohttp", "requests", "sqlite3")  # IO; eth_abi is a codec
 ROOT = Path(keeper.__file__).parent
 # in every protocol package, these modules hold pure math, planners, encoders and values
 PURE_STEMS = {"math", "health", "fast", "liquidation", "topup", "plan", "encode", "model", "evaluate"}

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.model import TopUpPlan
 from keeper.protocols.morpho_blue.math import (
     UINT128_MAX,
     UINT256_MAX,

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from keeper.errors import ExecutionError
 from keeper.executors import GWEI
+from keeper.protocols.aave_v3.encode import allowed_calls
 from keeper.executors.guard import (
     AllowList,
     Fees,
     Guard,
-    aave_v3_allow_list,
     decode_revert,
     selector_of,
 )
@@ -37,7 +37,7 @@ def test_selectors_known_values():
 
 
 def test_aave_allow_list():
-    allow = aave_v3_allow_list(POOL, [TOKEN])
+    allow = AllowList.of(allowed_calls(POOL, [TOKEN]))
     sel = {s.hex() for _, s in allow.entries}
     # Pool.liquidationCall, supply, repay (Aave V3 IPool) and ERC20.approve
     assert sel == {"00a718a9", "617ba037", "573ade81", "095ea7b3"} and len(allow) == 4
@@ -51,7 +51,7 @@ def test_aave_allow_list():
 
 
 def test_check_target_names_target_and_selector():
-    g = guard(allow=aave_v3_allow_list(POOL, [TOKEN]))
+    g = guard(allow=AllowList.of(allowed_calls(POOL, [TOKEN])))
     g.check_target(TOKEN, bytes.fromhex("095ea7b3"))
     with pytest.raises(ExecutionError, match=r"0x3333333333333333333333333333333333333333 selector 0xa9059cbb"):
         g.check_target(OTHER, bytes.fromhex("a9059cbb") + bytes(64))

@@ -6,6 +6,12 @@ from __future__ import annotations
 from keeper.chain.abi import addr_arg, call_data, uint_arg
 
 UINT256_MAX = 2**256 - 1
+APPROVE = "approve(address,uint256)"
+POOL_ACTIONS = (  # what keeper calls on a Pool: the guard's allow-list for it
+    "liquidationCall(address,address,address,uint256,bool)",
+    "supply(address,uint256,address,uint16)",
+    "repay(address,uint256,uint256,address)",
+)
 VARIABLE_RATE = 2
 
 
@@ -40,3 +46,8 @@ def allowance(owner: str, spender: str) -> bytes:
 
 def account_data(user: str) -> bytes:
     return call_data("getUserAccountData(address)", addr_arg(user))
+
+
+def allowed_calls(pool: str, tokens) -> list[tuple[str, str]]:
+    """Pool.liquidationCall/supply/repay on ``pool`` and ERC20.approve on each reserve token."""
+    return [(pool, sig) for sig in POOL_ACTIONS] + [(t, APPROVE) for t in tokens]

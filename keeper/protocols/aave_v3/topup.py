@@ -32,7 +32,7 @@ from keeper.protocols.aave_v3.math import (
 )
 from keeper.protocols.aave_v3.liquidation import user_reserve
 from keeper.protocols.aave_v3.health import account_data, calculate_user_account_data, emode_configuration
-from keeper.model import Address
+from keeper.model import Address, TopUpPlan
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, Reserve, UserReserve
 from keeper.units import BPS, UINT256_MAX, WAD
 
@@ -50,16 +50,6 @@ class TopUpInvalid(ValueError):
         self.error, self.code = error, ERRORS[error]
         super().__init__(f"{error} ({self.code})")
 
-
-@dataclass(frozen=True, slots=True)
-class TopUpPlan:
-    action: str  # "supply" | "repay"
-    asset: Address
-    amount: int  # token base units
-    expected_hf_wad: int  # account_data's HF after the action (UINT256_MAX: no debt left)
-    partial: bool  # True: the wallet could not cover the amount that reaches the target
-    shortfall: int | None  # tokens missing to reach the target with this action (0 when not
-    # partial); None when no amount of this action alone reaches it (repaying all of it is short)
 
 
 def _with_row(acct: AaveAccount, row: UserReserve, cfg: int) -> AaveAccount:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.model import TopUpPlan
 from keeper.protocols.compound_v3.math import (
     CometAccount,
     CometMarket,

@@ -1,17 +1,27 @@
-"""Morpho Blue, one market id at a time, behind the interface the engine asks of every
-protocol (load_market, iter_accounts, evaluator, keys_of, moved, apply_shocks, events,
-discover). A Morpho market is isolated (one collateral, one loan token), so the engine
-keeps one Watch per market id; they share one MorphoBlueAdapter (and its per-block cache).
+"""Morpho Blue behind keeper.protocols.base, one market id at a time. A Morpho market is
+isolated (one collateral, one loan token), so the engine keeps one Watch per market id; they
+share one MorphoBlueAdapter (reader.py: its reads and per-block cache). Math in math.py,
+planners and calldata in plan.py and topup.py, doctor checks in doctor.py.
+
+Morpho Blue has no health-factor view: its own verdict (``contract_health``) is whether a
+``liquidate`` of one share would pass the health check, simulated with ``eth_call``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from keeper.chain.abi import call_data, string_or_bytes32
+from keeper.chain.abi import call_data, selector, string_or_bytes32
 from keeper.chain.logs import Log
 from keeper.chain.multicall import Call
+from keeper.checks import Check
+from keeper.errors import SourceError
+from keeper.model import ContractView, Decision, Liquidate, Outcome, ProtectRule, TopUp, TxStep
+from keeper.prices import PriceBook
+from keeper.protocols.base import MarketAdapter, PlanContext
+from keeper.protocols.morpho_blue import plan
+from keeper.protocols.morpho_blue.doctor import morpho_checks
 from keeper.protocols.morpho_blue import math as math
 from keeper.protocols.morpho_blue.math import MorphoMarket, MorphoPosition
 from keeper.health.status import Thresholds
@@ -21,14 +31,16 @@ from keeper.protocols.morpho_blue.reader import MARKET_EVENTS, POSITION_EVENTS, 
 EVENTS = list(POSITION_EVENTS) + list(MARKET_EVENTS)
 
 
-class MorphoMarketAdapter:
+class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
     name = "morpho_blue"
 
-    def __init__(self, base: MorphoBlueAdapter, market_id: str):
+    def __init__(self, base: MorphoBlueAdapter, market_id: str, label: str | None = None,
+                 market_name: str | None = None):
         self.base = base
         self.id = market_id
-        self.label = f"{base.label}:{market_id[:10]}"
-        self.symbols: dict[str, str] = {}  # token address -> symbol
+        self.label = label or f"{base.label}:{market_id[:10]}"
+        self.market_name = market_name or base.label
+        self.token_symbols: dict[str, str] = {}  # token address -> symbol
         self.decimals: dict[str, int] = {}
         self._cache: tuple[int, dict[str, MorphoMarket]] | None = None
 
@@ -38,7 +50,7 @@ class MorphoMarketAdapter:
             cache.clear()
             cache[block] = await self.base.load_markets(block)
         m = cache[block][self.id]
-        if not self.symbols:
+        if not self.token_symbols:
             await self._tokens(m, block)
         return m
 
@@ -48,7 +60,7 @@ class MorphoMarketAdapter:
                                       for sig in ("symbol()", "decimals()")], block)
         for i, t in enumerate(tokens):
             (ok_s, s), (ok_d, d) = res[2 * i], res[2 * i + 1]
-            self.symbols[t] = string_or_bytes32(s) if ok_s else t[:8]
+            self.token_symbols[t] = string_or_bytes32(s) if ok_s else t[:8]
             self.decimals[t] = int.from_bytes(d[-32:], "big") if ok_d and d else 18
 
     async def iter_accounts(self, accounts: Sequence[Address], market: MorphoMarket
@@ -61,7 +73,7 @@ class MorphoMarketAdapter:
         return await self.base.read_positions(accounts, self.id, market.block)
 
     def evaluator(self, market: MorphoMarket) -> _Evaluator:
-        return _Evaluator(market, self.symbols.get(market.params.collateral_token),
+        return _Evaluator(market, self.token_symbols.get(market.params.collateral_token),
                           self.decimals.get(market.params.loan_token, 18))
 
     @staticmethod
@@ -77,8 +89,8 @@ class MorphoMarketAdapter:
     def apply_shocks(self, market: MorphoMarket, shocks: dict[str, int]) -> MorphoMarket:
         """The oracle price is collateral in loan-token units: a collateral move scales it,
         a loan-token move divides it (floored). Other symbols are ignored."""
-        coll = self.symbols.get(market.params.collateral_token, "").upper()
-        loan = self.symbols.get(market.params.loan_token, "").upper()
+        coll = self.token_symbols.get(market.params.collateral_token, "").upper()
+        loan = self.token_symbols.get(market.params.loan_token, "").upper()
         up = {k.upper(): v for k, v in shocks.items()}
         price = market.price
         if coll in up:
@@ -108,6 +120,71 @@ class MorphoMarketAdapter:
     def account_of(pos: MorphoPosition) -> Address:
         return pos.account
 
+    # -- the protocol's own view and doctor ----------------------------------------------
+    async def contract_health(self, accounts: Sequence[Address], block: int | str) -> list[ContractView]:
+        """Liquidatable when Morpho's ``liquidate`` of one share gets past its health check
+        (``eth_call`` from the zero address: what fails after the check is the payment)."""
+        params = await self._params(block)
+        out = []
+        for a in accounts:
+            data = selector(plan.LIQUIDATE) + plan.abi_encode(
+                [plan.PARAMS, "address", "uint256", "uint256", "bytes"], [params.as_tuple(), a, 0, 1, b""])
+            try:
+                await self.base.rpc.call(self.base.morpho, data, block)
+                liquidatable = True
+            except SourceError as e:
+                liquidatable = "position is healthy" not in str(e)
+            out.append(ContractView(a, liquidatable))
+        return out
+
+    async def doctor(self, block: int) -> list[Check]:
+        return await morpho_checks(self.label, self.base.morpho, [self.id], self.base.rpc, block)
+
+    async def _params(self, block: int | str):
+        if self.id not in self.base.params:
+            await self.base.market_params(await self.base.rpc.block_number() if block == "latest" else block)
+        return self.base.params[self.id]
+
+    # -- prices, tokens, checks ------------------------------------------------------------
+    def symbols(self, market: MorphoMarket) -> set[str]:
+        return {s.upper() for s in self.token_symbols.values()}
+
+    def prices_usd(self, market: MorphoMarket) -> dict[Address, tuple[str, int]]:
+        return {}  # the oracle prices collateral in loan tokens, not in USD
+
+    def tokens(self, market: MorphoMarket) -> dict[Address, str]:
+        return dict(self.token_symbols)
+
+    def spend_tokens(self, market: MorphoMarket) -> list[Address]:
+        return [market.params.loan_token, market.params.collateral_token]
+
+    def agrees(self, position: Position, view: ContractView) -> bool:
+        from keeper.model import Status
+
+        return (position.status == Status.LIQUIDATABLE) == view.liquidatable
+
+    # -- decisions -------------------------------------------------------------------------
+    def plan_top_up(self, market: MorphoMarket, acct: MorphoPosition, rule: ProtectRule,
+                    wallet: Mapping[Address, int]) -> TopUp | None:
+        hf = math.health(market, acct)[2]
+        return plan.top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, wallet)
+
+    def plan_liquidations(self, market: MorphoMarket, due: Sequence[Position],
+                          accounts: Mapping[Address, MorphoPosition], ctx: PlanContext) -> list[Liquidate]:
+        return plan.liquidations(self.label, market, due, accounts, ctx, self._loan_decimals(market))
+
+    def encode(self, decision: Decision, sender: Address) -> list[TxStep]:
+        return plan.encode(self.base.morpho, self.base.params[self.id], decision)
+
+    def realized(self, market: MorphoMarket, decision: Decision, receipts, prices: PriceBook) -> Outcome:
+        return plan.realized(market, decision, receipts, prices, self._loan_decimals(market))
+
+    def allowed_calls(self, market: MorphoMarket) -> list[tuple[Address, str]]:
+        return plan.allowed_calls(self.base.morpho, market.params)
+
+    def _loan_decimals(self, market: MorphoMarket) -> int:
+        return self.decimals.get(market.params.loan_token, 18)
+
 
 class _Evaluator:
     def __init__(self, market: MorphoMarket, symbol: str | None, loan_decimals: int):
@@ -119,3 +196,10 @@ class _Evaluator:
 
     def drop(self, pos: MorphoPosition) -> int | None:
         return math.drop_to_liquidation_bps(self.market, pos)
+
+
+def build(mk, chain) -> list[tuple[str, MorphoMarketAdapter]]:
+    """One watch per market id; they share one reader (one read per block for all)."""
+    base = MorphoBlueAdapter(chain.rpc, chain.multicall, chain.logs, mk.morpho, mk.market_ids, mk.name)
+    return [(f"{mk.name}:{mid[:10]}", MorphoMarketAdapter(base, mid, f"{mk.name}:{mid[:10]}", mk.name))
+            for mid in base.market_ids]

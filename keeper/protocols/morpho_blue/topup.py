@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from keeper.protocols.aave_v3.topup import TopUpPlan
+from keeper.model import TopUpPlan
 from keeper.protocols.morpho_blue.math import (
     ORACLE_PRICE_SCALE,
     UINT128_MAX,

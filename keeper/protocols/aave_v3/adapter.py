@@ -1,0 +1,86 @@
+"""Aave V3 behind keeper.protocols.base: reads (reader.py, lens.py), exact math (math.py,
+health.py, fast.py), planners (liquidation.py, topup.py, plan.py), calldata (encode.py) and
+doctor checks (doctor.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from keeper.checks import Check
+from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp
+from keeper.prices import PriceBook
+from keeper.protocols.aave_v3 import plan
+from keeper.protocols.aave_v3.doctor import aave_checks
+from keeper.protocols.aave_v3 import encode as enc
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
+from keeper.protocols.aave_v3.reader import AaveV3Adapter
+from keeper.protocols.base import MarketAdapter, PlanContext
+from keeper.health.status import DEFAULT_THRESHOLDS
+from keeper.units import UINT256_MAX, WAD
+
+
+class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
+    name = "aave_v3"
+
+    def __init__(self, *args, market_name: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.market_name = market_name or self.label
+
+    async def contract_health(self, accounts: Sequence[Address], block: int | str) -> list[ContractView]:
+        views = await self.pool_account_data(accounts, block)
+        return [ContractView(a, v.health_factor_wad < WAD,
+                             None if v.health_factor_wad == UINT256_MAX else v.health_factor_wad,
+                             v.total_collateral_base, v.total_debt_base)
+                for a, v in zip(accounts, views)]
+
+    async def doctor(self, block: int) -> list[Check]:
+        return await aave_checks(self.label, self.provider, self.rpc, self.mc, block)
+
+    def symbols(self, market: AaveMarketState) -> set[str]:
+        return {r.symbol.upper() for r in market.reserves}
+
+    def prices_usd(self, market: AaveMarketState) -> dict[Address, tuple[str, int]]:
+        if market.base_currency_unit != plan.USD:  # an ETH-based oracle prices nothing in USD
+            return {}
+        return {r.asset: (r.symbol, r.price_base) for r in market.reserves
+                if r.asset not in market.unreliable_assets}
+
+    def tokens(self, market: AaveMarketState) -> dict[Address, str]:
+        return {r.asset: r.symbol for r in market.reserves}
+
+    def spend_tokens(self, market: AaveMarketState) -> list[Address]:
+        return [r.asset for r in market.reserves]
+
+    def agrees(self, position: Position, view: ContractView) -> bool:
+        hf = UINT256_MAX if position.health_factor_wad is None else position.health_factor_wad
+        mine = (hf, position.collateral_base, position.debt_base)
+        return mine == (UINT256_MAX if view.health_factor_wad is None else view.health_factor_wad,
+                        view.collateral, view.debt)
+
+    def plan_top_up(self, market: AaveMarketState, acct: AaveAccount, rule: ProtectRule,
+                    wallet: Mapping[Address, int]) -> TopUp | None:
+        hf = self.evaluator(market).position(acct, DEFAULT_THRESHOLDS, False).health_factor_wad
+        return plan.top_up(self.label, market, acct, hf or 0, rule, wallet)
+
+    def plan_liquidations(self, market: AaveMarketState, due: Sequence[Position],
+                          accounts: Mapping[Address, AaveAccount], ctx: PlanContext) -> list[Liquidate]:
+        return plan.liquidations(self.label, market, due, accounts, ctx)
+
+    def encode(self, decision: Decision, sender: Address):
+        return plan.encode(self._pool(), decision)
+
+    def realized(self, market: AaveMarketState, decision: Decision, receipts, prices: PriceBook) -> Outcome:
+        return plan.realized(market, decision, receipts)
+
+    def allowed_calls(self, market: AaveMarketState) -> list[tuple[Address, str]]:
+        return enc.allowed_calls(market.pool, [r.asset for r in market.reserves])
+
+    def _pool(self) -> Address:
+        if self.static is None:
+            raise RuntimeError("the Aave V3 market has not been loaded yet")
+        return self.static.pool
+
+
+def build(mk, chain) -> list[tuple[str, AaveV3]]:
+    return [(mk.name, AaveV3(chain.rpc, chain.multicall, chain.logs, mk.pool_addresses_provider, mk.name,
+                             market_name=mk.name))]

@@ -1,0 +1,177 @@
+"""The interface every protocol implements in full. Generic code (engine, decide, respond,
+executors, doctor, cli, demo) talks to protocols only through it; a new protocol is one
+package under keeper/protocols/ and one line in keeper/protocols/registry.py.
+
+One adapter serves one watched market (an Aave V3 Pool, one Morpho Blue market id, one
+Comet). ``M`` is its market state at a pinned block, ``A`` the raw state of one account.
+
+==============================  ===========================================================
+IO (chain reads, pinned block)  discover, load_market, iter_accounts, read_accounts,
+                                contract_health, doctor
+pure                            event_sources, event_topics, touched, evaluator, keys_of,
+                                moved, apply_shocks, symbols, prices_usd, tokens,
+                                spend_tokens, agrees, plan_top_up, plan_liquidations,
+                                encode, realized, allowed_calls
+==============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from keeper.checks import Check
+from keeper.chain.logs import Log
+from keeper.health.status import Thresholds
+from keeper.model import (Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule,
+                          TopUp, TxStep)
+from keeper.prices import PriceBook
+
+M = TypeVar("M")
+A = TypeVar("A")
+
+
+class Evaluator(Protocol[A]):
+    """Health math bound to one market state (per-market values computed once)."""
+
+    def position(self, acct: A, thresholds: Thresholds, with_drop: bool) -> Position: ...
+
+    def drop(self, acct: A) -> int | None: ...
+
+
+class Receipt(Protocol):
+    """What ``realized`` reads of a mined transaction (keeper.executors.TxOutcome is one)."""
+
+    hash: str
+    ok: bool
+    logs: list[dict]
+    cost_wei: int | None
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a liquidation planner needs besides the market: the wallet, gas and prices."""
+
+    sender: Address
+    wallet: Mapping[Address, int]  # token -> the sender's balance
+    gas_usd_e8: int  # one liquidation transaction's gas at the current fee
+    min_profit_usd_e8: int
+    prices: PriceBook
+    receive_a_token: bool = False
+    exclude: frozenset[str] = field(default_factory=frozenset)  # lower-case own accounts
+
+
+class MarketAdapter(ABC, Generic[M, A]):
+    name: ClassVar[str]  # the config's ``protocol``
+    label: str  # the watch key (logs, store, alerts)
+    market_name: str  # the configured market's name (``[[protect]] market``)
+
+    # -- IO ---------------------------------------------------------------------------
+    @abstractmethod
+    def discover(self, from_block: int, to_block: int) -> AsyncIterator[tuple[int, set[Address]]]:
+        """(last block of a log chunk, borrowers found in it), chunk by chunk."""
+
+    @abstractmethod
+    async def load_market(self, block: int, heartbeat_for: Callable[[str], int]) -> M:
+        """The market at ``block``: parameters, indexes accrued to the block, prices."""
+
+    @abstractmethod
+    def iter_accounts(self, accounts: Sequence[Address], market: M) -> AsyncIterator[list[A]]:
+        """Raw account state at ``market``'s block, in parts as they arrive."""
+
+    @abstractmethod
+    async def read_accounts(self, accounts: Sequence[Address], market: M) -> list[A]:
+        """Raw account state at ``market``'s block, in order."""
+
+    @abstractmethod
+    async def contract_health(self, accounts: Sequence[Address],
+                              block: int | str) -> list[ContractView]:
+        """The protocol's own view of each account (``scan --check``, the pre-send re-read)."""
+
+    @abstractmethod
+    async def doctor(self, block: int) -> list[Check]:
+        """One line per question: is every configured address what it claims?"""
+
+    # -- events (pure) ----------------------------------------------------------------
+    @abstractmethod
+    def event_sources(self, market: M) -> list[Address]: ...
+
+    @abstractmethod
+    def event_topics(self) -> list[bytes]: ...
+
+    @abstractmethod
+    def touched(self, logs: Iterable[Log]) -> tuple[set[Address], set[Address]]:
+        """(accounts whose position the logs changed, new borrowers)."""
+
+    # -- health (pure) ----------------------------------------------------------------
+    @abstractmethod
+    def evaluator(self, market: M) -> Evaluator[A]: ...
+
+    @abstractmethod
+    def keys_of(self, acct: A) -> list[Hashable]:
+        """What a market move must touch to reach this account."""
+
+    @abstractmethod
+    def moved(self, old: M | None, new: M) -> set[Hashable]:
+        """Keys whose inputs (price, indexes, configuration, reliability) changed."""
+
+    @abstractmethod
+    def apply_shocks(self, market: M, shocks: dict[str, int]) -> M:
+        """What-if: prices moved by bps per symbol; symbols the market lacks are ignored."""
+
+    @abstractmethod
+    def symbols(self, market: M) -> set[str]:
+        """Upper-case symbols whose price this market uses."""
+
+    @abstractmethod
+    def prices_usd(self, market: M) -> dict[Address, tuple[str, int]]:
+        """token -> (symbol, USD e8) from this market's own oracle (empty: it has none)."""
+
+    @abstractmethod
+    def tokens(self, market: M) -> dict[Address, str]:
+        """token -> symbol of every token of the market (what [[protect]] actions name)."""
+
+    @abstractmethod
+    def spend_tokens(self, market: M) -> list[Address]:
+        """Tokens a liquidation or top-up on this market may spend from the wallet."""
+
+    @abstractmethod
+    def agrees(self, position: Position, view: ContractView) -> bool:
+        """Does keeper's own math agree with the protocol's view, to the wei?"""
+
+    # -- decisions (pure) -------------------------------------------------------------
+    @abstractmethod
+    def plan_top_up(self, market: M, acct: A, rule: ProtectRule,
+                    wallet: Mapping[Address, int]) -> TopUp | None:
+        """The smallest supply / repay that brings ``acct`` back to ``rule``'s target (or
+        the most the wallet can do, ``plan.partial``); None when no action can help."""
+
+    @abstractmethod
+    def plan_liquidations(self, market: M, due: Sequence[Position], accounts: Mapping[Address, A],
+                          ctx: PlanContext) -> list[Liquidate]:
+        """Profitable liquidations of the liquidatable ``due`` positions."""
+
+    @abstractmethod
+    def encode(self, decision: Decision, sender: Address) -> list[TxStep]:
+        """The transactions that carry out ``decision``, approvals named, in order."""
+
+    @abstractmethod
+    def realized(self, market: M, decision: Decision, receipts: Sequence[Receipt],
+                 prices: PriceBook) -> Outcome:
+        """What the receipts' logs say happened (a liquidation's seized collateral and gross
+        profit in USD e8)."""
+
+    @abstractmethod
+    def allowed_calls(self, market: M) -> list[tuple[Address, str]]:
+        """(contract, function signature) pairs the guard lets this market's actions call."""
+
+
+@dataclass(frozen=True)
+class ChainReaders:
+    """The node IO every adapter shares (keeper.chain): one seam, tested once."""
+
+    rpc: Any  # keeper.chain.rpc.Rpc
+    multicall: Any  # keeper.chain.multicall.Multicall
+    logs: Any  # keeper.chain.logs.LogScanner

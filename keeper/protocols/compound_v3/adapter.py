@@ -1,0 +1,77 @@
+"""Compound V3 (Comet) behind keeper.protocols.base: reads (reader.py, written against the
+real Comet interface), exact math (math.py), planners and calldata (plan.py, topup.py) and
+doctor checks (doctor.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from keeper.checks import Check
+from keeper.model import (Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule,
+                          Status, TopUp, TxStep)
+from keeper.prices import PriceBook
+from keeper.protocols.base import MarketAdapter, PlanContext
+from keeper.protocols.compound_v3 import plan
+from keeper.protocols.compound_v3.doctor import comet_checks
+from keeper.protocols.compound_v3.math import CometAccount, CometMarket, hf_wad
+from keeper.protocols.compound_v3.reader import CometAdapter
+
+
+class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
+    name = "compound_v3"
+
+    def __init__(self, *args, market_name: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.market_name = market_name or self.label
+
+    async def contract_health(self, accounts: Sequence[Address], block: int | str) -> list[ContractView]:
+        """Comet's own ``isLiquidatable`` and ``borrowBalanceOf`` of each account."""
+        if block == "latest":
+            block = await self.rpc.block_number()
+        views = await self.contract_views(accounts, block)
+        return [ContractView(a, liquidatable, debt=debt) for a, (debt, liquidatable) in zip(accounts, views)]
+
+    async def doctor(self, block: int) -> list[Check]:
+        return await comet_checks(self.label, self.comet, self.rpc, block)
+
+    def symbols(self, market: CometMarket) -> set[str]:
+        return {market.base_symbol.upper()} | {a.symbol.upper() for a in market.assets}
+
+    def prices_usd(self, market: CometMarket) -> dict[Address, tuple[str, int]]:
+        names = self.tokens(market)
+        return {t: (names[t], p) for t, p in market.prices_e8.items()
+                if t in names and t not in market.unreliable_assets}
+
+    def tokens(self, market: CometMarket) -> dict[Address, str]:
+        return {market.base_token: market.base_symbol, **{a.asset: a.symbol for a in market.assets}}
+
+    def spend_tokens(self, market: CometMarket) -> list[Address]:
+        return list(self.tokens(market))
+
+    def agrees(self, position: Position, view: ContractView) -> bool:
+        """Comet's isLiquidatable reads stored indexes: compare at a block where it accrued."""
+        return (position.status == Status.LIQUIDATABLE) == view.liquidatable
+
+    def plan_top_up(self, market: CometMarket, acct: CometAccount, rule: ProtectRule,
+                    wallet: Mapping[Address, int]) -> TopUp | None:
+        return plan.top_up(self.label, market, acct, hf_wad(market, acct) or 0, rule, wallet)
+
+    def plan_liquidations(self, market: CometMarket, due: Sequence[Position],
+                          accounts: Mapping[Address, CometAccount], ctx: PlanContext) -> list[Liquidate]:
+        return plan.liquidations(self.label, market, due, accounts, ctx)
+
+    def encode(self, decision: Decision, sender: Address) -> list[TxStep]:
+        if self.static is None:
+            raise RuntimeError("the Comet market has not been loaded yet")
+        return plan.encode(self.comet, self.static.base_token, decision, sender)
+
+    def realized(self, market: CometMarket, decision: Decision, receipts, prices: PriceBook) -> Outcome:
+        return plan.realized(market, decision, receipts)
+
+    def allowed_calls(self, market: CometMarket) -> list[tuple[Address, str]]:
+        return plan.allowed_calls(self.comet, self.tokens(market))
+
+
+def build(mk, chain) -> list[tuple[str, CompoundV3]]:
+    return [(mk.name, CompoundV3(chain.rpc, chain.multicall, chain.logs, mk.comet, mk.name,
+                                 market_name=mk.name))]

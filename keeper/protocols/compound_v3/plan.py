@@ -1,0 +1,146 @@
+"""Compound V3 decisions, pure.
+
+Liquidation: ``absorb`` every liquidatable account (the protocol takes the collateral and
+the debt), then ``buyCollateral`` of what was absorbed at the store-front discount with the
+wallet's base token; profit = collateral value - base paid - gas, in the feeds' 1e8 USD.
+Absorbing pays nothing on-chain by itself, so it is decided only when the purchase after it
+pays for both. The purchases are optional steps: Comet sells only while its reserves are
+under target, and a purchase whose simulation reverts is skipped.
+Top-up: ``supplyTo`` of base (repay) or of a collateral asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from eth_utils import to_checksum_address
+
+from keeper.chain.abi import addr_arg, call_data, topic, uint_arg, word
+from keeper.model import (Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule,
+                          Status, TopUp, TxStep)
+from keeper.protocols.compound_v3 import math as cm
+from keeper.protocols.compound_v3.topup import plan_comet_top_up
+from keeper.units import mul_div_down, mul_div_up
+
+ABSORB = "absorb(address,address[])"
+BUY = "buyCollateral(address,uint256,uint256,address)"
+SUPPLY_TO = "supplyTo(address,address,uint256)"
+APPROVE = "approve(address,uint256)"
+BUY_COLLATERAL = topic("BuyCollateral(address,address,uint256,uint256)")
+ABSORB_DEBT = topic("AbsorbDebt(address,address,uint256,uint256)")
+
+
+def _base_for(m: cm.CometMarket, asset: Address, collateral: int) -> int:
+    """The largest base amount whose quoteCollateral does not exceed ``collateral`` (what the
+    protocol holds: buying more reverts with InsufficientReserves), by bisection."""
+    lo, hi = 0, 1
+    while cm.quote_collateral(m, asset, hi) < collateral:
+        hi *= 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cm.quote_collateral(m, asset, mid) >= collateral:
+            hi = mid
+        else:
+            lo = mid
+    return hi if cm.quote_collateral(m, asset, hi) <= collateral else hi - 1
+
+
+def liquidations(key: str, m: cm.CometMarket, due: Iterable[Position],
+                 accounts: Mapping[Address, cm.CometAccount], ctx) -> list[Liquidate]:
+    """At most one decision per tick: absorb all liquidatable accounts, then buy."""
+    todo = [p for p in due if p.status == Status.LIQUIDATABLE and p.reliable and p.account in accounts]
+    seized: dict[Address, int] = {}
+    after, absorbed = m, []
+    for p in todo:
+        try:
+            o = cm.absorb_outcome(after, accounts[p.account])
+        except cm.CometRevert:
+            continue
+        absorbed.append(p)
+        after = o.market_after
+        for asset, amount, _value in o.seized:
+            seized[asset] = seized.get(asset, 0) + amount
+    if not absorbed:
+        return []
+    buys, profit, budget = [], -ctx.gas_usd_e8, ctx.wallet.get(m.base_token, 0)
+    base_price = after.price(after.base_token)
+    for asset, amount in sorted(seized.items()):
+        if amount == 0 or budget == 0:
+            continue
+        base = min(_base_for(after, asset, amount), budget)
+        out_amount = min(cm.quote_collateral(after, asset, base), amount)
+        value = mul_div_down(out_amount, after.price(asset), after.asset_info(asset).scale)
+        cost = mul_div_up(base, base_price, after.base_scale)
+        if value - cost <= 0:
+            continue
+        buys.append((asset, base, out_amount))
+        profit += value - cost
+        budget -= base
+    if profit < ctx.min_profit_usd_e8:
+        return []
+    return [Liquidate(key, "compound_v3", tuple(p.account for p in absorbed), m.block,
+                      min(p.health_factor_wad or 0 for p in absorbed), tuple(buys),
+                      sum(o for _, _, o in buys), profit, ctx.gas_usd_e8,
+                      f"{len(absorbed)} liquidatable; buy {len(buys)} collateral(s) at the "
+                      f"store-front discount, profit {profit} (1e8 USD) after gas {ctx.gas_usd_e8}")]
+
+
+def top_up(key: str, m: cm.CometMarket, acct: cm.CometAccount, hf: int, rule: ProtectRule,
+           wallet: Mapping[Address, int]) -> TopUp | None:
+    by_symbol = {m.base_symbol.upper(): m.base_token, **{a.symbol.upper(): a.asset for a in m.assets}}
+    actions = [(k, by_symbol[s.upper()]) for k, s in rule.actions if s.upper() in by_symbol]
+    plan = plan_comet_top_up(m, acct, rule.target_hf_wad, actions, wallet) if actions else None
+    if plan is None or plan.amount <= 0:
+        return None
+    return TopUp(key, "compound_v3", acct.account, m.block, hf, plan,
+                 f"health factor {hf} below trigger {rule.trigger_hf_wad}; {plan.action}")
+
+
+def encode(comet: Address, base_token: Address, d: Decision, sender: Address) -> list[TxStep]:
+    if isinstance(d, Liquidate):
+        steps = [TxStep(comet, call_data(ABSORB, addr_arg(sender), _addresses(d.accounts)),
+                        f"absorb {len(d.accounts)} on Comet")]
+        for asset, base, min_out in d.quote:
+            steps.append(TxStep(comet, call_data(BUY, addr_arg(asset), uint_arg(min_out), uint_arg(base),
+                                                 addr_arg(sender)),
+                                f"buy {asset} from Comet", (Approval(base_token, comet, base),), optional=True))
+        return steps
+    p = d.plan
+    return [TxStep(comet, call_data(SUPPLY_TO, addr_arg(d.account), addr_arg(p.asset), uint_arg(p.amount)),
+                   f"{p.action} for {d.account} on Comet", (Approval(p.asset, comet, p.amount),))]
+
+
+def _addresses(items) -> bytes:
+    """An address[] as the only dynamic argument after one static word: offset, length, items."""
+    return (uint_arg(64) + uint_arg(len(items)) + b"".join(addr_arg(a) for a in items))
+
+
+def realized(m: cm.CometMarket, d: Decision, receipts) -> Outcome:
+    """AbsorbDebt per absorbed account, BuyCollateral (baseAmount, collateralAmount) per
+    purchase (the receipts are the keeper's own transactions), at the decision's prices."""
+    if not isinstance(d, Liquidate):
+        return Outcome(all(r.ok for r in receipts))
+    absorbed, bought, gross = 0, 0, 0
+    base_price = m.price(m.base_token)
+    for r in receipts:
+        for lg in r.logs:
+            t = lg.get("topics", [])
+            if not t:
+                continue
+            t0 = bytes.fromhex(t[0][2:])
+            if t0 == ABSORB_DEBT:
+                absorbed += 1
+            elif t0 == BUY_COLLATERAL:
+                asset = to_checksum_address("0x" + t[2][-40:])
+                data = bytes.fromhex(lg["data"][2:])
+                base, amount = word(data, 0), word(data, 1)
+                bought += amount
+                gross += (mul_div_down(amount, m.price(asset), m.asset_info(asset).scale)
+                          - mul_div_up(base, base_price, m.base_scale))
+    if absorbed == 0:
+        return Outcome(False, detail="mined without an AbsorbDebt event")
+    return Outcome(True, bought, gross, f"absorbed {absorbed}, bought {bought} collateral units")
+
+
+def allowed_calls(comet: Address, tokens: Iterable[Address]) -> list[tuple[Address, str]]:
+    return [(comet, ABSORB), (comet, BUY), (comet, SUPPLY_TO)] + [(t, APPROVE) for t in tokens]

@@ -1,0 +1,25 @@
+"""Protocol name (the config's ``protocol``) -> its package. The only module that names them.
+
+A package ``keeper/protocols/<name>/`` provides ``config.MARKET`` (the pydantic model of its
+``[[markets]]`` entry) and ``adapter.build(market_config, chain)``, which returns the
+``(watch key, MarketAdapter)`` pairs of that entry. Adding a protocol is one package and one
+line here.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+PROTOCOLS = ("aave_v3", "morpho_blue", "compound_v3")
+
+
+def market_models() -> dict[str, Any]:
+    return {name: import_module(f"keeper.protocols.{name}.config").MARKET for name in PROTOCOLS}
+
+
+def build(market: Any, chain: Any) -> list[tuple[str, Any]]:
+    """The watches of one configured market: ``[(key, adapter), ...]``."""
+    if market.protocol not in PROTOCOLS:
+        raise KeyError(market.protocol)
+    return import_module(f"keeper.protocols.{market.protocol}.adapter").build(market, chain)
