@@ -48,6 +48,6 @@ async def run_doctor(cfg: Config, rpc: Rpc) -> list[Check]:
     mc = Multicall(rpc, cfg.chain.multicall3)
     chain = ChainReaders(rpc, mc, LogScanner(rpc, cfg.chain.logs_max_range))
     for m in cfg.markets:
-        for _key, adapter in registry.build(m, chain):
-            checks.extend(await adapter.doctor(block))
+        for _key, adapter in registry.build(m, chain):  # watches of one market share checks
+            checks.extend(c for c in await adapter.doctor(block) if c not in checks)
     return checks

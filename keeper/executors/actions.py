@@ -117,7 +117,7 @@ class ActionExecutor:
             return ActionResult(key, kind, "skipped", detail="already sent")
         logc = log.bind(action_key=key, protocol=d.protocol, accounts=list(d.accounts))
         if liquidation:
-            views = await adapter.contract_health(list(d.accounts), "latest")
+            views = await adapter.contract_health(list(d.accounts), await self.rpc.block_number())
             healed = [v.account for v in views if not v.liquidatable]
             if healed:  # healed or liquidated by someone else since the tick: spend nothing
                 logc.info("liquidation.lost", reason=f"no longer liquidatable at the head: {healed}")
@@ -148,7 +148,7 @@ class ActionExecutor:
             return ActionResult(key, kind, "done", outs[0].hash, expected, profit,
                                 detail=f"{outcome.detail}; expected collateral {d.expected}, "
                                        f"realized {outcome.realized}")
-        (view,) = await adapter.contract_health([d.account], "latest")
+        (view,) = await adapter.contract_health([d.account], await self.rpc.block_number())
         logc.info("topup.done", tx=outs[0].hash, health_factor_after=view.health_factor_wad)
         return ActionResult(key, kind, "done", outs[0].hash, expected, view.health_factor_wad,
                             detail="partial: wallet short" if d.plan.partial else "")

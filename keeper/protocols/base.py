@@ -87,7 +87,7 @@ class MarketAdapter(ABC, Generic[M, A]):
 
     @abstractmethod
     async def contract_health(self, accounts: Sequence[Address],
-                              block: int | str) -> list[ContractView]:
+                              block: int) -> list[ContractView]:
         """The protocol's own view of each account (``scan --check``, the pre-send re-read)."""
 
     @abstractmethod

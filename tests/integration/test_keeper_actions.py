@@ -12,6 +12,8 @@ from keeper.chain.abi import topic, word
 from keeper.config import load_config
 from keeper.devnet.api import apply_price_change, get_price, set_price
 from keeper.devnet.rpc import rpc
+from keeper.executors.actions import action_key
+from keeper.model import Liquidate
 from keeper.protocols.aave_v3 import encode as enc
 from keeper.units import WAD
 from keeper.wiring import build_keeper
@@ -183,31 +185,28 @@ async def test_dry_run_decides_and_simulates_but_sends_nothing(devnet, w3, tmp_p
 
 
 async def test_a_lost_race_is_recorded_as_lost_and_nothing_is_sent(devnet, w3, tmp_path):
-    from keeper.decide import Liquidate, decide, policy_from
-
     info = devnet.info
     await crash_and_fund(w3, info)
     cfg = load_config(config(devnet, tmp_path, "\n[liquidator]\nenabled = true\n"),
                       env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
     k = await build_keeper(cfg)
-    responder, k.engine.responder = k.engine.responder, None  # decide by hand, act later
     try:
         head = await k.rpc.block_number()
         await k.engine.index(head)
-        positions = await k.engine.full_scan(head)
+        k.executor.submit = lambda decisions, adapter, market: 0  # decide now, act by hand later
+        await k.engine.full_scan(head)
         w = k.engine.watches[0]
-        wallet = await responder.wallet(w.market)
-        decisions = [d for d in decide(w.key, w.market, positions, w.accounts, policy_from(cfg),
-                                       wallet, 10**9) if isinstance(d, Liquidate)]
+        decisions = [d for d in await k.engine.responder.after_tick(w, w.market, [])
+                     if isinstance(d, Liquidate)]
         assert decisions
         # the market heals before the keeper acts: prices come back
         for symbol in ("WETH", "WBTC"):
             await set_price(w3, info, symbol, apply_price_change(await get_price(w3, info, symbol), "+60%"))
         n0 = await nonce(w3, info.liquidator)
-        result = await k.executor.liquidate(decisions[0], w.market)
+        result = await k.executor.act(decisions[0], w.adapter, w.market)
         assert result.result == "lost"
         assert await nonce(w3, info.liquidator) == n0  # nothing signed or sent
-        assert not k.executor.tx.already_done(k.executor.key(decisions[0]))
+        assert not k.executor.tx.already_done(action_key(decisions[0]))
     finally:
         await k.close()
 

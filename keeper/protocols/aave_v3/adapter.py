@@ -26,7 +26,7 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         super().__init__(*args, **kwargs)
         self.market_name = market_name or self.label
 
-    async def contract_health(self, accounts: Sequence[Address], block: int | str) -> list[ContractView]:
+    async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         views = await self.pool_account_data(accounts, block)
         return [ContractView(a, v.health_factor_wad < WAD,
                              None if v.health_factor_wad == UINT256_MAX else v.health_factor_wad,

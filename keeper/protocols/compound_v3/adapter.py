@@ -24,10 +24,8 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
         super().__init__(*args, **kwargs)
         self.market_name = market_name or self.label
 
-    async def contract_health(self, accounts: Sequence[Address], block: int | str) -> list[ContractView]:
+    async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         """Comet's own ``isLiquidatable`` and ``borrowBalanceOf`` of each account."""
-        if block == "latest":
-            block = await self.rpc.block_number()
         views = await self.contract_views(accounts, block)
         return [ContractView(a, liquidatable, debt=debt) for a, (debt, liquidatable) in zip(accounts, views)]
 

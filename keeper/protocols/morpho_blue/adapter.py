@@ -121,7 +121,7 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
         return pos.account
 
     # -- the protocol's own view and doctor ----------------------------------------------
-    async def contract_health(self, accounts: Sequence[Address], block: int | str) -> list[ContractView]:
+    async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         """Liquidatable when Morpho's ``liquidate`` of one share gets past its health check
         (``eth_call`` from the zero address: what fails after the check is the payment)."""
         params = await self._params(block)
@@ -138,11 +138,11 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
         return out
 
     async def doctor(self, block: int) -> list[Check]:
-        return await morpho_checks(self.label, self.base.morpho, [self.id], self.base.rpc, block)
+        return await morpho_checks(self.market_name, self.base.morpho, [self.id], self.base.rpc, block)
 
-    async def _params(self, block: int | str):
+    async def _params(self, block: int):
         if self.id not in self.base.params:
-            await self.base.market_params(await self.base.rpc.block_number() if block == "latest" else block)
+            await self.base.market_params(block)
         return self.base.params[self.id]
 
     # -- prices, tokens, checks ------------------------------------------------------------
