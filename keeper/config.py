@@ -28,11 +28,9 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from keeper.config_actions import LiquidatorConfig, PricesConfig, ProtectConfig
-from keeper.executors import ExecutorConfig
+from keeper.config_executor import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
-from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block,
-                                 HealthFactor, MarketId, NonZeroAddress, PositiveInt, RpcUrl,
-                                 Seconds, Secret, _fail, _Model, config_path)
+from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, HealthFactor, PositiveInt, RpcUrl, Seconds, Secret, _fail, _Model, config_path)
 from keeper.errors import ConfigError
 from keeper.protocols.registry import market_models
 from keeper.log import redact_url

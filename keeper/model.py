@@ -6,7 +6,7 @@ decide.py (later) turns reports into decisions; executors act on decisions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 Address = str  # EIP-55 checksum address

@@ -69,7 +69,7 @@ def _small(*values: int, bits: int) -> bool:
 
 def prepare(market: AaveMarketState) -> MarketView:
     """Precompute ``market`` once for ``fast_totals`` and the fast what-ifs."""
-    from keeper.protocols.aave_v3.health import _is_zero_address, _reserve  # aave_v3 imports this module
+    from keeper.protocols.aave_v3.account import _is_zero_address, _reserve
 
     ids = [r.id for r in market.reserves if type(r.id) is int and 0 <= r.id < MAX_FAST_IDS]
     n = max(ids) + 1 if ids else 0
@@ -203,7 +203,7 @@ def try_fast_totals(view: MarketView, acct: AaveAccount) -> Totals | None:
 
 
 def _exact(view: MarketView, acct: AaveAccount) -> Totals:
-    from keeper.protocols.aave_v3.health import _walk
+    from keeper.protocols.aave_v3.account import _walk
 
     t, values = _walk(view.market, acct)
     main = max(values, key=lambda i: (values[i], -i)) if values else None

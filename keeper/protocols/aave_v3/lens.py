@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from functools import cache
 
 from keeper.chain.abi import selector
+from keeper.chain.artifacts import load_own  # the solc build of contracts/src
 from keeper.chain.rpc import Rpc
 from keeper.errors import DevnetError, SourceError
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, UserReserve
@@ -27,8 +28,6 @@ READ = selector("read(address,address[],uint256,address[])")
 @cache
 def reader_code() -> str:
     """0x-hex runtime code of AaveAccountsReader. DevnetError when it cannot be built."""
-    from keeper.devnet.artifacts import load_own  # the solc build of contracts/src
-
     code = load_own("AaveAccountsReader").deployed_bytecode
     if not code or code == "0x":
         raise DevnetError("AaveAccountsReader has no runtime code in the build")

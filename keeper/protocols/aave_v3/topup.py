@@ -19,7 +19,7 @@ Not checked (not in the market state): the supply cap (needs the reserve's total
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from keeper.protocols.aave_v3.math import (
     get_normalized_debt,
