@@ -110,14 +110,28 @@ def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> DevnetInfo:
     return DevnetInfo.from_json(data)
 
 
-def keeper_config_toml(info: DevnetInfo, start_block: int = 0) -> str:
-    """The keeper config for this devnet, taken as is by ``keeper run --config``."""
+def chain_config_toml(info: DevnetInfo) -> str:
+    """``[chain]`` and ``[prices]`` of this devnet: the node, and the USD feeds of its tokens
+    (PriceFeed.sol, the stand-in for Chainlink aggregators), so a keeper that watches only
+    Morpho Blue (whose oracles price nothing in USD) can still price its gas."""
+    feeds = ", ".join(f'{s} = "{a}"' for s, a in sorted(info.feeds.items()))
     return (
-        "# Written by `keeper devnet up`: a local anvil with a real Aave V3 market.\n"
+        "# Written by `keeper devnet up`: a local anvil with real Aave V3, Morpho Blue and a Comet stand-in.\n"
         "[chain]\n"
         f'rpc_url = "{info.rpc_url}"\n'
         f"chain_id = {info.chain_id}\n"
         "\n"
+        "[prices]\n"
+        'gas_coin = "WETH"\n'
+        f"feeds = {{ {feeds} }}\n"
+    )
+
+
+def keeper_config_toml(info: DevnetInfo, start_block: int = 0) -> str:
+    """The keeper config for this devnet, taken as is by ``keeper run --config``."""
+    return (
+        chain_config_toml(info)
+        + "\n"
         "[[markets]]\n"
         'protocol = "aave_v3"\n'
         'name = "devnet"\n'
