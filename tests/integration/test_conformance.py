@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,14 @@ from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.errors import DevnetError
 from keeper.health.status import Thresholds, classify
 from keeper.model import Status
-from keeper.protocols.aave_v3.reader import AaveV3Adapter
-from keeper.protocols.compound_v3.reader import CometAdapter
+from keeper.model import Liquidate, ProtectRule, TopUp
+from keeper.prices import PriceBook
+from keeper.protocols.aave_v3.adapter import AaveV3
+from keeper.protocols.base import MarketAdapter, PlanContext
+from keeper.protocols.compound_v3.adapter import CompoundV3
 from keeper.protocols.morpho_blue.reader import MorphoBlueAdapter
 from keeper.protocols.morpho_blue.adapter import MorphoMarketAdapter
+from keeper.executors.guard import AllowList, selector_of
 
 N_BORROWERS = 12
 SEED = 11
@@ -70,6 +75,29 @@ async def send(w3, sender: str, to: str, data: str) -> int:
 
 async def approve(w3, owner: str, token: str, spender: str) -> None:
     await send(w3, owner, token, calldata(ERC20_ABI, "approve", [spender, MAX_UINT]))
+
+
+@dataclass
+class Receipt:
+    hash: str
+    ok: bool
+    logs: list
+    cost_wei: int
+
+
+async def execute(w3, sender: str, steps) -> list[Receipt]:
+    """Send each TxStep from an unlocked devnet account (approvals first), as keeper would."""
+    out = []
+    for step in steps:
+        for ap in step.approvals:
+            await approve(w3, sender, ap.token, ap.spender)
+        tx_hash = await rpc(w3, "eth_sendTransaction", [{"from": sender, "to": step.to,
+                                                         "data": "0x" + step.data.hex(), "gas": TX_GAS}])
+        r = await wait_receipt(w3, tx_hash)
+        ok = int(r["status"], 16) == 1
+        assert ok or step.optional, f"{step.purpose} reverted"
+        out.append(Receipt(tx_hash, ok, r["logs"], int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16)))
+    return out
 
 
 async def read_all(adapter, accounts, market) -> list:
@@ -283,17 +311,108 @@ class AdapterConformance:
         assert checked > 0
 
 
+    # -- 8. the protocol's own view agrees with keeper's math, account by account -------
+    async def test_contract_health_agrees_with_the_math_after_a_crash(self, adapter, borrowers):
+        assert isinstance(adapter, MarketAdapter)
+        for symbol, bps in CRASH.items():
+            await self.move_price(symbol, bps)
+        block = await self.pin()
+        _, _, positions = await self.snapshot(adapter, borrowers, block)
+        views = await adapter.contract_health(list(borrowers), block)
+        assert [v.account for v in views] == list(borrowers)
+        assert {v.account for v in views if v.liquidatable} == await self.truth(adapter, list(borrowers), block)
+        assert all(adapter.agrees(p, v) for p, v in zip(positions, views, strict=True))
+        assert any(v.liquidatable for v in views) and not all(v.liquidatable for v in views)
+
+    # -- 9. what the market says about itself: symbols, tokens, prices, spend, allow-list ----
+    async def test_market_description(self, adapter, borrowers):
+        market = await adapter.load_market(await self.pin(), heartbeat)
+        tokens = adapter.tokens(market)
+        assert self.main_symbol in tokens.values() and self.debt_symbol in tokens.values()
+        assert {s.upper() for s in tokens.values()} <= adapter.symbols(market) | {s.upper() for s in tokens.values()}
+        assert self.main_symbol.upper() in adapter.symbols(market)
+        assert set(adapter.spend_tokens(market)) <= set(tokens)
+        prices = adapter.prices_usd(market)
+        assert all(t in tokens and sym == tokens[t] and p > 0 for t, (sym, p) in prices.items())
+        assert bool(prices) == self.prices_in_usd
+        allow = AllowList.of(adapter.allowed_calls(market))
+        assert all(allow.allows(t, selector_of("approve(address,uint256)")) for t in adapter.spend_tokens(market))
+
+    async def test_doctor_passes_on_the_devnet(self, adapter):
+        checks = await adapter.doctor(await self.node.block_number())
+        assert checks and all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+    # -- 10. plan, encode, send, realized: a liquidation end to end ------------------------
+    async def test_planned_liquidation_executes_and_realized_matches_the_plan(self, adapter, borrowers):
+        me = self.info.liquidator
+        for symbol, amount in (("USDC", 10**9 * 10**6), ("DAI", 10**9 * 10**18)):
+            await mint(self.w3, self.info, symbol, me, amount)
+        for symbol, bps in CRASH.items():
+            await self.move_price(symbol, bps)
+        block = await self.pin()
+        market, raws, positions = await self.snapshot(adapter, borrowers, block)
+        due = [p for p in positions if p.status == Status.LIQUIDATABLE]
+        wallet = {t: 10**40 for t in adapter.spend_tokens(market)}
+        book = PriceBook()
+        book.learn_symbols(adapter.tokens(market))
+        book.learn({t: (s, p) for t, (s, p) in adapter.prices_usd(market).items()})
+        book.learn_feeds({s: await get_price(self.w3, self.info, s) for s in ("WETH", "WBTC", "USDC", "DAI")})
+        ctx = PlanContext(me, wallet, 0, 0, book)
+        decisions = adapter.plan_liquidations(market, due, {a.account: a for a in raws}, ctx)
+        assert decisions and all(isinstance(d, Liquidate) and d.protocol == self.protocol for d in decisions)
+        assert {a for d in decisions for a in d.accounts} <= {p.account for p in due}
+        allow = AllowList.of(adapter.allowed_calls(market))
+        d = decisions[0]
+        steps = adapter.encode(d, me)
+        assert steps and all(allow.allows(s.to, s.data) for s in steps)
+        receipts = await execute(self.w3, me, steps)
+        outcome = adapter.realized(market, d, receipts, book)
+        assert outcome.ok, outcome
+        self.check_realized(d, outcome)
+        views = await adapter.contract_health(list(d.accounts), await self.node.block_number())
+        assert views  # the liquidated accounts still answer
+
+    def check_realized(self, d, outcome) -> None:
+        assert outcome.realized == d.expected, (d, outcome)  # to the wei
+        assert outcome.gross_profit_usd_e8 is not None and outcome.gross_profit_usd_e8 > 0
+
+    # -- 11. plan, encode, send: a top-up brings the account to its target ---------------------
+    async def test_planned_top_up_reaches_the_target(self, adapter, borrowers):
+        me = self.info.liquidator
+        for symbol, amount in (("USDC", 10**9 * 10**6), ("DAI", 10**9 * 10**18), ("WETH", 10**6 * 10**18)):
+            await mint(self.w3, self.info, symbol, me, amount)
+        block = await self.pin()
+        market, raws, positions = await self.snapshot(adapter, borrowers, block)
+        owing = [(p, a) for p, a in zip(positions, raws, strict=True)
+                 if p.health_factor_wad and self.debt_symbol in self.exposure(adapter, a, market)[1]]
+        pos, acct = min(owing, key=lambda pa: pa[0].health_factor_wad)
+        target = pos.health_factor_wad * 13 // 10
+        rule = ProtectRule(pos.account, target - 1, target, (("repay", self.debt_symbol),))
+        wallet = {t: 10**40 for t in adapter.spend_tokens(market)}
+        d = adapter.plan_top_up(market, acct, rule, wallet)
+        assert isinstance(d, TopUp) and d.plan.action == "repay" and not d.plan.partial
+        assert d.plan.expected_hf_wad >= target
+        steps = adapter.encode(d, me)
+        assert all(AllowList.of(adapter.allowed_calls(market)).allows(s.to, s.data) for s in steps)
+        receipts = await execute(self.w3, me, steps)
+        assert adapter.realized(market, d, receipts, PriceBook()).ok
+        after = await self.snapshot(adapter, [pos.account], await self.pin())
+        assert after[2][0].health_factor_wad >= target * 999 // 1000  # interest since the plan
+        assert adapter.plan_top_up(market, acct, rule, {}) is None  # an empty wallet cannot help
+
+
 # ------------------------------------------------------------------ Aave V3
 
 
 class TestAaveV3Conformance(AdapterConformance):
     protocol = "aave_v3"
 
+    prices_in_usd = True
+
     @pytest.fixture
-    def adapter(self) -> AaveV3Adapter:
+    def adapter(self) -> AaveV3:
         n = self.node
-        return AaveV3Adapter(n, Multicall(n), LogScanner(n), self.info.pool_addresses_provider,
-                             "aave-devnet")
+        return AaveV3(n, Multicall(n), LogScanner(n), self.info.pool_addresses_provider, "aave-devnet")
 
     @pytest.fixture
     def borrowers(self) -> tuple[str, ...]:
@@ -337,6 +456,7 @@ class TestMorphoBlueConformance(AdapterConformance):
     """Each devnet market behind its own MorphoMarketAdapter, as the engine watches them."""
 
     protocol = "morpho_blue"
+    prices_in_usd = False  # Morpho's oracles price collateral in loan tokens
 
     @pytest.fixture(autouse=True, params=["WETH/USDC", "WBTC/USDC"])
     def _bind_morpho(self, request, _bind, morpho_info: MorphoInfo) -> None:
@@ -407,10 +527,18 @@ class TestCompoundV3Conformance(AdapterConformance):
     def _bind_comet(self, _bind, comet_info: CometInfo) -> None:
         self.comet = comet_info
 
+    prices_in_usd = True
+
     @pytest.fixture
-    def adapter(self) -> CometAdapter:
+    def adapter(self) -> CompoundV3:
         n = self.node
-        return CometAdapter(n, Multicall(n), LogScanner(n), self.comet.comet, "comet-devnet")
+        return CompoundV3(n, Multicall(n), LogScanner(n), self.comet.comet, "comet-devnet")
+
+    def check_realized(self, d, outcome) -> None:
+        """The store-front sells at quoteCollateral of the state after the absorbs, which keeper
+        predicts: the collateral bought is at most what the plan expected, profit positive."""
+        assert 0 < outcome.realized <= d.expected, (d, outcome)
+        assert outcome.gross_profit_usd_e8 > 0
 
     @pytest.fixture
     def borrowers(self) -> tuple[str, ...]:
@@ -431,8 +559,10 @@ class TestCompoundV3Conformance(AdapterConformance):
         return await send(self.w3, me, self.comet.comet, calldata(COMET_ABI, "accrueAccount", [me]))
 
     async def truth(self, adapter, accounts, block) -> set[str]:
-        views = await adapter.contract_views(accounts, block)
-        return {a for a, (_, liquidatable) in zip(accounts, views, strict=True) if liquidatable}
+        """Comet's own isLiquidatable, read directly (not through contract_health)."""
+        raws = [bytes.fromhex((await rpc(self.w3, "eth_call", [{"to": self.comet.comet, "data": calldata(
+            COMET_ABI, "isLiquidatable", [a])}, hex(block)]))[2:]) for a in accounts]
+        return {a for a, raw in zip(accounts, raws, strict=True) if int.from_bytes(raw[-32:], "big")}
 
     async def act(self, account: str) -> int:
         """Supply a little WETH collateral to the account from a spare wallet (supplyTo)."""
