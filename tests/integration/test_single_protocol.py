@@ -124,3 +124,31 @@ async def test_comet_only_keeper_absorbs_every_liquidatable_account(devnet, w3, 
     alerts = liquidated_alerts(sink)
     assert set(alerts) == truth
     assert all(a["protocol"] == "compound_v3" for a in alerts.values())
+
+
+async def test_scan_check_compares_every_protocol_with_its_own_view(devnet, w3, others, tmp_path):
+    """`keeper scan --json --check` over Aave V3, Morpho Blue and Comet after a crash: every
+    position agrees with its protocol's own verdict (exit 0, "0 mismatches")."""
+    import os
+    import subprocess
+    import sys
+
+    from keeper.devnet.rpc import calldata, wait_receipt
+    from tests.integration.test_conformance import COMET_ABI
+
+    minfo, cinfo = others
+    await crash(w3, devnet.info, minfo)
+    me = devnet.info.deployer  # Comet's view reads stored indexes: accrue them at this block
+    tx = await rpc(w3, "eth_sendTransaction", [{"from": me, "to": cinfo.comet, "data": calldata(
+        COMET_ABI, "accrueAccount", [me]), "gas": hex(500_000)}])
+    await wait_receipt(w3, tx)
+    path = tmp_path / "scan.toml"
+    path.write_text(devnet.config_path.read_text() + morpho_config_toml(minfo) + comet_config_toml(cinfo)
+                    + f'\n[store]\npath = "{tmp_path / "s.sqlite"}"\n')
+    out = subprocess.run([sys.executable, "-m", "keeper", "scan", "--config", str(path), "--json", "--check"],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    flagged = {r["protocol"] for r in rows if r["status"] == "liquidatable"}
+    assert flagged == {"aave_v3", "morpho_blue", "compound_v3"}
+    assert f"0 mismatches in {len(rows)} positions" in out.stderr
