@@ -412,3 +412,22 @@ def test_bad_morpho_market_id(tmp_path):
         assert "markets[0].market_ids[0]" in str(e) and "not a market id" in str(e)
     else:
         raise AssertionError("expected ConfigError")
+
+
+def test_protect_market_must_name_a_configured_market(tmp_path):
+    rule = ('\n[[protect]]\naccount = "0x00000000000000000000000000000000000000aa"\ntrigger_hf = "1.1"\n'
+            'target_hf = "1.3"\nactions = ["repay:USDC"]\n')
+    e = error(tmp_path, MINIMAL + rule + 'market = "nowhere"\n')
+    assert "protect[0].market" in str(e) and "nowhere" in str(e)
+    cfg = load(tmp_path, MINIMAL + rule)
+    assert cfg.protect[0].market is None
+
+
+def test_min_profit_usd_and_prices(tmp_path):
+    cfg = load(tmp_path, MINIMAL + '\n[liquidator]\nmin_profit_usd = "2.5"\n'
+               '\n[prices]\nfeeds = { weth = "0x00000000000000000000000000000000000000aa" }\n')
+    assert cfg.liquidator.min_profit_usd_e8 == 250_000_000
+    assert cfg.prices.feeds == {"WETH": "0x00000000000000000000000000000000000000AA"}
+    assert cfg.gas_coin == "WETH"  # [prices] gas_coin, else the liquidator's gas_price_asset
+    assert "min_profit_usd" in str(error(tmp_path, MINIMAL + '\n[liquidator]\nmin_profit_usd = "-1"\n'))
+    assert "prices.feeds" in str(error(tmp_path, MINIMAL + '\n[prices]\nfeeds = { WETH = "0x12" }\n'))

@@ -79,3 +79,14 @@ def test_a_protected_account_no_action_can_help_is_refused_not_dropped():
     decisions, (refusal,) = run(M, acct, Policy({USER.lower(): rule}), {}, None)  # empty wallet
     assert decisions == [] and refusal.account == USER
     assert "repay:USDC" in refusal.reason and "supply:XYZ" in refusal.reason
+
+
+def test_receive_a_token_reaches_the_liquidation_call():
+    acct = account({WETH: 10 * 10**18}, {USDC: 17_000 * 10**6})
+    rich = {USDC.asset: 10**12}
+    context = PlanContext(ME, rich, 1_200_000_000, 0, PriceBook(), receive_a_token=True)
+    (d,), _ = run(M, acct, Policy({}, liquidate=True), rich, context)
+    (step,) = encode(POOL, d)
+    assert step.data[-32:] == (1).to_bytes(32, "big")  # liquidationCall(..., receiveAToken=true)
+    (d,), _ = run(M, acct, Policy({}, liquidate=True), rich, ctx(rich))
+    assert encode(POOL, d)[0].data[-32:] == bytes(32)
