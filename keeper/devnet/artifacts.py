@@ -3,8 +3,10 @@
 * Aave V3: hardhat artifacts of npm ``@aave/core-v3`` under ``node_modules`` (``load_aave``),
   linked to their logic libraries with ``link``.
 * Multicall3: the creation code npm ``viem`` ships as ``multicall3Bytecode`` (``multicall3_creation_code``).
-* keeper's own Solidity (``contracts/src``): compiled by ``keeper/devnet/compile.js`` (npm solc
-  0.8.19) into ``build/contracts.json``, cached until a source changes (``load_own``).
+* keeper's own Solidity (``contracts/src``): compiled when the package is built
+  (``setup_contracts.py`` -> ``keeper/_artifacts``, read by ``keeper.package_data``); in a
+  checkout whose sources changed since, by ``keeper/devnet/compile.js`` (npm solc 0.8.19) into
+  ``build/contracts.json``, cached until a source changes (``load_own``).
 
 Everything here raises ``DevnetError`` with the path it looked at when something is missing.
 """
@@ -138,17 +140,11 @@ def compile_own(timeout_s: float = 120.0) -> Path:
     return OWN_BUILD
 
 
-@cache
-def _own_build() -> dict[str, Any]:
-    compile_own()
-    return json.loads(OWN_BUILD.read_text())["contracts"]
-
-
 def load_own(name: str) -> Artifact:
-    """One of keeper's own contracts, e.g. ``load_own("PriceFeed")`` (compiled on first use)."""
-    contracts = _own_build()
-    if name not in contracts:
-        raise DevnetError(f"contract {name!r} not in {OWN_BUILD} (have {sorted(contracts)})")
-    c = contracts[name]
+    """One of keeper's own contracts, e.g. ``load_own("PriceFeed")``: from the package data
+    the build step wrote (``keeper.package_data``), compiled here only as a development fallback."""
+    from keeper.package_data import own_contract
+
+    c = own_contract(name)
     return Artifact(name, c["abi"], c["bytecode"], c.get("linkReferences") or {}, c["source"],
                     c.get("deployedBytecode", ""))
