@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -159,7 +160,12 @@ async def _scan(cfg, shocks, block, check):
         engine = Engine(cfg, rpc, store, drops="all")
         pinned = block if block is not None else await rpc.block_number()
         await engine.index(pinned)
+        before = rpc.counter.http_requests
         positions = await engine.full_scan(pinned, shocks)
+        structlog.get_logger("keeper.cli").info(
+            "scan.done", block=pinned, positions=len(positions), discovery_requests=before,
+            scan_requests=rpc.counter.http_requests - before,
+            scan_rpc_calls=rpc.counter.rpc_calls)
         mismatches = 0
         if check and not shocks:
             for w in engine.watches:
