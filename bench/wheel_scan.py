@@ -66,7 +66,7 @@ def scan(keeper: list[str], config: Path, block: int, env: dict, cwd: Path) -> d
     events = [json.loads(x) for x in out.stderr.splitlines() if x.startswith("{")]
     done = next(e for e in events if e["event"] == "scan.done")
     return {"seconds": time.perf_counter() - t0, "positions": done["positions"],
-            "scan_requests": done["scan_requests"], "discovery_requests": done["discovery_requests"],
+            "scan_requests": done["scan_requests"], "scan_ms": done["scan_ms"], "discovery_requests": done["discovery_requests"],
             "fell_back": any(e["event"] == "reader.unavailable" for e in events),
             "compiled": any(e["event"] == "contracts.compile" for e in events)}
 
@@ -102,15 +102,20 @@ def main() -> None:
             block = block_number(anvil.rpc_url)
             bare = {"PATH": str(tmp / "venv/bin"), "HOME": str(tmp)}
             assert shutil.which("node", path=bare["PATH"]) is None
+            # wheel, checkout, wheel again: the first scan after a deploy also warms anvil's caches
             wheel = scan([str(tmp / "venv/bin/keeper")], cfgs["wheel"], block, bare, tmp)
             checkout = scan([str(ROOT / ".venv/bin/keeper")], cfgs["checkout"], block, dict(os.environ), ROOT)
+            (tmp / "wheel.sqlite").unlink()
+            again = scan([str(tmp / "venv/bin/keeper")], cfgs["wheel"], block, bare, tmp)
         finally:
             stop_anvil(anvil.pid)
-    for name, r in (("wheel, no node", wheel), ("checkout", checkout)):
+    for name, r in (("wheel, no node", wheel), ("checkout", checkout), ("wheel again", again)):
         print(f"{name:15} {r['positions']:>6} positions: scan {r['scan_requests']} requests "
               f"(discovery {r['discovery_requests']}), lens {'NO' if r['fell_back'] else 'yes'}, "
-              f"compiled {'yes' if r['compiled'] else 'no'}, {r['seconds']:.1f} s for the command")
-    ok = not wheel["fell_back"] and not wheel["compiled"] and wheel["scan_requests"] <= checkout["scan_requests"]
+              f"compiled {'yes' if r['compiled'] else 'no'}, scan {r['scan_ms']} ms, "
+              f"{r['seconds']:.1f} s for the whole command")
+    ok = all(not r["fell_back"] and not r["compiled"] and r["scan_requests"] <= checkout["scan_requests"]
+             for r in (wheel, again))
     print("OK: same lens path without Node" if ok else "FAIL")
     sys.exit(0 if ok else 1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -160,10 +161,11 @@ async def _scan(cfg, shocks, block, check):
         engine = Engine(cfg, rpc, store, drops="all")
         pinned = block if block is not None else await rpc.block_number()
         await engine.index(pinned)
-        before = rpc.counter.http_requests
+        before, t0 = rpc.counter.http_requests, time.perf_counter()
         positions = await engine.full_scan(pinned, shocks)
         structlog.get_logger("keeper.cli").info(
             "scan.done", block=pinned, positions=len(positions), discovery_requests=before,
+            scan_ms=round(1000 * (time.perf_counter() - t0)),
             scan_requests=rpc.counter.http_requests - before,
             scan_rpc_calls=rpc.counter.rpc_calls)
         mismatches = 0
