@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from contextlib import nullcontext
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -131,7 +132,10 @@ def scan(ctx: typer.Context, config: ConfigOpt,
         cfg = _setup(config, ctx, log_level, log_format)
         if not as_json and logging_level() > 10:
             tally = WarningTally().install()
-        positions, pinned, mismatches = asyncio.run(_scan(cfg, shocks, block, check))
+        from keeper.progress import Steps
+
+        steps = Steps(err) if not as_json and err.is_terminal else Steps.quiet()
+        positions, pinned, mismatches = asyncio.run(_scan(cfg, shocks, block, check, steps))
     except KeeperError as e:
         _fail(e)
         return
@@ -150,7 +154,7 @@ def scan(ctx: typer.Context, config: ConfigOpt,
             raise typer.Exit(1)
 
 
-async def _scan(cfg, shocks, block, check):
+async def _scan(cfg, shocks, block, check, steps=None):
     from keeper.chain.rpc import Rpc
     from keeper.engine import Engine
     from keeper.store import Store
@@ -160,9 +164,11 @@ async def _scan(cfg, shocks, block, check):
     try:
         engine = Engine(cfg, rpc, store, drops="all")
         pinned = block if block is not None else await rpc.block_number()
-        await engine.index(pinned)
+        with steps.step(f"discover borrowers up to block {pinned}") if steps else nullcontext():
+            await engine.index(pinned)
         before, t0 = rpc.counter.http_requests, time.perf_counter()
-        positions = await engine.full_scan(pinned, shocks)
+        with steps.step("read and evaluate every position") if steps else nullcontext():
+            positions = await engine.full_scan(pinned, shocks)
         structlog.get_logger("keeper.cli").info(
             "scan.done", block=pinned, positions=len(positions), discovery_requests=before,
             scan_ms=round(1000 * (time.perf_counter() - t0)),
