@@ -113,7 +113,9 @@ def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> DevnetInfo:
 def keeper_config_toml(info: DevnetInfo, start_block: int = 0) -> str:
     """The keeper config for this devnet, taken as is by ``keeper run --config``."""
     return (
-        "# Written by `keeper devnet up`: a local anvil with a real Aave V3 market.\n"
+        "# Written by `keeper devnet up`: a local anvil with real Aave V3 and Morpho Blue markets\n"
+        "# and a Compound V3 stand-in (CometStandIn). To send: mode = \"live\" at the top and\n"
+        "# KEEPER_PRIVATE_KEY=$(keeper devnet key) in the environment (default: dry_run).\n"
         "[chain]\n"
         f'rpc_url = "{info.rpc_url}"\n'
         f"chain_id = {info.chain_id}\n"
