@@ -6,20 +6,23 @@ PY_OK  := $(VENV)/.installed
 NODE_OK := node_modules/.installed
 BORROWERS ?= 40
 
-.PHONY: install test unit integration demo bench devnet-up devnet-down clean
+.PHONY: install test unit integration demo bench wheel devnet-up devnet-down clean
 
-install: $(PY_OK) $(NODE_OK)
+install: $(NODE_OK) $(PY_OK)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(PY_OK): pyproject.toml | $(PY)
+# The package build compiles contracts/src with npm solc (setup_contracts.py), so npm comes first.
+$(PY_OK): pyproject.toml setup_contracts.py $(wildcard contracts/src/*.sol) $(NODE_OK) | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# npm ci installs exactly what package-lock.json lists (every platform's anvil package is in
+# it, so npm has nothing to add) and never rewrites it: the tree stays clean.
 $(NODE_OK): package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 test: install
@@ -37,6 +40,10 @@ demo: install
 bench: install
 	$(PY) bench/scan.py
 
+# A wheel with the compiled contracts inside (keeper/_artifacts): runs without Node.
+wheel: install
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+
 devnet-up: install
 	$(VENV)/bin/keeper devnet up --borrowers $(BORROWERS)
 
@@ -44,4 +51,4 @@ devnet-down: install
 	$(VENV)/bin/keeper devnet down
 
 clean:
-	rm -rf $(VENV) node_modules build .devnet .pytest_cache
+	rm -rf $(VENV) node_modules build dist keeper/_artifacts .devnet .pytest_cache

@@ -5,21 +5,36 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from contextlib import nullcontext
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from keeper.cli_options import (LogFormatOpt, LogLevelOpt, WarningTally, env_help, resolve,
+                                 version_callback)
 from keeper.errors import ConfigError, KeeperError
-from keeper.units import BPS, UINT256_MAX, format_fixed, parse_fixed
+from keeper.units import BPS, UINT256_MAX, format_fixed, format_hf, parse_fixed
 
 app = typer.Typer(help="Watch DeFi loans and act before they go bad.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="keeper TOML config file")]
+ENV_HELP = env_help()
+
+
+@app.callback()
+def main(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                               help="print keeper's version and exit")] = False,
+         log_level: LogLevelOpt = None, log_format: LogFormatOpt = None) -> None:
+    """Watch DeFi loans and act before they go bad."""
+    ctx.obj = {"log_level": log_level, "log_format": log_format}
 
 
 def _fail(e: KeeperError) -> None:
@@ -27,15 +42,26 @@ def _fail(e: KeeperError) -> None:
     raise typer.Exit(e.exit_code if isinstance(e, ConfigError) else 1)
 
 
-def _setup(config: Path):
+def _setup(config: Path, ctx: typer.Context | None = None, level: str | None = None,
+           fmt: str | None = None):
     from keeper.config import load_config
     from keeper.log import configure_logging, register_secret
 
+    root = (ctx.obj if ctx is not None else None) or {}
+    level, fmt = level or root.get("log_level"), fmt or root.get("log_format")
+    resolve(None, level, fmt)  # a bad option is refused before the file is read
     cfg = load_config(config)
-    configure_logging()
+    level, as_json = resolve(cfg.log, level, fmt)
+    configure_logging(json=as_json, level=level)
     for secret in cfg.secrets():
         register_secret(secret)
     return cfg
+
+
+def logging_level() -> int:
+    import logging
+
+    return logging.getLogger().getEffectiveLevel()
 
 
 def parse_shock(text: str) -> tuple[str, int]:
@@ -53,7 +79,7 @@ def parse_shock(text: str) -> tuple[str, int]:
 
 
 def _hf(hf: int | None) -> str:
-    return "∞ (no debt)" if hf is None else format_fixed(hf, 18, 4)
+    return format_hf(hf)
 
 
 def _row(p) -> dict:
@@ -89,20 +115,32 @@ def print_table(positions, block: int, title: str, console: Console | None = Non
     console.print(t)
 
 
-@app.command()
-def scan(config: ConfigOpt,
+@app.command(epilog=ENV_HELP)
+def scan(ctx: typer.Context, config: ConfigOpt,
          as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
          shock: Annotated[Optional[list[str]], typer.Option(help="what-if, e.g. WETH=-20% (repeatable)")] = None,
          block: Annotated[Optional[int], typer.Option(help="pin this block (default: head)")] = None,
-         check: Annotated[bool, typer.Option(help="also ask each protocol's own view and compare")] = False):
-    """One pass over every tracked position, sorted by health factor."""
+         check: Annotated[bool, typer.Option(help="also ask each protocol's own view and compare")] = False,
+         log_level: LogLevelOpt = None, log_format: LogFormatOpt = None):
+    """One pass over every tracked position, sorted by health factor.
+
+    Warnings logged during the scan (position.flagged...) are summed up in one line before
+    the table; --log-level debug shows each of them."""
+    tally = None
     try:
         shocks = dict(parse_shock(s) for s in (shock or []))
-        cfg = _setup(config)
-        positions, pinned, mismatches = asyncio.run(_scan(cfg, shocks, block, check))
+        cfg = _setup(config, ctx, log_level, log_format)
+        if not as_json and logging_level() > 10:
+            tally = WarningTally().install()
+        from keeper.progress import Steps
+
+        steps = Steps(err) if not as_json and err.is_terminal else Steps.quiet()
+        positions, pinned, mismatches = asyncio.run(_scan(cfg, shocks, block, check, steps))
     except KeeperError as e:
         _fail(e)
         return
+    if tally is not None and tally.summary():
+        err.print(f"[yellow]{tally.summary()}[/]", highlight=False, soft_wrap=True)
     if as_json:
         for p in sorted(positions, key=_sort_key):
             sys.stdout.write(json.dumps(_row(p)) + "\n")
@@ -117,7 +155,7 @@ def scan(config: ConfigOpt,
             raise typer.Exit(1)
 
 
-async def _scan(cfg, shocks, block, check):
+async def _scan(cfg, shocks, block, check, steps=None):
     from keeper.chain.rpc import Rpc
     from keeper.engine import Engine
     from keeper.store import Store
@@ -127,8 +165,16 @@ async def _scan(cfg, shocks, block, check):
     try:
         engine = Engine(cfg, rpc, store, drops="all")
         pinned = block if block is not None else await rpc.block_number()
-        await engine.index(pinned)
-        positions = await engine.full_scan(pinned, shocks)
+        with steps.step(f"discover borrowers up to block {pinned}") if steps else nullcontext():
+            await engine.index(pinned)
+        before, t0 = rpc.counter.http_requests, time.perf_counter()
+        with steps.step("read and evaluate every position") if steps else nullcontext():
+            positions = await engine.full_scan(pinned, shocks)
+        structlog.get_logger("keeper.cli").info(
+            "scan.done", block=pinned, positions=len(positions), discovery_requests=before,
+            scan_ms=round(1000 * (time.perf_counter() - t0)),
+            scan_requests=rpc.counter.http_requests - before,
+            scan_rpc_calls=rpc.counter.rpc_calls)
         mismatches = 0
         if check and not shocks:  # each protocol's own view, compared to keeper's math
             for w in engine.watches:
@@ -141,11 +187,12 @@ async def _scan(cfg, shocks, block, check):
         await rpc.close()
 
 
-@app.command()
-def run(config: ConfigOpt):
+@app.command(epilog=ENV_HELP)
+def run(ctx: typer.Context, config: ConfigOpt, log_level: LogLevelOpt = None,
+        log_format: LogFormatOpt = None):
     """Watch continuously: index refresh, periodic scans and a tick on each new block."""
     try:
-        cfg = _setup(config)
+        cfg = _setup(config, ctx, log_level, log_format)
         asyncio.run(_run(cfg))
     except KeeperError as e:
         _fail(e)
@@ -164,11 +211,12 @@ async def _run(cfg):
         await k.close()
 
 
-@app.command()
-def doctor(config: ConfigOpt):
+@app.command(epilog=ENV_HELP)
+def doctor(ctx: typer.Context, config: ConfigOpt, log_level: LogLevelOpt = None,
+           log_format: LogFormatOpt = None):
     """Check the node, the chain id, Multicall3 and every configured address."""
     try:
-        cfg = _setup(config)
+        cfg = _setup(config, ctx, log_level, log_format)
         checks = asyncio.run(_doctor(cfg))
     except KeeperError as e:
         _fail(e)
@@ -197,7 +245,8 @@ def _mount_devnet() -> None:
         from keeper.devnet.cli import devnet_app
     except ImportError:  # pragma: no cover - devnet is part of the package
         return
-    app.add_typer(devnet_app, name="devnet", help="A local anvil chain with Aave V3, Morpho Blue and Compound V3.")
+    app.add_typer(devnet_app, name="devnet",
+                  help="A local anvil chain with real Aave V3 and Morpho Blue and a Compound V3 stand-in.")
 
 
 _mount_devnet()

@@ -34,6 +34,7 @@ from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Addre
 from keeper.errors import ConfigError
 from keeper.protocols.registry import market_models
 from keeper.log import redact_url
+from keeper.log_config import LogConfig
 from keeper.units import WAD, format_fixed
 
 
@@ -113,6 +114,7 @@ class Config(_Model):
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     notify: NotifyChannels = ()
     notify_rules: NotifyRules = Field(default_factory=NotifyRules)
+    log: LogConfig = Field(default_factory=LogConfig)
     private_key: Secret | None = None  # from KEEPER_PRIVATE_KEY only
     _notify_secrets: dict[str, Any] = PrivateAttr(default_factory=dict)
 

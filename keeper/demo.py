@@ -1,10 +1,12 @@
-"""`make demo`: the whole loop on a local chain with a real Aave V3 market.
+"""`make demo`: the whole loop on a local chain with Aave V3, Morpho Blue and a Compound V3 stand-in.
 
-anvil + Aave V3 (keeper.devnet) -> a first scan -> ``keeper run`` in live mode as its own
-process (its log lines stream here) with a webhook on loopback, one of the borrowers marked
-as the user's own (protected), and the liquidator enabled -> a price crash in steps with
-real feed transactions -> alerts arrive at the webhook, the protected loan is topped up
-before it can be liquidated, other positions are liquidated for profit -> summary.
+anvil + the three protocols (keeper.devnet) -> discovery and a first scan -> ``keeper run``
+in live mode as its own process, its JSON log going to ``<dir>/keeper.log``, with a webhook on
+loopback, one of the borrowers marked as the user's own (protected), and the liquidator
+enabled -> a price crash in steps with real feed transactions -> alerts arrive at the
+webhook, the protected loan is topped up before it can be liquidated, other positions are
+liquidated for profit -> a summary table. What the terminal shows (progress, prices,
+positions at risk, alerts, actions with tx hashes) is told by keeper.demo_story.
 
 The keeper signs with anvil's public dev account #1 (a well-known test key, never a real
 one), handed to the child process in KEEPER_PRIVATE_KEY as a real user would.
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,27 +27,28 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from keeper.config import load_config
-from keeper.devnet.anvil import start_anvil, stop_anvil
-from keeper.devnet.api import apply_price_change, connect, deploy, get_price, mint, set_price
-from keeper.devnet.comet import deploy_comet
-from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml
-from keeper.devnet.morpho import deploy_morpho, follow_feed
-from keeper.devnet.state import keeper_config_toml
-from keeper.demo_hook import start_webhook
-from keeper.log import configure_logging
-from keeper.model import Status
-from keeper.units import format_fixed
-
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 DEV_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil's #1
 CRASH = [("WETH", "-6%"), ("WBTC", "-8%"), ("WETH", "-6%"), ("WETH", "-6%"), ("WBTC", "-10%"),
          ("WETH", "-6%"), ("WETH", "-6%"), ("WBTC", "-10%"), ("WETH", "-6%")]
 
 
-async def scan_once(cfg_path: Path, title: str) -> list:
+@contextlib.asynccontextmanager
+async def web3_at(rpc_url: str):
+    """A devnet web3 whose HTTP session is closed on the way out (no "Unclosed client session")."""
+    from keeper.devnet.api import connect
+
+    w3 = connect(rpc_url)
+    try:
+        yield w3
+    finally:
+        await w3.provider.disconnect()
+
+
+async def scan_once(cfg_path: Path) -> list:
+    """Discovery (events) and one full scan of every market, as `keeper scan` does."""
     from keeper.chain.rpc import Rpc
-    from keeper.cli import print_table
+    from keeper.config import load_config
     from keeper.engine import Engine
     from keeper.store import Store
 
@@ -56,44 +59,47 @@ async def scan_once(cfg_path: Path, title: str) -> list:
         engine = Engine(cfg, rpc, store, drops="all")
         block = await rpc.block_number()
         await engine.index(block)
-        positions = await engine.full_scan(block)
-        print_table(positions, block, title, console)
-        return positions
+        return await engine.full_scan(block)
     finally:
         store.close()
         await rpc.close()
 
 
-def counts(positions) -> str:
-    out = []
-    for proto in sorted({p.protocol for p in positions}):
-        c = {s: 0 for s in Status}
-        for p in positions:
-            if p.protocol == proto:
-                c[p.status] += 1
-        out.append(f"{proto}: " + ", ".join(f"{s.value} {n}" for s, n in c.items()))
-    return "; ".join(out)
-
-
 async def fund(rpc_url: str, info, to: str) -> None:
-    w3 = connect(rpc_url)
-    for symbol, amount in (("USDC", 50 * 10**6 * 10**6), ("DAI", 5 * 10**6 * 10**18),
-                           ("WETH", 2_000 * 10**18), ("WBTC", 100 * 10**8)):
-        await mint(w3, info, symbol, to, amount)
+    from keeper.devnet.api import mint
+
+    async with web3_at(rpc_url) as w3:
+        for symbol, amount in (("USDC", 50 * 10**6 * 10**6), ("DAI", 5 * 10**6 * 10**18),
+                               ("WETH", 2_000 * 10**18), ("WBTC", 100 * 10**8)):
+            await mint(w3, info, symbol, to, amount)
+
+
+async def prices(rpc_url: str, info) -> dict[str, int]:
+    from keeper.devnet.api import get_price
+
+    async with web3_at(rpc_url) as w3:
+        return {s: await get_price(w3, info, s) for s in info.tokens}
 
 
 async def crash(rpc_url: str, info, minfo, pause_s: float) -> None:
-    w3 = connect(rpc_url)
-    for symbol, step in CRASH:
-        old = await get_price(w3, info, symbol)
-        change = await set_price(w3, info, symbol, apply_price_change(old, step))
-        await follow_feed(w3, minfo, symbol, change.old_e8, change.new_e8)  # Morpho's oracles too
-        console.print(f"[bold magenta]>>> {symbol} {step}: {format_fixed(change.old_e8, 8, 2)} -> "
-                      f"{format_fixed(change.new_e8, 8, 2)} USD (block {change.block})[/]")
-        await asyncio.sleep(pause_s)
+    from keeper.demo_story import usd
+    from keeper.devnet.api import apply_price_change, get_price, set_price
+    from keeper.devnet.morpho import follow_feed
+
+    async with web3_at(rpc_url) as w3:
+        for symbol, step in CRASH:
+            old = await get_price(w3, info, symbol)
+            change = await set_price(w3, info, symbol, apply_price_change(old, step))
+            await follow_feed(w3, minfo, symbol, change.old_e8, change.new_e8)  # Morpho's oracles too
+            console.print(f"[bold magenta]price  {symbol} {step}: {usd(change.old_e8)} -> "
+                          f"{usd(change.new_e8)} (block {change.block}, tx {change.tx_hash[:18]}…)[/]")
+            await asyncio.sleep(pause_s)
 
 
 def write_config(path: Path, info, minfo, cinfo, hook_url: str, protected: str) -> None:
+    from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml
+    from keeper.devnet.state import keeper_config_toml
+
     path.write_text('mode = "live"\n' + keeper_config_toml(info) + morpho_config_toml(minfo)
                     + comet_config_toml(cinfo) + f"""
 [monitor]
@@ -120,88 +126,110 @@ statuses = ["at_risk", "liquidatable"]
 """)
 
 
-def summary(db: Path, alerts: list[dict], protected: str) -> None:
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT kind, market, account, result, expected, realized, detail, tx_hash "
-                       "FROM actions ORDER BY created_at").fetchall()
-    con.close()
-    liq = [r for r in rows if r[0] == "liquidate" and r[3] == "done"]
-    tops = [r for r in rows if r[0] == "top_up" and r[3] == "done"]
-    by: dict[str, int] = {}
-    for r in liq:  # market names: the devnet's config names each protocol's market
-        by[r[1].split(":")[0]] = by.get(r[1].split(":")[0], 0) + 1
-    console.print(Rule("what the keeper did"))
-    for kind, market, account, result, expected, realized, detail, tx in rows:
-        console.print(f"{kind:9} {market:24} {account[:42]} {result:8} {detail or ''} tx {tx or '-'}")
-    total = sum(int(r[5]) for r in liq if r[5] is not None)  # USD e8 after gas, every protocol
-    console.print("[bold]liquidations by market: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())) + "[/]")
-    console.print(f"[bold]realized profit {format_fixed(total, 8, 2)} USD after gas on all three "
-                  f"protocols; {len(tops)} top-ups of the protected account {protected}; "
-                  f"{len(alerts)} alerts received by the webhook[/]")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description="keeper demo on a local anvil")
     ap.add_argument("--borrowers", type=int, default=40)
     ap.add_argument("--dir", type=Path, default=Path(".devnet/demo"))
     ap.add_argument("--pause", type=float, default=1.5, help="seconds between price steps")
     args = ap.parse_args()
+    console.print(Rule("keeper demo: Aave V3, Morpho Blue and a Compound V3 stand-in on a local anvil"))
     args.dir.mkdir(parents=True, exist_ok=True)
     for old in args.dir.glob("*.sqlite*"):
         old.unlink()
-    configure_logging(level="error")  # this process prints tables; `keeper run` prints the log
-    console.print(Rule("keeper demo: a real Aave V3 market on a local anvil"))
-    proc = start_anvil(port=0, log_path=str(args.dir / "anvil.log"))
-    keeper_proc = None
+    run_demo(args)
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from keeper import demo_story as story
+    from keeper.devnet.anvil import start_anvil, stop_anvil
+    from keeper.devnet.api import deploy
+    from keeper.devnet.comet import deploy_comet
+    from keeper.devnet.morpho import compile_morpho, deploy_morpho
+    from keeper.demo_hook import start_webhook
+    from keeper.log import configure_logging
+    from keeper.progress import Steps
+    from keeper.units import format_hf
+
+    configure_logging(level="error")  # this process narrates; keeper run logs to its own file
+    steps = Steps(console)
+    keeper_log = args.dir / "keeper.log"
     alerts: list[dict] = []
 
     def on_alert(a: dict) -> None:
         alerts.append(a)
-        console.print(f"[bold cyan]webhook <<< {a.get('kind')}: {a.get('text', '').splitlines()[0]}[/]")
+        console.print(story.alert_line(a), highlight=False, soft_wrap=True)
 
+    with steps.step("start anvil on a free port"):
+        proc = start_anvil(port=0, log_path=str(args.dir / "anvil.log"))
     server, hook_url = start_webhook(on_alert)
+    keeper_proc = watcher = None
     try:
-        t0 = time.perf_counter()
-        info = asyncio.run(deploy(proc.rpc_url, n_borrowers=args.borrowers, seed=1))
-        minfo = asyncio.run(deploy_morpho(connect(proc.rpc_url), info, args.borrowers // 2, 1))
-        cinfo = asyncio.run(deploy_comet(connect(proc.rpc_url), info, args.borrowers // 2, 1))
-        console.print(f"anvil pid {proc.pid} at {proc.rpc_url}; Aave V3 with {len(info.borrowers)} "
-                      f"borrowers, Morpho Blue ({', '.join(minfo.labels.values())}) with "
-                      f"{len(minfo.borrowers)} and Compound V3 (CometStandIn, a stand-in for tests) "
-                      f"with {len(cinfo.borrowers)} in {time.perf_counter() - t0:.1f} s")
-        asyncio.run(fund(proc.rpc_url, info, info.liquidator))
+        n = args.borrowers
+        with steps.step(f"Aave V3 3.0.2: deploy from npm @aave/core-v3, seed {n} borrowers"):
+            info = asyncio.run(deploy(proc.rpc_url, n_borrowers=n, seed=1))
+        with steps.step("Morpho Blue 1.0.0: compile with npm solc 0.8.19 (cached in build/)"):
+            compile_morpho()
+        with steps.step(f"Morpho Blue: deploy WETH/USDC and WBTC/USDC, seed {n // 2} borrowers"):
+            minfo = asyncio.run(_with_w3(proc.rpc_url, deploy_morpho, info, n // 2, 1))
+        with steps.step(f"Compound V3 stand-in (CometStandIn): deploy, seed {n // 2} borrowers"):
+            cinfo = asyncio.run(_with_w3(proc.rpc_url, deploy_comet, info, n // 2, 1))
+        with steps.step(f"fund the keeper wallet {story.short(info.liquidator)} with USDC, DAI, WETH, WBTC"):
+            asyncio.run(fund(proc.rpc_url, info, info.liquidator))
         cfg_path = args.dir / "keeper.toml"
         write_config(cfg_path, info, minfo, cinfo, hook_url, info.borrowers[0])
-        before = asyncio.run(scan_once(cfg_path, "before the crash"))
+        with steps.step("discover borrowers from the protocols' events and scan every position"):
+            before = asyncio.run(scan_once(cfg_path))
         weth_first = [p for p in before if p.main_collateral == "WETH" and p.health_factor_wad]
-        riskiest = min(weth_first, key=lambda p: p.health_factor_wad)  # on whichever protocol
-        protected = riskiest.account
-        write_config(cfg_path, info, minfo, cinfo, hook_url, protected)
-        console.print(f"protected (the user's own): {protected}; keeper wallet {info.liquidator}; "
-                      f"webhook {hook_url}")
-        console.print(Rule("keeper run (live), then a price crash"))
+        protected = min(weth_first, key=lambda p: p.health_factor_wad)  # on whichever protocol
+        write_config(cfg_path, info, minfo, cinfo, hook_url, protected.account)
+        console.print(story.prices_line(asyncio.run(prices(proc.rpc_url, info))))
+        console.print(story.status_table(before, f"{len(before)} positions before the crash"))
+        console.print(story.riskiest_table(before))
+        console.print(f"protected (the user's own loan, on {story.protocol_name(protected.protocol)}): "
+                      f"{protected.account}, HF "
+                      f"{format_hf(protected.health_factor_wad)}; keeper tops it up below 1.15 "
+                      f"to 1.40.\nkeeper wallet {info.liquidator} (anvil dev account #1); webhook {hook_url}")
+        console.print(Rule(f"keeper run (live) in the background, its JSON log in {keeper_log}; "
+                           "then a price crash"))
+        watcher = story.ActionWatcher(args.dir / "keeper.sqlite", console).start()
         env = {**os.environ, "KEEPER_PRIVATE_KEY": DEV_KEY_1}
-        keeper_proc = subprocess.Popen([sys.executable, "-m", "keeper", "run", "--config", str(cfg_path)],
-                                       env=env)
+        with keeper_log.open("w") as logf:
+            keeper_proc = subprocess.Popen(
+                [sys.executable, "-m", "keeper", "run", "--config", str(cfg_path),
+                 "--log-format", "json"], env=env, stdout=logf, stderr=subprocess.STDOUT)
         time.sleep(4)
         asyncio.run(crash(proc.rpc_url, info, minfo, args.pause))
         time.sleep(6)
         keeper_proc.send_signal(signal.SIGTERM)
-        keeper_proc.wait(timeout=60)
-        console.print(f"keeper run exited with code {keeper_proc.returncode} after SIGTERM")
+        code = keeper_proc.wait(timeout=60)
         keeper_proc = None
-        after = asyncio.run(scan_once(cfg_path, "after the crash"))
-        console.print(f"before: {counts(before)}\nafter:  {counts(after)}")
-        prot = next(p for p in after if (p.market, p.account) == (riskiest.market, protected))
-        console.print(f"protected account health factor now {format_fixed(prot.health_factor_wad or 0, 18, 4)}"
-                      f" ({prot.status.value})")
-        summary(args.dir / "keeper.sqlite", alerts, protected)
+        watcher.stop()
+        console.print(f"keeper run stopped on SIGTERM (exit code {code})"
+                      + ("" if code == 0 else f": see {keeper_log}"))
+        with steps.step("scan every position again"):
+            after = asyncio.run(scan_once(cfg_path))
+        prot = next(p for p in after if (p.market, p.account) == (protected.market, protected.account))
+        console.print(story.status_table(after, "after the crash"))
+        console.print(f"protected account {story.short(protected.account)}: HF "
+                      f"{format_hf(protected.health_factor_wad)} before, "
+                      f"{format_hf(prot.health_factor_wad)} now ({prot.status.value})")
+        table = story.summary_table(before, after, watcher.rows, alerts)
     finally:
         if keeper_proc is not None:
             keeper_proc.kill()
+        if watcher is not None:
+            watcher.stop()
         server.shutdown()
         stop_anvil(proc.pid)
-        console.print(f"stopped anvil (pid {proc.pid}) and the webhook")
+    lines = sum(1 for _ in keeper_log.open()) if keeper_log.exists() else 0
+    console.print(f"stopped anvil (pid {proc.pid}) and the webhook. keeper's log: {keeper_log} "
+                  f"({lines} JSON lines); anvil's: {args.dir / 'anvil.log'}")
+    console.print(table)
+
+
+async def _with_w3(rpc_url: str, fn, *args):
+    async with web3_at(rpc_url) as w3:
+        return await fn(w3, *args)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,16 @@ def format_fixed(value: int, decimals: int, places: int | None = None) -> str:
         frac = frac[:places]
     frac = frac.rstrip("0") if places is None else frac
     return f"{sign}{q}.{frac}" if frac else f"{sign}{q}"
+
+
+HF_SHOWN_MAX_WAD = 1000 * 10**18  # above this a health factor is just "> 1000" for people
+
+
+def format_hf(hf_wad: int | None) -> str:
+    """A health factor (wad) for people: 4 decimals truncated (never shown healthier than it
+    is), "no debt" for none (``None`` or Aave's ``type(uint256).max``), "> 1000" above 1000."""
+    if hf_wad is None or hf_wad >= UINT256_MAX:
+        return "no debt"
+    if hf_wad > HF_SHOWN_MAX_WAD:
+        return "> 1000"
+    return format_fixed(hf_wad, 18, 4)

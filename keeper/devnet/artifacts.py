@@ -3,8 +3,10 @@
 * Aave V3: hardhat artifacts of npm ``@aave/core-v3`` under ``node_modules`` (``load_aave``),
   linked to their logic libraries with ``link``.
 * Multicall3: the creation code npm ``viem`` ships as ``multicall3Bytecode`` (``multicall3_creation_code``).
-* keeper's own Solidity (``contracts/src``): compiled by ``keeper/devnet/compile.js`` (npm solc
-  0.8.19) into ``build/contracts.json``, cached until a source changes (``load_own``).
+* keeper's own Solidity (``contracts/src``): compiled when the package is built
+  (``setup_contracts.py`` -> ``keeper/_artifacts``, read by ``keeper.package_data``); in a
+  checkout whose sources changed since, by ``keeper/devnet/compile.js`` (npm solc 0.8.19) into
+  ``build/contracts.json``, cached until a source changes (``load_own``).
 
 Everything here raises ``DevnetError`` with the path it looked at when something is missing.
 """

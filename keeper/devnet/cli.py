@@ -1,8 +1,10 @@
-"""``keeper devnet``: a local anvil with a real Aave V3 market (``devnet_app``, a typer app).
+"""``keeper devnet``: a local anvil with real Aave V3 and Morpho Blue markets and a Compound V3
+stand-in, on the same tokens and feeds (``devnet_app``, a typer app).
 
 ::
 
     keeper devnet up [--borrowers 20] [--port 8545] [--state-dir .devnet] [--seed 1]
+    keeper devnet key                    # the keeper wallet's key (anvil's public dev account #1)
     keeper devnet price WETH -30%        # or +10%, or an absolute USD price: 1500.25
     keeper devnet advance 86400          # seconds; 90m, 12h, 30d also work
     keeper devnet down
@@ -25,12 +27,12 @@ from rich.console import Console
 from keeper.devnet.api import advance_time, apply_price_change, connect, get_price, set_price
 from keeper.devnet.lifecycle import down as devnet_down
 from keeper.devnet.lifecycle import running_devnet, up as devnet_up
-from keeper.devnet.state import CONFIG_FILE, DEFAULT_STATE_DIR, STATE_FILE, read_state
+from keeper.devnet.state import DEFAULT_STATE_DIR, STATE_FILE, read_state
 from keeper.errors import KeeperError
 from keeper.units import format_fixed
 
 devnet_app = typer.Typer(
-    help="A local anvil chain with a real Aave V3 market.",
+    help="A local anvil chain with real Aave V3 and Morpho Blue markets and a Compound V3 stand-in.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -50,26 +52,37 @@ def _fail(e: KeeperError) -> None:
 @devnet_app.command()
 def up(
     borrowers: Annotated[int, typer.Option("--borrowers", "-n", min=0, help="borrowers to seed")] = 20,
-    port: Annotated[int, typer.Option(help="anvil port on 127.0.0.1 (0 = any free port)")] = 8545,
+    port: Annotated[int, typer.Option("--port", "-p", help="anvil port on 127.0.0.1 (0 = any free port)")] = 8545,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     seed: Annotated[int, typer.Option(help="seed of the borrowers' keys and positions")] = 1,
 ) -> None:
-    """Start anvil, deploy Aave V3, seed lenders and borrowers; leave it running."""
+    """Start anvil; deploy Aave V3, Morpho Blue and the Compound V3 stand-in; seed lenders and
+    borrowers on each; leave it running. Prints every address, the keeper config it wrote and
+    how to run keeper in live mode against it."""
+    from keeper.devnet.report import up_report
+    from keeper.progress import Steps
+
     t0 = time.perf_counter()
     try:
-        info = asyncio.run(devnet_up(borrowers, port, state_dir, seed))
+        info = asyncio.run(devnet_up(borrowers, port, state_dir, seed, Steps(err)))
     except KeeperError as e:
         _fail(e)
-    out.print(
-        f"devnet up in {time.perf_counter() - t0:.1f} s: anvil pid {info.anvil_pid} at {info.rpc_url}\n"
-        f"  PoolAddressesProvider {info.pool_addresses_provider}\n"
-        f"  Pool                  {info.pool}\n"
-        f"  AaveOracle            {info.oracle}\n"
-        f"  reserves              {', '.join(info.tokens)}\n"
-        f"  borrowers             {len(info.borrowers)} (lenders {len(info.lenders)})\n"
-        f"  keeper config         {state_dir / CONFIG_FILE}\n"
-        f"  state                 {state_dir / STATE_FILE}"
-    )
+    out.print(up_report(info, state_dir, time.perf_counter() - t0))
+
+
+@devnet_app.command()
+def key(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Print the devnet keeper wallet's private key, for KEEPER_PRIVATE_KEY in live mode.
+
+    It is anvil's dev account #1 of the public test mnemonic (funded with ETH on the devnet),
+    kept in <state-dir>/state.json under dev_keys.liquidator. Never use it on a real chain."""
+    try:
+        info = read_state(state_dir)
+    except KeeperError as e:
+        _fail(e)
+    if "liquidator" not in info.dev_keys:
+        _fail(KeeperError(f"{state_dir / STATE_FILE} holds no dev_keys.liquidator"))
+    out.print(info.dev_keys["liquidator"])
 
 
 @devnet_app.command()

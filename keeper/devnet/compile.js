@@ -5,7 +5,8 @@
 //   defaults: contracts/src  build/contracts.json   (relative to the repository root)
 //
 // The output is cached: it holds a sha256 of the solc version, the settings and every source
-// file, and the compiler only runs when that hash changes. Imports resolve against SRC_DIR and
+// file, and the compiler only runs when that hash changes. It also lists each source's own
+// sha256 (`sources`), so keeper can tell whether shipped bytecode still matches contracts/src. Imports resolve against SRC_DIR and
 // then node_modules (e.g. "@aave/core-v3/contracts/..."). Prints the output path on stdout;
 // on a compile error prints solc's messages on stderr and exits 1.
 "use strict";
@@ -52,6 +53,10 @@ function findImports(importPath) {
   return { error: `import not found: ${importPath}` };
 }
 
+function sha256(text) {
+  return crypto.createHash("sha256").update(text).digest("hex");
+}
+
 function compile(files) {
   const solc = require(path.join(ROOT, "node_modules", "solc"));
   const version = solc.version();
@@ -81,7 +86,8 @@ function compile(files) {
       };
     }
   }
-  return { solc: version, contracts };
+  const sources = Object.fromEntries(files.map((f) => [f.name, sha256(f.content)]));
+  return { solc: version, settings: SETTINGS, sources, contracts };
 }
 
 function main() {
@@ -89,7 +95,8 @@ function main() {
   const hash = hashOf(files);
   if (fs.existsSync(OUT)) {
     try {
-      if (JSON.parse(fs.readFileSync(OUT, "utf8")).sourceHash === hash) {
+      const cached = JSON.parse(fs.readFileSync(OUT, "utf8"));
+      if (cached.sourceHash === hash && cached.sources) {
         process.stdout.write(OUT + "\n");
         return;
       }

@@ -20,7 +20,7 @@ from pathlib import Path
 from keeper.devnet.anvil import is_anvil_running, start_anvil, stop_anvil
 from keeper.devnet.api import connect, deploy
 from keeper.devnet.comet import CometInfo, deploy_comet
-from keeper.devnet.morpho import MorphoInfo, deploy_morpho
+from keeper.devnet.morpho import MorphoInfo, compile_morpho, deploy_morpho
 from keeper.devnet.state import (
     ANVIL_LOG,
     CONFIG_FILE,
@@ -31,6 +31,7 @@ from keeper.devnet.state import (
     write_state,
 )
 from keeper.errors import DevnetError
+from keeper.progress import Steps
 
 MORPHO_FILE = "morpho.json"
 COMET_FILE = "comet.json"
@@ -46,8 +47,11 @@ def running_devnet(state_dir: Path) -> DevnetInfo | None:
     return None
 
 
-async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> DevnetInfo:
-    """Start anvil, deploy the market and borrowers, record state and the keeper config."""
+async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1,
+             steps: Steps | None = None) -> DevnetInfo:
+    """Start anvil, deploy the market and borrowers, record state and the keeper config
+    (``steps`` shows each phase as it runs)."""
+    steps = steps or Steps.quiet()
     live = running_devnet(state_dir)
     if live is not None:
         raise DevnetError(
@@ -55,13 +59,19 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> Dev
             f"run `keeper devnet down --state-dir {state_dir}` first"
         )
     state_dir.mkdir(parents=True, exist_ok=True)
-    proc = start_anvil(port, log_path=state_dir / ANVIL_LOG)
+    with steps.step(f"start anvil on 127.0.0.1:{port or 'a free port'}"):
+        proc = start_anvil(port, log_path=state_dir / ANVIL_LOG)
     try:
-        info = await deploy(proc.rpc_url, n_borrowers, seed)
+        with steps.step(f"Aave V3 3.0.2: deploy from npm @aave/core-v3, seed {n_borrowers} borrowers"):
+            info = await deploy(proc.rpc_url, n_borrowers, seed)
         w3 = connect(proc.rpc_url)
         try:
-            minfo = await deploy_morpho(w3, info, n_borrowers, seed)
-            cinfo = await deploy_comet(w3, info, n_borrowers, seed)
+            with steps.step("Morpho Blue 1.0.0: compile with npm solc 0.8.19 (cached in build/)"):
+                compile_morpho()
+            with steps.step(f"Morpho Blue: deploy WETH/USDC and WBTC/USDC, seed {n_borrowers} borrowers"):
+                minfo = await deploy_morpho(w3, info, n_borrowers, seed)
+            with steps.step(f"Compound V3 stand-in (CometStandIn): deploy, seed {n_borrowers} borrowers"):
+                cinfo = await deploy_comet(w3, info, n_borrowers, seed)
         finally:
             await w3.provider.disconnect()
     except BaseException:

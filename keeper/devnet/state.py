@@ -116,7 +116,9 @@ def chain_config_toml(info: DevnetInfo) -> str:
     Morpho Blue (whose oracles price nothing in USD) can still price its gas."""
     feeds = ", ".join(f'{s} = "{a}"' for s, a in sorted(info.feeds.items()))
     return (
-        "# Written by `keeper devnet up`: a local anvil with real Aave V3, Morpho Blue and a Comet stand-in.\n"
+        "# Written by `keeper devnet up`: a local anvil with real Aave V3 and Morpho Blue markets\n"
+        "# and a Compound V3 stand-in (CometStandIn). To send: mode = \"live\" at the top and\n"
+        "# KEEPER_PRIVATE_KEY=$(keeper devnet key) in the environment (default: dry_run).\n"
         "[chain]\n"
         f'rpc_url = "{info.rpc_url}"\n'
         f"chain_id = {info.chain_id}\n"

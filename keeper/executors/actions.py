@@ -44,7 +44,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
   action_key TEXT PRIMARY KEY, kind TEXT NOT NULL, market TEXT NOT NULL, account TEXT NOT NULL,
   block INTEGER NOT NULL, result TEXT NOT NULL, expected TEXT, realized TEXT, tx_hash TEXT,
-  detail TEXT, created_at REAL NOT NULL)
+  detail TEXT, created_at REAL NOT NULL, protocol TEXT)
 """
 
 
@@ -73,8 +73,12 @@ class ActionExecutor:
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
+        self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per market
         with store.transaction() as db:
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(actions)")}
+            if "protocol" not in columns:  # a store written before actions named their protocol
+                db.execute("ALTER TABLE actions ADD COLUMN protocol TEXT")
 
     def submit(self, decisions: list[Decision], adapter, market) -> int:
         """Start each decision as its own task (the tick does not wait for receipts)."""
@@ -97,7 +101,11 @@ class ActionExecutor:
     async def _run(self, d: Decision, adapter, market, slots: set[str]) -> ActionResult:
         kind = "liquidate" if isinstance(d, Liquidate) else "top_up"
         try:
-            r = await self.act(d, adapter, market)
+            # actions on one market go one after another, each simulated on the state the
+            # previous one left: a liquidation that moves the market's totals (bad debt, an
+            # absorb) cannot make the next one revert after it was simulated
+            async with self._markets.setdefault(d.market, asyncio.Lock()):
+                r = await self.act(d, adapter, market)
         except (ExecutionError, SourceError) as e:
             r = ActionResult(action_key(d), kind, "failed", detail=str(e))
             log.warning("action.failed", action_key=r.action_key, error=str(e))
@@ -194,7 +202,9 @@ class ActionExecutor:
     def _record(self, d: Decision, r: ActionResult) -> None:
         with self.store.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO actions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO actions (action_key, kind, market, account, block, result, "
+                "expected, realized, tx_hash, detail, created_at, protocol) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.action_key, r.kind, d.market, ",".join(d.accounts), d.block, r.result,
                  None if r.expected is None else str(r.expected),
-                 None if r.realized is None else str(r.realized), r.tx_hash, r.detail, time.time()))
+                 None if r.realized is None else str(r.realized), r.tx_hash, r.detail, time.time(),
+                 d.protocol))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from keeper.model import Status
 from keeper.notify.policy import ESCALATED, FLAGGED, RECOVERED, REMINDER, Alert
-from keeper.units import UINT256_MAX, format_fixed
+from keeper import units
+from keeper.units import format_fixed
 
 BASE_DECIMALS = 8  # Aave V3 USD oracle: 1e8 base units per USD
 
@@ -35,10 +36,8 @@ def status_words(status: Status | None) -> str:
 
 
 def format_hf(hf_wad: int | None) -> str:
-    """1.0234 (4 decimals, truncated); "none (no debt)" for no debt."""
-    if hf_wad is None or hf_wad == UINT256_MAX:
-        return "none (no debt)"
-    return format_fixed(hf_wad, 18, 4)
+    """1.0234 (4 decimals, truncated); "no debt" for no debt; "> 1000" above 1000."""
+    return units.format_hf(hf_wad)
 
 
 def format_usd(base: int) -> str:

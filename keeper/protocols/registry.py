@@ -12,6 +12,11 @@ from importlib import import_module
 from typing import Any
 
 PROTOCOLS = ("aave_v3", "morpho_blue", "compound_v3")
+DISPLAY = {"aave_v3": "Aave V3", "morpho_blue": "Morpho Blue", "compound_v3": "Compound V3"}
+
+
+def display_name(protocol: str) -> str:
+    return DISPLAY.get(protocol, protocol)
 
 
 def market_models() -> dict[str, Any]:

@@ -16,7 +16,7 @@ def test_health_factor_has_four_decimals_truncated():
     assert format_hf(999_999_999_999_999_999) == "0.9999"  # never shown as 1.0000
     assert format_hf(10**18) == "1.0000"
     assert format_hf(123_456_789_012_345_678_901) == "123.4567"
-    assert format_hf(None) == format_hf(UINT256_MAX) == "none (no debt)"
+    assert format_hf(None) == format_hf(UINT256_MAX) == "no debt"
 
 
 def test_usd_from_base_units():
@@ -61,7 +61,7 @@ def test_recovered_reminder_and_action_headlines():
     rec, _ = decide(AlertState(Status.LIQUIDATABLE, 0, 1), make_position("safe", hf_wad=None,
                     drop_to_liquidation_bps=None), RULE, 5)
     assert "recovered: now safe (was liquidatable)" in render(rec).subject
-    assert "HF none (no debt)" in render(rec).subject
+    assert "HF no debt" in render(rec).subject
     assert "Keeper action: none" in render(rec).text
     rem, _ = decide(AlertState(Status.AT_RISK, 0, 1), make_position("at_risk"), RULE, 3600)
     assert "] still at risk: " in render(rem).subject

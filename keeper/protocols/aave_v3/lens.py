@@ -3,9 +3,10 @@
 nothing is deployed. One eth_call returns everything the health math needs for ~1,000
 accounts as a flat word list; the Python side does almost no ABI work.
 
-The runtime code comes from the solc build of contracts/src (compiled by npm solc on
-first use, cached in build/). Where it cannot be had, or a node refuses state overrides,
-``AaveV3Adapter`` falls back to the Multicall3 path, which reads the same values.
+The runtime code comes from the package data (contracts/src compiled by npm solc when the
+package is built; see keeper.package_data). Where it cannot be had, or a node refuses state
+overrides, ``AaveV3Adapter`` falls back to the Multicall3 path, which reads the same values,
+and logs that once with the reason.
 """
 
 from __future__ import annotations
@@ -14,21 +15,36 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from functools import cache
 
+import structlog
+
 from keeper.chain.abi import selector
-from keeper.chain.artifacts import load_own  # the solc build of contracts/src
 from keeper.chain.rpc import Rpc
 from keeper.errors import DevnetError, SourceError
+from keeper.package_data import own_contract  # shipped in the package (build step)
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, UserReserve
 
 # An address with no code on any chain we know of; the override exists only inside the call.
 READER_ADDRESS = "0x000000000000000000000000000000000000Ca11"
+log = structlog.get_logger("keeper.aave_reader")
 READ = selector("read(address,address[],uint256,address[])")
+
+
+_fallback_logged: set[str] = set()
+
+
+def log_fallback(market: str, error: Exception) -> None:
+    """Say once per process, with the reason, that reads go the slower Multicall3 way."""
+    first = not _fallback_logged
+    _fallback_logged.add(market)
+    (log.warning if first else log.debug)(
+        "reader.unavailable", market=market, reason=str(error), fallback="multicall3",
+        note="accounts are read in two Multicall3 phases: same values, more requests")
 
 
 @cache
 def reader_code() -> str:
     """0x-hex runtime code of AaveAccountsReader. DevnetError when it cannot be built."""
-    code = load_own("AaveAccountsReader").deployed_bytecode
+    code = own_contract("AaveAccountsReader").get("deployedBytecode", "")
     if not code or code == "0x":
         raise DevnetError("AaveAccountsReader has no runtime code in the build")
     return code if code.startswith("0x") else "0x" + code

@@ -197,8 +197,7 @@ class AaveV3Adapter:
                 return await aave_reader.read_accounts(self.rpc, accounts, market, self.has_stable)
             except (SourceError, DevnetError) as e:
                 self.use_reader = False  # e.g. no state overrides on this node: stay on Multicall3
-                log.warning("reader.unavailable", market=self.label, error=str(e),
-                            fallback="multicall3")
+                aave_reader.log_fallback(self.label, e)
         return await self.read_accounts_multicall(accounts, market)
 
     async def iter_accounts(self, accounts: Sequence[Address],
@@ -212,8 +211,7 @@ class AaveV3Adapter:
                 return
             except (SourceError, DevnetError) as e:
                 self.use_reader = False
-                log.warning("reader.unavailable", market=self.label, error=str(e),
-                            fallback="multicall3")
+                aave_reader.log_fallback(self.label, e)
         yield await self.read_accounts_multicall(accounts, market)
 
     async def read_accounts_multicall(self, accounts: Sequence[Address],

@@ -1,0 +1,60 @@
+"""keeper.demo_story: what the demo prints about keeper's actions, read from a real SQLite
+store written the way keeper writes it (the ``actions`` table of keeper.executors.actions)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from rich.console import Console
+
+from keeper.demo_story import ActionWatcher, action_line, read_actions, realized_profit
+from keeper.executors.actions import _SCHEMA as SCHEMA  # the table keeper writes
+
+ACCOUNT = "0x997F54213D0a602dE2E9046A5983EcCCE544f185"
+TX = "0x" + "ab" * 32
+
+
+def insert(db, key, market, kind, result, tx=None, detail=None, protocol="aave_v3", realized=None):
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO actions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (key, kind, market, ACCOUNT, 33, result, None, realized, tx, detail, 1.0, protocol))
+    con.commit()
+    con.close()
+
+
+def test_actions_are_read_as_they_land_and_told_plainly(tmp_path):
+    db = tmp_path / "keeper.sqlite"
+    assert read_actions(db) == []  # keeper has not started yet
+    con = sqlite3.connect(db)
+    con.executescript(SCHEMA)
+    con.close()
+    insert(db, f"liq:devnet:{ACCOUNT}:33", "devnet", "liquidate", "done", TX, realized="137472525672")
+    rows = read_actions(db)
+    assert realized_profit(rows[0]) == 137472525672
+    assert action_line(rows[0]) == (
+        f"  [green]action[/] liquidation of 0x997F…f185 on Aave V3: done tx {TX}, "
+        "realized profit $1,374.72 after gas")
+    insert(db, f"liq:morpho:0xd55c947f:{ACCOUNT}:34", "morpho:0xd55c947f", "liquidate", "lost",
+           detail=f"position no longer liquidatable (hf {2**256 - 1})", protocol="morpho_blue")
+    new = read_actions(db, rows[-1]["rowid"])
+    assert [r["action_key"][:13] for r in new] == ["liq:morpho:0x"]
+    assert realized_profit(new[0]) is None
+    assert action_line(new[0]).endswith(
+        "on Morpho Blue: lost (position no longer liquidatable (HF no debt))")
+
+
+def test_the_watcher_prints_each_row_once(tmp_path):
+    db = tmp_path / "keeper.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(SCHEMA)
+    con.close()
+    console = Console(record=True, width=200)
+    w = ActionWatcher(db, console)
+    insert(db, f"liq:comet:{ACCOUNT}:40", "comet", "liquidate", "done", TX, "absorbed 1", "compound_v3")
+    w.poll()
+    w.poll()
+    insert(db, f"topup:devnet:{ACCOUNT}:41", "devnet", "top_up", "skipped", detail="already sent")
+    w.stop()  # polls once more
+    text = console.export_text()
+    assert text.count("action") == 1 and "liquidation of 0x997F…f185 on Compound V3" in text
+    assert len(w.rows) == 2  # the skipped one is kept, not printed
