@@ -46,8 +46,10 @@ def running_devnet(state_dir: Path) -> DevnetInfo | None:
     return None
 
 
-async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> DevnetInfo:
-    """Start anvil, deploy the market and borrowers, record state and the keeper config."""
+async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1,
+             aave: str = "3.0.2") -> DevnetInfo:
+    """Start anvil, deploy the market (Aave ``aave``: "3.0.2" or "3.6") and borrowers, record
+    state and the keeper config."""
     live = running_devnet(state_dir)
     if live is not None:
         raise DevnetError(
@@ -57,7 +59,7 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> Dev
     state_dir.mkdir(parents=True, exist_ok=True)
     proc = start_anvil(port, log_path=state_dir / ANVIL_LOG)
     try:
-        info = await deploy(proc.rpc_url, n_borrowers, seed)
+        info = await deploy(proc.rpc_url, n_borrowers, seed, aave)
         w3 = connect(proc.rpc_url)
         try:
             minfo = await deploy_morpho(w3, info, n_borrowers, seed)
