@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from keeper.health.aave36_liquidation import best_liquidation36
+from keeper.health.aave36_math import is_v36
+from keeper.health.aave36_topup import plan_top_up36
 from keeper.health.aave_liquidation import LiquidationQuote, best_liquidation
 from keeper.health.aave_topup import TopUpPlan, plan_top_up
 from keeper.model import AaveAccount, AaveMarketState, Address, Position, Status
@@ -90,7 +93,8 @@ def decide(key: str, market: AaveMarketState, positions: Iterable[Position],
             if pos.health_factor_wad < rule.trigger_hf_wad:
                 # sized for a little later than this block: interest accrues until it is mined
                 later = replace(market, timestamp=market.timestamp + TOP_UP_HORIZON_S)
-                plan = plan_top_up(later, acct, rule.target_hf_wad,
+                top_up = plan_top_up36 if is_v36(market) else plan_top_up  # 3.6 rounding
+                plan = top_up(later, acct, rule.target_hf_wad,
                                    [(k, later.by_symbol(s).asset) for k, s in rule.actions], wallet)
                 if plan is not None and plan.amount > 0:
                     why = (f"health factor {pos.health_factor_wad} below trigger {rule.trigger_hf_wad}; "
@@ -101,7 +105,8 @@ def decide(key: str, market: AaveMarketState, positions: Iterable[Position],
             if gas_base is None:
                 gas_base = gas_cost_base(market, policy.liquidation_gas, gas_price_wei,
                                          policy.gas_price_asset)
-            quote = best_liquidation(market, acct, gas_base, policy.min_profit_base, wallet)
+            best = best_liquidation36 if is_v36(market) else best_liquidation  # 3.3 rules
+            quote = best(market, acct, gas_base, policy.min_profit_base, wallet)
             if quote is not None:
                 profit = quote.profit_base(gas_base)
                 why = (f"health factor {pos.health_factor_wad} < 1; profit {profit} base after gas "

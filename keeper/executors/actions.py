@@ -38,6 +38,7 @@ from keeper.units import mul_div_down
 
 log = structlog.get_logger("keeper.executors")
 LIQUIDATION_CALL = topic("LiquidationCall(address,address,address,uint256,uint256,address,bool)")
+DEFICIT_CREATED = topic("DeficitCreated(address,address,uint256)")  # Aave 3.3+ (user, debtAsset)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -156,7 +157,8 @@ class ActionExecutor:
             logc.info("liquidation.dry_run", reason="decided; approve simulated, not sent")
             return ActionResult(key, "liquidate", "dry_run", expected=q.collateral_to_receive)
         req = TxRequest(to=market.pool, data=enc.liquidation_call(q.collateral_asset, q.debt_asset,
-                        d.account, q.debt_to_repay), purpose=f"liquidate {d.account}",
+                        d.account, q.debt_to_repay if q.debt_to_cover is None else q.debt_to_cover),
+                        purpose=f"liquidate {d.account}",
                         action_key=key, max_cost_wei=budget)
         out = await self.send_liquidation(req, logc, q.collateral_to_receive)
         if isinstance(out, ActionResult):
@@ -171,7 +173,8 @@ class ActionExecutor:
         realized = (mul_div_down(seized, coll.price_base, 10**coll.config.decimals)
                     - -(-repaid * debt.price_base // 10**debt.config.decimals) - gas_base)
         logc.info("liquidation.done", tx=out.hash, realized_collateral=seized, repaid=repaid,
-                  realized_profit_base=realized, gas_cost_wei=out.cost_wei)
+                  realized_profit_base=realized, gas_cost_wei=out.cost_wei,
+                  deficit_created=_deficit_created(out, d.account))
         return ActionResult(key, "liquidate", "done", out.hash, q.collateral_to_receive, seized,
                             detail=f"expected_profit_base={d.profit_base} realized_profit_base={realized}")
 
@@ -231,6 +234,17 @@ class ActionExecutor:
 
 def _has(market: AaveMarketState, symbol: str) -> bool:
     return any(r.symbol.upper() == symbol.upper() for r in market.reserves)
+
+
+def _deficit_created(out: TxOutcome, user: str) -> int:
+    """Aave 3.3+: debt burned as deficit for ``user`` in this receipt (sum over reserves)."""
+    total = 0
+    for lg in out.logs:
+        topics = lg.get("topics", [])
+        if len(topics) > 1 and bytes.fromhex(topics[0][2:]) == DEFICIT_CREATED \
+                and topics[1][-40:].lower() == user[2:].lower():
+            total += word(bytes.fromhex(lg["data"][2:]), 0)
+    return total
 
 
 def _liquidation_event(out: TxOutcome, user: str) -> tuple[int, int] | None:
