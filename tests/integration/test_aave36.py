@@ -7,21 +7,13 @@ three 3.3-rule borrowers execute on chain without a revert, to the wei of the ev
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
-import pytest_asyncio
-from web3 import AsyncWeb3
 
 from keeper.chain.rpc import Rpc
 from keeper.config import load_config
 from keeper.devnet.aave36 import load_aave36
-from keeper.devnet.anvil import AnvilProcess, start_anvil, stop_anvil
-from keeper.devnet.api import advance_time, apply_price_change, connect, deploy, get_price, mint, set_price
+from keeper.devnet.api import advance_time, apply_price_change, get_price, mint, set_price
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
-from keeper.devnet.state import DevnetInfo, write_keeper_config
 from keeper.engine import Engine
 from keeper.executors.guard import decode_revert
 from keeper.health.aave36_liquidation import (
@@ -34,62 +26,10 @@ from keeper.health.aave36_math import account_data36
 from keeper.protocols import aave36_errors
 from keeper.store import Store
 from keeper.units import UINT256_MAX, WAD
+from tests.integration.devnet36 import _snapshot36, anvil36, devnet36, engine36, w3_36  # noqa: F401
 from tests.integration.test_monitor import assert_equal_to_pool, scan
 
-N_BORROWERS = 24
 MAX = 2**256 - 1
-
-
-@dataclass(frozen=True)
-class Devnet36:
-    info: DevnetInfo
-    config_path: Path
-    anvil: AnvilProcess
-
-
-@pytest.fixture(scope="module")
-def anvil36(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
-    proc = start_anvil(port=0, log_path=tmp_path_factory.mktemp("anvil36") / "anvil.log")
-    try:
-        yield proc
-    finally:
-        stop_anvil(proc.pid)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def devnet36(anvil36: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Devnet36:
-    info = await deploy(anvil36.rpc_url, n_borrowers=N_BORROWERS, seed=3, aave="3.6")
-    path = write_keeper_config(info, tmp_path_factory.mktemp("devnet36") / "keeper.toml")
-    return Devnet36(info, path, anvil36)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def w3_36(devnet36: Devnet36) -> AsyncIterator[AsyncWeb3]:
-    client = connect(devnet36.info.rpc_url)
-    try:
-        yield client
-    finally:
-        await client.provider.disconnect()
-
-
-@pytest_asyncio.fixture(autouse=True, loop_scope="session")
-async def _snapshot36(w3_36: AsyncWeb3) -> AsyncIterator[None]:
-    snapshot = await rpc(w3_36, "evm_snapshot", [])
-    try:
-        yield
-    finally:
-        assert await rpc(w3_36, "evm_revert", [snapshot])
-        await rpc(w3_36, "evm_setAutomine", [True])
-
-
-@pytest.fixture
-async def engine36(devnet36, tmp_path):
-    cfg = load_config(devnet36.config_path)
-    cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"path": tmp_path / "k.sqlite"})})
-    node, store = Rpc(devnet36.info.rpc_url), Store(tmp_path / "k.sqlite")
-    yield Engine(cfg, node, store)
-    store.close()
-    await node.close()
 
 
 async def crash(w3, info, symbol: str = "WETH", step: str = "-30%") -> None:
