@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--borrowers", type=int, default=40)
     ap.add_argument("--dir", type=Path, default=Path(".devnet/demo"))
     ap.add_argument("--pause", type=float, default=1.5, help="seconds between price steps")
+    ap.add_argument("--aave", default="3.6", choices=("3.6", "3.0.2"), help="Aave V3 version to deploy")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     for old in args.dir.glob("*.sqlite*"):
@@ -169,10 +170,10 @@ def main() -> None:
     server, hook_url = start_webhook(on_alert)
     try:
         t0 = time.perf_counter()
-        info = asyncio.run(deploy(proc.rpc_url, n_borrowers=args.borrowers, seed=1))
+        info = asyncio.run(deploy(proc.rpc_url, n_borrowers=args.borrowers, seed=1, aave=args.aave))
         minfo = asyncio.run(deploy_morpho(connect(proc.rpc_url), info, args.borrowers // 2, 1))
         cinfo = asyncio.run(deploy_comet(connect(proc.rpc_url), info, args.borrowers // 2, 1))
-        console.print(f"anvil pid {proc.pid} at {proc.rpc_url}; Aave V3 with {len(info.borrowers)} "
+        console.print(f"anvil pid {proc.pid} at {proc.rpc_url}; Aave V3 {info.aave_version} with {len(info.borrowers)} "
                       f"borrowers, Morpho Blue ({', '.join(minfo.labels.values())}) with "
                       f"{len(minfo.borrowers)} and Compound V3 (CometStandIn, a stand-in for tests) "
                       f"with {len(cinfo.borrowers)} in {time.perf_counter() - t0:.1f} s")

@@ -2,7 +2,7 @@
 
 ::
 
-    keeper devnet up [--borrowers 20] [--port 8545] [--state-dir .devnet] [--seed 1] [--aave 3.6]
+    keeper devnet up [--borrowers 20] [--port 8545] [--state-dir .devnet] [--seed 1] [--aave 3.6|3.0.2]
     keeper devnet price WETH -30%        # or +10%, or an absolute USD price: 1500.25
     keeper devnet advance 86400          # seconds; 90m, 12h, 30d also work
     keeper devnet down
@@ -53,8 +53,8 @@ def up(
     port: Annotated[int, typer.Option(help="anvil port on 127.0.0.1 (0 = any free port)")] = 8545,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     seed: Annotated[int, typer.Option(help="seed of the borrowers' keys and positions")] = 1,
-    aave: Annotated[str, typer.Option(help="Aave V3 version: 3.0.2 (npm artifacts) or 3.6 "
-                                           "(compiled from npm sources)")] = "3.0.2",
+    aave: Annotated[str, typer.Option(help="Aave V3 version: 3.6 (compiled from npm sources, "
+                                           "what live markets run) or 3.0.2 (npm artifacts)")] = "3.6",
 ) -> None:
     """Start anvil, deploy Aave V3, seed lenders and borrowers; leave it running."""
     t0 = time.perf_counter()

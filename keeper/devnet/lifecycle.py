@@ -47,7 +47,7 @@ def running_devnet(state_dir: Path) -> DevnetInfo | None:
 
 
 async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1,
-             aave: str = "3.0.2") -> DevnetInfo:
+             aave: str = "3.6") -> DevnetInfo:
     """Start anvil, deploy the market (Aave ``aave``: "3.0.2" or "3.6") and borrowers, record
     state and the keeper config."""
     live = running_devnet(state_dir)

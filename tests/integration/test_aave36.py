@@ -198,3 +198,27 @@ async def test_taking_all_collateral_leaves_a_deficit(devnet36, engine36, w3_36)
     assert after[1] == 0  # no debt left: the rest became the reserves' deficit
     assert await pool.functions.getReserveDeficit(quote.debt_asset).call() > 0
     assert MIN_LEFTOVER_BASE == 1_000 * 10**8
+
+
+@pytest.mark.parametrize("args,version", [((), "3.6"), (("--aave", "3.0.2"), "3.0.2")])
+def test_devnet_up_is_3_6_by_default_and_scan_check_agrees_with_the_pool(tmp_path, args, version):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    state = tmp_path / "devnet"
+
+    def keeper(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "keeper", *a], capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ))
+
+    up = keeper("devnet", "up", "--port", "0", "--state-dir", str(state), "-n", "4", *args)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert json.loads((state / "state.json").read_text())["aave_version"] == version
+        out = keeper("scan", "--config", str(state / "keeper.toml"), "--json", "--check")
+        assert out.returncode == 0, out.stderr
+        assert "0 mismatches" in out.stdout + out.stderr
+    finally:
+        assert keeper("devnet", "down", "--state-dir", str(state)).returncode == 0
