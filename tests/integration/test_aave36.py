@@ -81,6 +81,39 @@ async def test_hf_equals_get_user_account_data_to_the_wei(devnet36, engine36, w3
         assert any(p.health_factor_wad < WAD for p in positions.values())
 
 
+async def test_what_if_shock_and_drop_to_liquidation_agree_with_the_pool(devnet36, engine36, w3_36):
+    info = devnet36.info
+    block, positions = await scan(engine36)
+    what_if = {p.account: p for p in await engine36.full_scan(block, {"WETH": -2000})}
+    weth = [p for p in positions.values() if p.main_collateral == "WETH" and p.drop_to_liquidation_bps]
+    target = min(weth, key=lambda p: p.drop_to_liquidation_bps)
+    old = await get_price(w3_36, info, "WETH")
+    same_time = int((await w3_36.eth.get_block(block))["timestamp"])  # no interest in between
+    snapshot = await rpc(w3_36, "evm_snapshot", [])
+    await set_price(w3_36, info, "WETH", old * 8000 // 10_000, timestamp=same_time)
+    _, real = await scan(engine36)
+    assert {a: p.health_factor_wad for a, p in what_if.items()} == \
+        {a: p.health_factor_wad for a, p in real.items()}
+    await rpc(w3_36, "evm_revert", [snapshot])
+    adapter = engine36.watches[0].adapter
+    for bps, below in ((target.drop_to_liquidation_bps, True), (target.drop_to_liquidation_bps - 1, False)):
+        snapshot = await rpc(w3_36, "evm_snapshot", [])
+        await set_price(w3_36, info, "WETH", old * (10_000 - bps) // 10_000, timestamp=same_time)
+        (view,) = await adapter.pool_account_data([target.account], await engine36.rpc.block_number())
+        assert (view.health_factor_wad < WAD) is below
+        await rpc(w3_36, "evm_revert", [snapshot])
+
+
+async def test_lens_reader_and_multicall_read_the_same_accounts(devnet36, engine36, w3_36):
+    await advance_time(w3_36, 30 * 86_400)
+    block, positions = await scan(engine36)
+    w = engine36.watches[0]
+    assert w.adapter.use_reader and not w.adapter.has_stable
+    accounts = sorted(positions) + list(devnet36.info.lenders)
+    assert await w.adapter.read_accounts(accounts, w.market) == \
+        await w.adapter.read_accounts_multicall(accounts, w.market)
+
+
 async def test_rule_borrowers_sit_in_their_rules_after_the_crash(devnet36, engine36, w3_36):
     await crash(w3_36, devnet36.info)
     block, positions = await scan(engine36)

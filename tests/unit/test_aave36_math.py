@@ -204,3 +204,12 @@ def test_custom_errors_decode_with_their_arguments():
         ["address", "uint256"], [WETH.asset, 1])
     assert decode(data) == f"InvalidCollateralInEmode({WETH.asset.lower()}, 1)"
     assert decode(b"\x08\xc3\x79\xa0") is None
+
+
+@given(st.integers(min_value=10**15, max_value=10**24), st.integers(min_value=10**6, max_value=10**13),
+       st.integers(min_value=1, max_value=10**12), st.integers(min_value=0, max_value=10**12))
+def test_hf_never_rises_when_the_collateral_price_falls(coll, debt, price, cut):
+    lower = max(1, price - cut)
+    acct = account({WETH: coll, WBTC: coll // 10**10}, {USDC: debt})
+    hf = [hf36(m36(replace(WETH, price_base=p), WBTC, USDC, DAI), acct) for p in (price, lower)]
+    assert hf[1] <= hf[0]
