@@ -71,6 +71,7 @@ class Reserve:
     price_base: int  # AaveOracle.getAssetPrice, in the oracle's base unit (1e8 for USD)
     price_source: Address  # the Chainlink-style feed behind the oracle ("" if none)
     liquidation_grace_until: int = 0  # Aave 3.1+: Pool.getLiquidationGracePeriod (0 before 3.1)
+    virtual_underlying: int | None = None  # Aave 3.4+: Pool.getVirtualUnderlyingBalance (None: not read)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,9 @@ as ``Liquidation36Invalid`` carrying the Errors.sol name. What 3.3+ changed from
 * balances round as TokenMath does (collateral down, debt up; burns floor/ceil), debt in
   base rounds up (``mulDivCeil``), ``debtAmountNeeded`` rounds up (``percentDivCeil``);
 * e-mode bonus only for collateral whose bit is set in the category's collateral bitmap;
-* a reserve in its liquidation grace period (3.1) reverts ``LiquidationGraceSentinelCheckFailed``.
+* a reserve in its liquidation grace period (3.1) reverts ``LiquidationGraceSentinelCheckFailed``;
+* the collateral paid out in the underlying leaves the reserve's virtual balance (3.4), which
+  underflows (a panic) when the collateral is lent out: that pair is skipped.
 
 ``best_liquidation36`` picks the most profitable pair like ``best_liquidation`` and, where
 the largest amount would revert for dust, the largest amount that does not (bisection on
@@ -140,6 +142,10 @@ def _quote(market: AaveMarketState, acct: AaveAccount, coll: Reserve, debt: Rese
     burn = reserve_debt if no_collateral_left else needed
     if ray_div_floor(burn, index) == 0:  # VariableDebtToken.burn -> _burnScaled
         raise Liquidation36Invalid("InvalidBurnAmount")
+    if coll.virtual_underlying is not None:  # _burnCollateralATokens: virtual balance - taken
+        added = needed if coll.id == debt.id else 0
+        if to_liquidator > coll.virtual_underlying + added:
+            raise Liquidation36Invalid("Panic(0x11)")  # not enough liquidity to pay out
     burned = ray_div_ceil(to_liquidator, income)  # AToken.burn (getATokenBurnScaledAmount)
     if burned == 0:
         raise Liquidation36Invalid("InvalidBurnAmount")

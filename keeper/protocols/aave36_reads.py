@@ -41,19 +41,21 @@ async def probe_version(mc: Multicall, pool: str, block: int) -> tuple[tuple[int
 
 
 def calls36(pool: str, emode_ids: Sequence[int], reserves: Sequence[Reserve]) -> list[Call]:
-    """Per category: collateral config and the three bitmaps; per reserve: its grace period."""
+    """Per category: collateral config and the three bitmaps; per reserve: its grace period and
+    its virtual underlying balance (what can leave the aToken: liquidated collateral included)."""
     calls = []
     for c in emode_ids:
         calls.append(Call(pool, call_data(_COLLATERAL_CONFIG, uint_arg(c))))
         calls += [Call(pool, call_data(sig, uint_arg(c))) for sig in _BITMAPS]
-    calls += [Call(pool, call_data("getLiquidationGracePeriod(address)", addr_arg(r.asset)))
-              for r in reserves]
+    for r in reserves:
+        calls.append(Call(pool, call_data("getLiquidationGracePeriod(address)", addr_arg(r.asset))))
+        calls.append(Call(pool, call_data("getVirtualUnderlyingBalance(address)", addr_arg(r.asset))))
     return calls
 
 
 def parse36(emode_ids: Sequence[int], reserves: Sequence[Reserve], res: Sequence[tuple[bool, bytes]]
-            ) -> tuple[dict[int, EModeCategory], dict[int, int]]:
-    """(e-mode categories by id, grace period end by reserve id) from ``calls36``'s results."""
+            ) -> tuple[dict[int, EModeCategory], dict[int, dict[str, int]]]:
+    """(e-mode categories by id, Reserve fields by reserve id) from ``calls36``'s results."""
     if not all(ok for ok, _ in res):
         raise SourceError("Aave 3.6 e-mode / grace-period read failed")
     emode: dict[int, EModeCategory] = {}
@@ -62,6 +64,10 @@ def parse36(emode_ids: Sequence[int], reserves: Sequence[Reserve], res: Sequence
         emode[c] = EModeCategory(c, word(cfg, 0), word(cfg, 1), word(cfg, 2), ZERO, 0, "",
                                  collateral_bitmap=word(coll), borrowable_bitmap=word(borrow),
                                  ltvzero_bitmap=word(ltv0))
-    grace_raw = res[4 * len(emode_ids):]
-    grace = {r.id: word(raw) for r, (_, raw) in zip(reserves, grace_raw, strict=True)}
-    return emode, grace
+    per_reserve = res[4 * len(emode_ids):]
+    if len(per_reserve) != 2 * len(reserves):
+        raise SourceError("Aave 3.6 per-reserve read: wrong number of results")
+    fields = {r.id: {"liquidation_grace_until": word(per_reserve[2 * k][1]),
+                     "virtual_underlying": word(per_reserve[2 * k + 1][1])}
+              for k, r in enumerate(reserves)}
+    return emode, fields

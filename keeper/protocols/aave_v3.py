@@ -148,8 +148,8 @@ class AaveV3Adapter:
                 price_base=word(pr) if ok_p else 0, price_source=sources[a]))
         reserves.sort(key=lambda r: r.id)
         emode, feeds, grace = await self._emode_and_feeds(reserves, block)
-        if grace:
-            reserves = [replace(r, liquidation_grace_until=grace[r.id]) for r in reserves]
+        if grace:  # 3.6: grace periods, virtual balances
+            reserves = [replace(r, **grace[r.id]) for r in reserves]
         self.feeds = feeds
         unreliable = set()
         for r in reserves:

@@ -50,6 +50,7 @@ async def test_version_is_read_from_the_chain(devnet36, engine36, devnet, tmp_pa
     market = engine36.watches[0].market
     assert (market.version, market.revision) == ((3, 6), 10)
     assert all(r.stable_debt_token == "0x" + "00" * 20 for r in market.reserves)
+    assert all(r.virtual_underlying > 0 and r.liquidation_grace_until == 0 for r in market.reserves)
     (cat,) = market.emode_categories.values()  # bitmaps: USDC (2) and DAI (3) as collateral
     assert (cat.liquidation_threshold_bps, cat.collateral_bitmap, cat.borrowable_bitmap) == (9500, 0b1100, 0b1100)
     node = Rpc(devnet.rpc_url)  # the session's 3.0.2 devnet keeps the 3.0 math

@@ -213,3 +213,15 @@ def test_hf_never_rises_when_the_collateral_price_falls(coll, debt, price, cut):
     acct = account({WETH: coll, WBTC: coll // 10**10}, {USDC: debt})
     hf = [hf36(m36(replace(WETH, price_base=p), WBTC, USDC, DAI), acct) for p in (price, lower)]
     assert hf[1] <= hf[0]
+
+
+def test_collateral_the_reserve_cannot_pay_out_is_skipped():
+    mk, acct = liquidatable({USDC: 1_500}, 2_000)
+    q = plan_liquidation36(mk, acct, WETH.asset, USDC.asset, UINT256_MAX)
+    short = replace(mk, reserves=tuple(replace(r, virtual_underlying=q.collateral_to_receive - 1)
+                                       if r.id == WETH.id else r for r in mk.reserves))
+    with pytest.raises(Liquidation36Invalid, match="Panic"):
+        plan_liquidation36(short, acct, WETH.asset, USDC.asset, UINT256_MAX)
+    enough = replace(short, reserves=tuple(replace(r, virtual_underlying=q.collateral_to_receive)
+                                           if r.id == WETH.id else r for r in short.reserves))
+    assert plan_liquidation36(enough, acct, WETH.asset, USDC.asset, UINT256_MAX) == q
