@@ -195,11 +195,42 @@ async def test_dust_revert_is_a_decoded_custom_error(devnet36, engine36, w3_36):
     user = info.rule_borrowers["max_leaves_dust"]
     weth, dai = info.tokens["WETH"], info.tokens["DAI"]
     data = calldata(load_aave36("PoolInstance").abi, "liquidationCall", [weth, dai, user, MAX, False])
-    with pytest.raises(Exception) as e:  # web3 raises ContractCustomError / Web3RPCError
+    with pytest.raises(Exception) as e:  # web3's ContractCustomError, with the revert data
         await w3_36.eth.call({"from": info.liquidator, "to": info.pool, "data": data})
-    raw = getattr(e.value, "data", None) or getattr(e.value, "args", [None, None])[-1]
-    raw = bytes.fromhex(str(raw).removeprefix("0x")[:8]) if raw else b""
-    assert decode_revert(raw) == "Aave error MustNotLeaveDust()"
+    assert decode_revert(bytes.fromhex(str(e.value.data).removeprefix("0x"))) == \
+        "Aave error MustNotLeaveDust()"
+
+
+async def test_grace_period_is_skipped_until_it_ends(devnet36, engine36, w3_36):
+    info = devnet36.info
+    wallet = await _fund_liquidator(w3_36, info)
+    await crash(w3_36, info)
+    conf = load_aave36("PoolConfiguratorInstance").abi
+    weth = info.tokens["WETH"]
+    await _send(w3_36, info.deployer, info.pool_configurator, calldata(conf, "setReservePause", [weth, True]))
+    await _send(w3_36, info.deployer, info.pool_configurator,
+                calldata(conf, "setReservePause", [weth, False, 3_600]))  # unpaused, 1 h of grace
+    user = info.rule_borrowers["small_debt"]  # WETH is its only collateral
+    block, _ = await scan(engine36)
+    market, accts = await accounts_at(engine36, block)
+    assert market.by_asset(weth).liquidation_grace_until > market.timestamp
+    assert best_liquidation36(market, accts[user], 0, 0, wallet, info.liquidator) is None
+    data = calldata(load_aave36("PoolInstance").abi, "liquidationCall",
+                    [weth, info.tokens["USDC"], user, MAX, False])
+    with pytest.raises(Exception) as e:
+        await w3_36.eth.call({"from": info.liquidator, "to": info.pool, "data": data})
+    assert aave36_errors.decode(bytes.fromhex(str(e.value.data).removeprefix("0x"))) == \
+        "LiquidationGraceSentinelCheckFailed()"
+    await advance_time(w3_36, 3_601)
+    block, _ = await scan(engine36)
+    market, accts = await accounts_at(engine36, block)
+    quote = best_liquidation36(market, accts[user], 0, 0, wallet, info.liquidator)
+    assert quote is not None
+    await rpc(w3_36, "evm_setNextBlockTimestamp", [market.timestamp])
+    receipt = await _send(w3_36, info.liquidator, info.pool, calldata(
+        load_aave36("PoolInstance").abi, "liquidationCall",
+        [quote.collateral_asset, quote.debt_asset, user, quote.debt_to_cover, False]))
+    assert int(receipt["status"], 16) == 1
 
 
 def test_errors_list_matches_the_compiled_errors_library():
