@@ -13,6 +13,7 @@ from keeper.chain.multicall import Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.config import Config
 from keeper.errors import KeeperError
+from keeper.protocols import aave36_reads
 
 
 @dataclass(frozen=True)
@@ -119,4 +120,13 @@ async def _aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block
         return f"{n} reserves"
 
     out.append(await check(f"{label}: reserves", reserves))
+
+    async def version() -> str:  # which math keeper will use (protocols.aave36_reads)
+        v, revision, emode_ids = await aave36_reads.probe_version(mc, found["pool"], block)
+        rev = f", Pool revision {revision}" if revision else ""
+        if v >= aave36_reads.V36:
+            return f"Aave 3.6 math and rules (3.2+ views{rev}; e-mode categories {list(emode_ids)})"
+        return f"Aave 3.0.x math and rules{rev}"
+
+    out.append(await check(f"{label}: version", version))
     return out

@@ -285,5 +285,8 @@ def test_devnet_up_is_3_6_by_default_and_scan_check_agrees_with_the_pool(tmp_pat
         out = keeper("scan", "--config", str(state / "keeper.toml"), "--json", "--check")
         assert out.returncode == 0, out.stderr
         assert "0 mismatches" in out.stdout + out.stderr
+        doctor = keeper("doctor", "--config", str(state / "keeper.toml"))
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert f"Aave {'3.6' if version == '3.6' else '3.0.x'} math and rules" in doctor.stdout
     finally:
         assert keeper("devnet", "down", "--state-dir", str(state)).returncode == 0
