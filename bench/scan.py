@@ -9,13 +9,13 @@ Per protocol and size, a fresh anvil with that protocol's borrowers (Morpho Blue
 V3 deploy over an Aave devnet with no borrowers: its tokens and feeds) and a keeper config with
 only that market. The naive scan, 8 requests in flight:
 
-* aave_v3: ``getUserAccountData(user)`` per borrower;
+* aave_v3 (3.0.2) and aave_v3.6 (Aave 3.6 from its sources): ``getUserAccountData(user)`` per borrower;
 * morpho_blue: ``position(id, user)`` per borrower plus ``market(id)`` per market;
 * compound_v3: ``isLiquidatable(user)`` per borrower.
 
 The "correct" column:
 
-* aave_v3: keeper's health factor equals the Pool's ``getUserAccountData``, to the wei;
+* aave_v3, aave_v3.6: keeper's health factor equals the Pool's ``getUserAccountData``, to the wei;
 * morpho_blue: keeper found every seeded (market, borrower) position, and its raw positions
   equal the naive ``position(id, user)``;
 * compound_v3: after WETH and WBTC fall 25 % (before keeper starts) and a transaction
@@ -59,7 +59,7 @@ from keeper.model import Status  # noqa: E402
 from keeper.store import Store  # noqa: E402
 from keeper.units import UINT256_MAX  # noqa: E402
 
-PROTOCOLS = ("aave_v3", "morpho_blue", "compound_v3")
+PROTOCOLS = ("aave_v3", "aave_v3.6", "morpho_blue", "compound_v3")
 SEED = 7
 CRASH = (("WETH", "-25%"), ("WBTC", "-25%"))  # compound_v3 only: some positions liquidatable
 
@@ -139,9 +139,10 @@ class Result:
 
 
 # -- per protocol ---------------------------------------------------------------------
-async def bench_aave(url: str, n: int, tmp: Path, concurrency: int) -> tuple[float, dict, tuple, str]:
+async def bench_aave(url: str, n: int, tmp: Path, concurrency: int,
+                     aave: str = "3.0.2") -> tuple[float, dict, tuple, str]:
     t0 = time.perf_counter()
-    info = await deploy(url, n_borrowers=n, seed=SEED)
+    info = await deploy(url, n_borrowers=n, seed=SEED, aave=aave)
     setup = time.perf_counter() - t0
     cfg = tmp / "keeper.toml"
     cfg.write_text(keeper_config_toml(info))
@@ -226,7 +227,12 @@ async def bench_comet(url: str, n: int, tmp: Path, concurrency: int) -> tuple[fl
                                   f"({sum(view.values()):,} liq.)" + (f", {missing} missed" if missing else ""))
 
 
-BENCHES = {"aave_v3": bench_aave, "morpho_blue": bench_morpho, "compound_v3": bench_comet}
+async def bench_aave36(url: str, n: int, tmp: Path, concurrency: int) -> tuple[float, dict, tuple, str]:
+    return await bench_aave(url, n, tmp, concurrency, aave="3.6")  # + the three 3.3-rule borrowers
+
+
+BENCHES = {"aave_v3": bench_aave, "aave_v3.6": bench_aave36, "morpho_blue": bench_morpho,
+           "compound_v3": bench_comet}
 
 
 async def bench(protocol: str, n: int, concurrency: int) -> Result:

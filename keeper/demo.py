@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--borrowers", type=int, default=40)
     ap.add_argument("--dir", type=Path, default=Path(".devnet/demo"))
     ap.add_argument("--pause", type=float, default=1.5, help="seconds between price steps")
+    ap.add_argument("--aave", default="3.6", choices=("3.6", "3.0.2"), help="Aave V3 version to deploy")
     args = ap.parse_args()
     console.print(Rule("keeper demo: Aave V3, Morpho Blue and a Compound V3 stand-in on a local anvil"))
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -165,8 +166,9 @@ def run_demo(args: argparse.Namespace) -> None:
     keeper_proc = watcher = None
     try:
         n = args.borrowers
-        with steps.step(f"Aave V3 3.0.2: deploy from npm @aave/core-v3, seed {n} borrowers"):
-            info = asyncio.run(deploy(proc.rpc_url, n_borrowers=n, seed=1))
+        source = "compiled from npm @aave-dao/aave-v3-origin" if args.aave == "3.6" else "npm @aave/core-v3"
+        with steps.step(f"Aave V3 {args.aave}: deploy ({source}), seed {n} borrowers"):
+            info = asyncio.run(deploy(proc.rpc_url, n_borrowers=n, seed=1, aave=args.aave))
         with steps.step("Morpho Blue 1.0.0: compile with npm solc 0.8.19 (cached in build/)"):
             compile_morpho()
         with steps.step(f"Morpho Blue: deploy WETH/USDC and WBTC/USDC, seed {n // 2} borrowers"):

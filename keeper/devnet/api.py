@@ -42,6 +42,7 @@ from keeper.devnet.accounts import (
 )
 from keeper.devnet.anvil import CHAIN_ID
 from keeper.devnet.artifacts import load_own
+from keeper.devnet.aave36 import RULES, deploy_market36, plan_rule_borrowers
 from keeper.devnet.deploy import deploy_market
 from keeper.devnet.rpc import TxQueue, calldata, connect, rpc, wait_receipt
 from keeper.devnet.seed import plan_borrowers, seed_positions
@@ -63,13 +64,21 @@ __all__ = [
 ]
 
 DEPLOYER_ETH = 10**6 * 10**18
+AAVE_VERSIONS = ("3.0.2", "3.6")
 FEED_GAS = 200_000
 
 
-async def deploy(rpc_url: str, n_borrowers: int = 20, seed: int = 1) -> DevnetInfo:
-    """Deploy the Aave V3 market, lenders and ``n_borrowers`` borrowers on a fresh anvil."""
+async def deploy(rpc_url: str, n_borrowers: int = 20, seed: int = 1,
+                 aave: str = "3.0.2") -> DevnetInfo:
+    """Deploy the Aave V3 market, lenders and ``n_borrowers`` borrowers on a fresh anvil.
+
+    ``aave``: "3.0.2" (npm @aave/core-v3 artifacts) or "3.6" (npm @aave-dao/aave-v3-origin
+    sources, keeper.devnet.aave36); 3.6 adds the three 3.3-rule borrowers (``rule_borrowers``)."""
     if n_borrowers < 0:
         raise DevnetError("n_borrowers must be >= 0")
+    if aave not in AAVE_VERSIONS:
+        raise DevnetError(f"unknown Aave version {aave!r} (have {', '.join(AAVE_VERSIONS)})")
+    extra = None
     w3 = connect(rpc_url)
     try:
         chain_id = int(await rpc(w3, "eth_chainId", []), 16)
@@ -81,10 +90,16 @@ async def deploy(rpc_url: str, n_borrowers: int = 20, seed: int = 1) -> DevnetIn
         await rpc(w3, "anvil_autoImpersonateAccount", [True])
         try:
             txs = TxQueue(w3)
-            market = await deploy_market(w3, txs)
+            if aave == "3.6":
+                market, extra = await deploy_market36(w3, txs)
+            else:
+                market = await deploy_market(w3, txs)
             lenders = derived_accounts("lender", seed, len(params.RESERVES))
             borrowers = derived_accounts("borrower", seed, n_borrowers)
             plans = plan_borrowers(n_borrowers, seed, borrowers)
+            if extra is not None:
+                rules = plan_rule_borrowers(derived_accounts("rule-borrower", seed, 3), n_borrowers)
+                plans += rules
             await seed_positions(w3, txs, market, plans, lenders)
         except BaseException:
             with contextlib.suppress(DevnetError):  # keep the first error, not the clean-up's
@@ -124,6 +139,9 @@ async def deploy(rpc_url: str, n_borrowers: int = 20, seed: int = 1) -> DevnetIn
             "deployer": anvil_account(DEPLOYER).private_key,
             "liquidator": anvil_account(LIQUIDATOR).private_key,
         },
+        aave_version=aave,
+        liquidation_data_provider=extra.liquidation_data_provider if extra else "",
+        rule_borrowers=dict(zip(RULES, (p.account.address for p in rules))) if extra else {},
     )
 
 

@@ -3,7 +3,7 @@ stand-in, on the same tokens and feeds (``devnet_app``, a typer app).
 
 ::
 
-    keeper devnet up [--borrowers 20] [--port 8545] [--state-dir .devnet] [--seed 1]
+    keeper devnet up [--borrowers 20] [--port 8545] [--state-dir .devnet] [--seed 1] [--aave 3.6|3.0.2]
     keeper devnet key                    # the keeper wallet's key (anvil's public dev account #1)
     keeper devnet price WETH -30%        # or +10%, or an absolute USD price: 1500.25
     keeper devnet advance 86400          # seconds; 90m, 12h, 30d also work
@@ -55,6 +55,8 @@ def up(
     port: Annotated[int, typer.Option("--port", "-p", help="anvil port on 127.0.0.1 (0 = any free port)")] = 8545,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     seed: Annotated[int, typer.Option(help="seed of the borrowers' keys and positions")] = 1,
+    aave: Annotated[str, typer.Option(help="Aave V3 version: 3.6 (compiled from npm sources, "
+                                           "what live markets run) or 3.0.2 (npm artifacts)")] = "3.6",
 ) -> None:
     """Start anvil; deploy Aave V3, Morpho Blue and the Compound V3 stand-in; seed lenders and
     borrowers on each; leave it running. Prints every address, the keeper config it wrote and
@@ -64,7 +66,7 @@ def up(
 
     t0 = time.perf_counter()
     try:
-        info = asyncio.run(devnet_up(borrowers, port, state_dir, seed, Steps(err)))
+        info = asyncio.run(devnet_up(borrowers, port, state_dir, seed, Steps(err), aave))
     except KeeperError as e:
         _fail(e)
     out.print(up_report(info, state_dir, time.perf_counter() - t0))

@@ -48,9 +48,9 @@ def running_devnet(state_dir: Path) -> DevnetInfo | None:
 
 
 async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1,
-             steps: Steps | None = None) -> DevnetInfo:
-    """Start anvil, deploy the market and borrowers, record state and the keeper config
-    (``steps`` shows each phase as it runs)."""
+             steps: Steps | None = None, aave: str = "3.6") -> DevnetInfo:
+    """Start anvil, deploy the market (Aave ``aave``: "3.0.2" or "3.6") and borrowers, record
+    state and the keeper config (``steps`` shows each phase as it runs)."""
     steps = steps or Steps.quiet()
     live = running_devnet(state_dir)
     if live is not None:
@@ -62,8 +62,9 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1,
     with steps.step(f"start anvil on 127.0.0.1:{port or 'a free port'}"):
         proc = start_anvil(port, log_path=state_dir / ANVIL_LOG)
     try:
-        with steps.step(f"Aave V3 3.0.2: deploy from npm @aave/core-v3, seed {n_borrowers} borrowers"):
-            info = await deploy(proc.rpc_url, n_borrowers, seed)
+        source = "compiled from npm @aave-dao/aave-v3-origin" if aave == "3.6" else "npm @aave/core-v3"
+        with steps.step(f"Aave V3 {aave}: deploy ({source}), seed {n_borrowers} borrowers"):
+            info = await deploy(proc.rpc_url, n_borrowers, seed, aave)
         w3 = connect(proc.rpc_url)
         try:
             with steps.step("Morpho Blue 1.0.0: compile with npm solc 0.8.19 (cached in build/)"):

@@ -19,7 +19,9 @@ def up_report(info: DevnetInfo, state_dir: Path, seconds: float) -> str:
     m, c = _read(state_dir / MORPHO_FILE), _read(state_dir / COMET_FILE)
     lines = [f"[bold]devnet up in {seconds:.1f} s[/]: anvil pid {info.anvil_pid} at {info.rpc_url} "
              f"(chain id {info.chain_id})",
-             "[bold]Aave V3[/] 3.0.2 (npm @aave/core-v3 artifacts)",
+             f"[bold]Aave V3[/] {info.aave_version} ("
+             + ("compiled from npm @aave-dao/aave-v3-origin sources)" if info.aave_version == "3.6"
+                else "npm @aave/core-v3 artifacts)"),
              f"  PoolAddressesProvider {info.pool_addresses_provider}",
              f"  Pool                  {info.pool}",
              f"  AaveOracle            {info.oracle}",

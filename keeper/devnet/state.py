@@ -10,7 +10,8 @@ The state dir (default ``.devnet/`` in the working directory, gitignored) holds:
 state.json keys: ``rpc_url chain_id seed anvil_pid anvil_port deploy_block deployer liquidator
 treasury spare lenders borrowers positions pool_addresses_provider pool pool_configurator
 acl_manager oracle data_provider multicall3 tokens decimals feeds a_tokens variable_debt_tokens
-stable_debt_tokens rate_strategies emode_categories dev_keys``.
+stable_debt_tokens rate_strategies emode_categories dev_keys aave_version
+liquidation_data_provider rule_borrowers``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class DevnetInfo:
     dev_keys: dict[str, str] = field(default_factory=dict)
     anvil_pid: int | None = None
     anvil_port: int | None = None
+    aave_version: str = "3.0.2"  # "3.0.2" or "3.6"
+    liquidation_data_provider: str = ""  # 3.6 helpers/LiquidationDataProvider
+    rule_borrowers: dict[str, str] = field(default_factory=dict)  # 3.6: Aave 3.3-rule label -> address
 
     def symbol_of(self, asset: str) -> str:
         for symbol, addr in self.tokens.items():
@@ -80,6 +84,7 @@ class DevnetInfo:
         names = {f.name for f in fields(cls)}
         missing = {f.name for f in fields(cls) if f.name not in data} - {
             "positions", "dev_keys", "anvil_pid", "anvil_port",
+            "aave_version", "liquidation_data_provider", "rule_borrowers",
         }  # fmt: skip
         if missing:
             raise DevnetError(f"devnet state lacks {sorted(missing)}")

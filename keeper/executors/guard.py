@@ -26,6 +26,7 @@ from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 
 from keeper.errors import ExecutionError
+from keeper.protocols.registry import decode_error
 
 if TYPE_CHECKING:
     from keeper.executors import ExecutorConfig
@@ -193,7 +194,8 @@ AAVE_ERRORS = """
 
 
 def decode_revert(data: bytes, message: str = "") -> str:
-    """Revert data -> words: ``Aave error 26 INVALID_AMOUNT``, ``ERC20: transfer amount
+    """Revert data -> words: ``Aave error 26 INVALID_AMOUNT`` (3.0.x), ``Aave error
+    MustNotLeaveDust()`` (3.2+), ``ERC20: transfer amount
     exceeds balance``, ``panic 0x11 (arithmetic overflow or underflow)``, ``custom error
     0x1234abcd``; with no data, the node's ``message``."""
     if data[:4] == _ERROR_STRING:
@@ -207,6 +209,8 @@ def decode_revert(data: bytes, message: str = "") -> str:
     if data[:4] == _PANIC and len(data) >= 36:
         code = int.from_bytes(data[4:36], "big")
         return f"panic 0x{code:02x} ({_PANICS.get(code, 'unknown panic code')})"
+    if len(data) >= 4 and (named := decode_error(data)) is not None:
+        return named  # a protocol's custom error, e.g. "Aave error MustNotLeaveDust()"
     if len(data) >= 4:
         return f"custom error 0x{data[:4].hex()}" + (f" data 0x{data[4:].hex()}" if data[4:] else "")
     return message or "reverted without a reason"

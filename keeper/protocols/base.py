@@ -25,8 +25,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from keeper.checks import Check
 from keeper.chain.logs import Log
 from keeper.health.status import Thresholds
-from keeper.model import (Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule,
-                          TopUp, TxStep)
+from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp, TxStep
 from keeper.prices import PriceBook
 
 M = TypeVar("M")

@@ -28,3 +28,18 @@ def build(market: Any, chain: Any) -> list[tuple[str, Any]]:
     if market.protocol not in PROTOCOLS:
         raise KeyError(market.protocol)
     return import_module(f"keeper.protocols.{market.protocol}.adapter").build(market, chain)
+
+
+def decode_error(data: bytes) -> str | None:
+    """A custom error (4-byte selector + args) any protocol knows by name, or None. A package
+    names its errors in an optional ``errors`` module with ``decode(data) -> str | None`` and
+    the ``PREFIX`` people read them with ("Aave error MustNotLeaveDust()")."""
+    for name in PROTOCOLS:
+        try:
+            module = import_module(f"keeper.protocols.{name}.errors")
+        except ModuleNotFoundError:
+            continue
+        found = module.decode(data)
+        if found is not None:
+            return f"{getattr(module, 'PREFIX', DISPLAY[name] + ' error')} {found}"
+    return None

@@ -11,7 +11,7 @@ import keeper
 FORBIDDEN = ("web3", "httpx", "asyncio", "aiohttp", "requests", "sqlite3")  # IO; eth_abi is a codec
 ROOT = Path(keeper.__file__).parent
 # in every protocol package, these modules hold pure math, planners, encoders and values
-PURE_STEMS = {"math", "health", "account", "fast", "liquidation", "topup", "plan", "encode", "model", "evaluate"}
+PURE_STEMS = {"math", "health", "account", "fast", "math36", "liquidation36", "topup36", "liquidation", "topup", "plan", "encode", "model", "evaluate"}
 PATHS = sorted([p for p in (ROOT / "health").glob("*.py") if p.stem != "__init__"]
                + [p for p in (ROOT / "protocols").glob("*/*.py") if p.stem in PURE_STEMS]
                + [ROOT / "decide.py", ROOT / "prices.py", ROOT / "model.py"])

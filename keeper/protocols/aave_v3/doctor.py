@@ -7,6 +7,7 @@ from keeper.chain.abi import address_word, call_data
 from keeper.chain.multicall import Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.checks import Check, check
+from keeper.protocols.aave_v3 import reader36
 
 
 async def aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block: int) -> list[Check]:
@@ -50,4 +51,13 @@ async def aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block:
         return f"{n} reserves"
 
     out.append(await check(f"{label}: reserves", reserves))
+
+    async def version() -> str:  # which math keeper will use (reader36.probe_version)
+        v, revision, emode_ids = await reader36.probe_version(mc, found["pool"], block)
+        rev = f", Pool revision {revision}" if revision else ""
+        if v >= reader36.V36:
+            return f"Aave 3.6 math and rules (3.2+ views{rev}; e-mode categories {list(emode_ids)})"
+        return f"Aave 3.0.x math and rules{rev}"
+
+    out.append(await check(f"{label}: version", version))
     return out

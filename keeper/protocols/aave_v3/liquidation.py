@@ -96,6 +96,10 @@ class LiquidationQuote:
     bonus_value_base: int  # collateral_value_base - debt_value_base (may be < 0)
     close_factor_bps: int  # 5000 or 10000
     health_factor_wad: int  # the user's HF before the liquidation
+    # 3.6 (aave36_liquidation): what to pass as liquidationCall's debtToCover when it is not
+    # debt_to_repay (the wallet / type(uint256).max when the Pool's own cap decides)
+    debt_to_cover: int | None = None
+    leaves_deficit: bool = False  # 3.6: all collateral taken, the rest of the debt is burned
 
     def profit_base(self, gas_cost_base: int = 0) -> int:
         return self.bonus_value_base - gas_cost_base

@@ -50,6 +50,8 @@ class Reserve:
     last_update_timestamp: int
     price_base: int  # AaveOracle.getAssetPrice, in the oracle's base unit (1e8 for USD)
     price_source: Address  # the Chainlink-style feed behind the oracle ("" if none)
+    liquidation_grace_until: int = 0  # Aave 3.1+: Pool.getLiquidationGracePeriod (0 before 3.1)
+    virtual_underlying: int | None = None  # Aave 3.4+: Pool.getVirtualUnderlyingBalance (None: not read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,10 @@ class EModeCategory:
     price_source: Address  # zero address when the category has no price of its own
     price_base: int  # 0 when price_source is the zero address
     label: str
+    # Aave 3.2+: per-asset bitmaps by reserve id (3.0.x: membership is the reserve's category)
+    collateral_bitmap: int = 0
+    borrowable_bitmap: int = 0
+    ltvzero_bitmap: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class AaveMarketState:
     reserves: tuple[Reserve, ...]  # index == Reserve.id
     emode_categories: dict[int, EModeCategory] = field(default_factory=dict)
     unreliable_assets: frozenset[Address] = frozenset()  # stale / zero / negative feeds
+    version: tuple[int, int] = (3, 0)  # Aave V3 math in force: (3, 0) for 3.0.x, (3, 6) for 3.2+
+    revision: int = 0  # Pool.POOL_REVISION() when the Pool has it (3.6: 10), else 0
 
     def by_asset(self, asset: Address) -> Reserve:
         for r in self.reserves:

@@ -10,16 +10,19 @@ from dataclasses import replace
 from eth_utils import to_checksum_address
 
 from keeper.chain.abi import topic, word
-from keeper.model import (Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule,
-                          TopUp, TxStep)
+from keeper.model import Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp, TxStep
 from keeper.protocols.aave_v3 import encode as enc
 from keeper.protocols.aave_v3.liquidation import best_liquidation
+from keeper.protocols.aave_v3.liquidation36 import best_liquidation36
+from keeper.protocols.aave_v3.math36 import is_v36
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
-from keeper.protocols.aave_v3.topup import plan_top_up as plan_amount
+from keeper.protocols.aave_v3.topup import plan_top_up
+from keeper.protocols.aave_v3.topup36 import plan_top_up36
 from keeper.units import mul_div_down, mul_div_up
 
 TOP_UP_HORIZON_S = 120  # a top-up is sized for the state this many seconds after the tick
 LIQUIDATION_CALL = topic("LiquidationCall(address,address,address,uint256,uint256,address,bool)")
+DEFICIT_CREATED = topic("DeficitCreated(address,address,uint256)")  # Aave 3.3+ (user, debtAsset)
 USD = 10**8
 
 
@@ -39,6 +42,7 @@ def top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: int, rule: 
     later = replace(market, timestamp=market.timestamp + TOP_UP_HORIZON_S)
     listed = {r.symbol.upper(): r.asset for r in market.reserves}
     actions = [(k, listed[s.upper()]) for k, s in rule.actions if s.upper() in listed]
+    plan_amount = plan_top_up36 if is_v36(market) else plan_top_up  # 3.6 rounds differently
     plan = plan_amount(later, acct, rule.target_hf_wad, actions, wallet) if actions else None
     if plan is None or plan.amount <= 0:
         return None
@@ -51,12 +55,14 @@ def liquidations(key: str, market: AaveMarketState, due: Sequence[Position],
     """The best (collateral, debt) pair and amount of each position, within the wallet."""
     gas_base = to_base(market, ctx.gas_usd_e8)
     min_base = to_base(market, ctx.min_profit_usd_e8)
+    v36 = is_v36(market)  # 3.3+ rules: close factor by size, dust, deficit, grace period
     out = []
     for pos in due:
         acct = accounts.get(pos.account)
         if acct is None or pos.health_factor_wad is None:
             continue
-        quote = best_liquidation(market, acct, gas_base, min_base, ctx.wallet)
+        quote = (best_liquidation36(market, acct, gas_base, min_base, ctx.wallet, ctx.sender) if v36
+                 else best_liquidation(market, acct, gas_base, min_base, ctx.wallet))
         if quote is None:
             continue
         profit = quote.profit_base(gas_base)
@@ -71,8 +77,8 @@ def liquidations(key: str, market: AaveMarketState, due: Sequence[Position],
 def encode(pool: Address, d: Decision) -> list[TxStep]:
     if isinstance(d, Liquidate):
         q, receive_a_token = d.quote
-        data = enc.liquidation_call(q.collateral_asset, q.debt_asset, d.account, q.debt_to_repay,
-                                    receive_a_token)
+        cover = q.debt_to_repay if q.debt_to_cover is None else q.debt_to_cover  # 3.6: may be max
+        data = enc.liquidation_call(q.collateral_asset, q.debt_asset, d.account, cover, receive_a_token)
         return [TxStep(pool, data, f"liquidate {d.account}",
                        (Approval(q.debt_asset, pool, q.debt_to_repay),))]
     p = d.plan
@@ -97,6 +103,19 @@ def realized(market: AaveMarketState, d: Decision, receipts) -> Outcome:
                 coll, debt = market.by_asset(q.collateral_asset), market.by_asset(q.debt_asset)
                 gross = (mul_div_down(seized, coll.price_base, 10**coll.config.decimals)
                          - mul_div_up(repaid, debt.price_base, 10**debt.config.decimals))
+                deficit = _deficit_created(r.logs, d.account)
                 return Outcome(True, seized, to_usd(market, gross),
-                               f"repaid {repaid} {debt.symbol}, seized {seized} {coll.symbol}")
+                               f"repaid {repaid} {debt.symbol}, seized {seized} {coll.symbol}"
+                               + (f", deficit created {deficit}" if deficit else ""))
     return Outcome(False, detail="mined without a LiquidationCall event")
+
+
+def _deficit_created(logs, user: str) -> int:
+    """Aave 3.3+: debt burned as deficit for ``user`` in these logs (sum over reserves)."""
+    total = 0
+    for lg in logs:
+        topics = lg.get("topics", [])
+        if len(topics) > 1 and bytes.fromhex(topics[0][2:]) == DEFICIT_CREATED \
+                and topics[1][-40:].lower() == user[2:].lower():
+            total += word(bytes.fromhex(lg["data"][2:]), 0)
+    return total

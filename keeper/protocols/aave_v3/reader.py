@@ -23,6 +23,7 @@ from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import DevnetError, SourceError
 from keeper.protocols.aave_v3.math import decode_reserve_config
+from keeper.protocols.aave_v3.math36 import Evaluator36, is_v36
 from keeper.protocols.aave_v3.health import drop_to_liquidation_bps, position_from, shock
 from keeper.protocols.aave_v3.fast import prepare
 from keeper.health.status import Thresholds
@@ -30,6 +31,7 @@ from keeper.model import Address, Position
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, AccountData, EModeCategory, Reserve, UserReserve
 
 from keeper.protocols.aave_v3 import lens as aave_reader
+from keeper.protocols.aave_v3 import reader36 as aave36_reads
 
 log = structlog.get_logger("keeper.aave_v3")
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -68,6 +70,9 @@ class _Static:
     data_provider: Address
     assets: list[Address]
     symbols: dict[Address, str]
+    version: tuple[int, int] = aave36_reads.V30  # which Aave math applies (aave36_reads)
+    revision: int = 0
+    emode_ids: tuple[int, ...] = ()  # 3.6: the configured e-mode categories
 
 
 class AaveV3Adapter:
@@ -102,7 +107,10 @@ class AaveV3Adapter:
         assets = address_array(assets_raw)
         sym_raw = await self.mc.run([Call(a, call_data("symbol()")) for a in assets], block)
         symbols = {a: (string_or_bytes32(r) if ok else a[:8]) for a, (ok, r) in zip(assets, sym_raw)}
-        self.static = _Static(pool_a, address_word(oracle), address_word(dp), assets, symbols)
+        version = await aave36_reads.probe_version(self.mc, pool_a, block)
+        self.static = _Static(pool_a, address_word(oracle), address_word(dp), assets, symbols, *version)
+        log.info("market.version", market=self.label, version=".".join(map(str, version[0])),
+                 revision=version[1])
         return self.static
 
     async def load_market(self, block: int, heartbeat_for: Callable[[str], int]) -> AaveMarketState:
@@ -140,7 +148,9 @@ class AaveV3Adapter:
                 last_update_timestamp=w[6],
                 price_base=word(pr) if ok_p else 0, price_source=sources[a]))
         reserves.sort(key=lambda r: r.id)
-        emode, feeds = await self._emode_and_feeds(reserves, block)
+        emode, feeds, grace = await self._emode_and_feeds(reserves, block)
+        if grace:  # 3.6: grace periods, virtual balances
+            reserves = [replace(r, **grace[r.id]) for r in reserves]
         self.feeds = feeds
         unreliable = set()
         for r in reserves:
@@ -151,7 +161,8 @@ class AaveV3Adapter:
                 unreliable.add(r.asset)
         return AaveMarketState(pool=st.pool, block=block, timestamp=timestamp,
                                base_currency_unit=base_unit, reserves=tuple(reserves),
-                               emode_categories=emode, unreliable_assets=frozenset(unreliable))
+                               emode_categories=emode, unreliable_assets=frozenset(unreliable),
+                               version=st.version, revision=st.revision)
 
     async def _emode_and_feeds(self, reserves: Sequence[Reserve], block: int):
         st = self.static
@@ -161,9 +172,13 @@ class AaveV3Adapter:
         calls = [Call(st.pool, call_data("getEModeCategoryData(uint8)", uint_arg(c))) for c in cats]
         calls += [Call(r.price_source, call_data("latestRoundData()")) for r in with_feed]
         calls += [Call(r.stable_debt_token, call_data("totalSupply()")) for r in reserves]
-        res = await self.mc.run(calls, block)
+        v36 = st.version >= aave36_reads.V36
+        extra = aave36_reads.calls36(st.pool, st.emode_ids, reserves) if v36 else []
+        res = await self.mc.run(calls + extra, block)
+        res, res36 = res[:len(calls)], res[len(calls):]
         stable = res[len(calls) - len(reserves):]
-        self.has_stable = {r.id for r, (ok, raw) in zip(reserves, stable) if not ok or word(raw) > 0}
+        self.has_stable = {r.id for r, (ok, raw) in zip(reserves, stable)  # 3.2+: no stable token
+                           if r.stable_debt_token != ZERO and (not ok or word(raw) > 0)}
         emode: dict[int, EModeCategory] = {}
         for c, (ok, raw) in zip(cats, res[:len(cats)]):
             if not ok:
@@ -183,7 +198,10 @@ class AaveV3Adapter:
             feeds[r.asset] = FeedReading(r.asset, r.price_source,
                                          signed_word(raw, 1) if ok else 0,
                                          word(raw, 3) if ok else 0, ok)
-        return emode, feeds
+        if v36:
+            emode, grace = aave36_reads.parse36(st.emode_ids, reserves, res36)
+            return emode, feeds, grace
+        return emode, feeds, {}
 
     # -- accounts -------------------------------------------------------------------
     async def read_accounts(self, accounts: Sequence[Address],
@@ -261,8 +279,10 @@ class AaveV3Adapter:
         return [AccountData(*words(r)[:6]) for r in raws]
 
     # -- what the engine asks of every protocol adapter --------------------------------
-    def evaluator(self, market: AaveMarketState) -> _AaveEvaluator:
+    def evaluator(self, market: AaveMarketState) -> _AaveEvaluator | Evaluator36:
         """Health math bound to one market state (per-reserve values computed once)."""
+        if is_v36(market):
+            return Evaluator36(market)
         return _AaveEvaluator(market)
 
     @staticmethod

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from keeper.checks import Check
-from keeper.model import (Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule,
-                          Status, TopUp, TxStep)
+from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, Status, TopUp, TxStep
 from keeper.prices import PriceBook
 from keeper.protocols.base import MarketAdapter, PlanContext
 from keeper.protocols.compound_v3 import plan

@@ -16,8 +16,7 @@ from collections.abc import Iterable, Mapping
 from eth_utils import to_checksum_address
 
 from keeper.chain.abi import addr_arg, call_data, topic, uint_arg, word
-from keeper.model import (Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule,
-                          Status, TopUp, TxStep)
+from keeper.model import Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule, Status, TopUp, TxStep
 from keeper.protocols.compound_v3 import math as cm
 from keeper.protocols.compound_v3.topup import plan_comet_top_up
 from keeper.units import mul_div_down, mul_div_up

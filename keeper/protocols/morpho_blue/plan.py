@@ -11,8 +11,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
 
 from keeper.chain.abi import selector, topic, word
-from keeper.model import (Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule,
-                          Status, TopUp, TxStep)
+from keeper.model import Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule, Status, TopUp, TxStep
 from keeper.prices import PriceBook
 from keeper.protocols.morpho_blue import math as mm
 from keeper.protocols.morpho_blue.topup import plan_morpho_top_up, repay_args
