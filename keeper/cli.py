@@ -204,6 +204,9 @@ def _mount_devnet() -> None:
     except ImportError:  # pragma: no cover - devnet is part of the package
         return
     app.add_typer(devnet_app, name="devnet", help="A local anvil chain with a real Aave V3 market.")
+    from keeper.liquidator_cli import liquidator_app
+
+    app.add_typer(liquidator_app, name="liquidator", help="keeper's capital-free liquidator contract.")
 
 
 _mount_devnet()

@@ -61,10 +61,12 @@ class ProtectConfig(_Model):
 
 
 class LiquidatorConfig(_Model):
-    """Liquidate for profit, with the keeper's own capital."""
+    """Liquidate for profit: with the keeper's own capital, or capital-free through ``contract``
+    (flash liquidity + a swap on ``[dex]``; the contract holds nothing)."""
 
     enabled: bool = False
     min_profit_base: int = Field(default=0, ge=0, strict=True)  # oracle base units (1e8 USD)
     gas_price_asset: str = "WETH"  # the reserve whose price prices gas (the chain's native coin)
     liquidation_gas: int = Field(default=600_000, gt=0, strict=True)  # estimate before simulation
     receive_a_token: bool = False
+    contract: Address | None = None  # keeper's KeeperLiquidator (`keeper liquidator deploy`)

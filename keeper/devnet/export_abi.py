@@ -31,6 +31,7 @@ EXPORTS = {
     "Multicall3.json": ("own", "IMulticall3"),
     "Comet.json": ("own", "IComet"),
     "MorphoBlue.json": ("morpho", "Morpho"),
+    "KeeperLiquidator.json": ("own", "KeeperLiquidator"),
 }
 
 

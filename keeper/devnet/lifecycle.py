@@ -21,6 +21,12 @@ from keeper.devnet.anvil import is_anvil_running, start_anvil, stop_anvil
 from keeper.devnet.api import connect, deploy
 from keeper.devnet.comet import CometInfo, deploy_comet
 from keeper.devnet.morpho import MorphoInfo, deploy_morpho
+from keeper.devnet.uniswap import (
+    UniswapInfo,
+    deploy_devnet_liquidator,
+    deploy_uniswap,
+    dex_config_toml,
+)
 from keeper.devnet.state import (
     ANVIL_LOG,
     CONFIG_FILE,
@@ -34,6 +40,7 @@ from keeper.errors import DevnetError
 
 MORPHO_FILE = "morpho.json"
 COMET_FILE = "comet.json"
+UNISWAP_FILE = "uniswap.json"
 
 
 def running_devnet(state_dir: Path) -> DevnetInfo | None:
@@ -62,6 +69,8 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> Dev
         try:
             minfo = await deploy_morpho(w3, info, n_borrowers, seed)
             cinfo = await deploy_comet(w3, info, n_borrowers, seed)
+            uinfo = await deploy_uniswap(w3, info)
+            liquidator = await deploy_devnet_liquidator(proc.rpc_url, info.dev_keys["liquidator"], uinfo.router)
         finally:
             await w3.provider.disconnect()
     except BaseException:
@@ -73,8 +82,18 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1) -> Dev
     write_keeper_config(info, state_dir / CONFIG_FILE)
     (state_dir / COMET_FILE).write_text(json.dumps(cinfo.to_json(), indent=2))
     with (state_dir / CONFIG_FILE).open("a") as f:
-        f.write(morpho_config_toml(minfo) + comet_config_toml(cinfo))
+        f.write(morpho_config_toml(minfo) + comet_config_toml(cinfo) + dex_config_toml(uinfo, liquidator))
+    (state_dir / UNISWAP_FILE).write_text(json.dumps({**uinfo.to_json(), "liquidator": liquidator}, indent=2))
     return info
+
+
+def read_uniswap(state_dir: Path) -> tuple[UniswapInfo, str] | None:
+    """The devnet's Uniswap deployment and liquidator contract, if ``up`` recorded them."""
+    path = state_dir / UNISWAP_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return UniswapInfo.from_json({k: v for k, v in data.items() if k != "liquidator"}), data["liquidator"]
 
 
 def comet_config_toml(cinfo: CometInfo) -> str:
