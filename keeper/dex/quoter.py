@@ -15,6 +15,8 @@ batches at one pinned block. Every failure is a SourceError.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from eth_abi import decode, encode
 from eth_utils import keccak, to_checksum_address
 
@@ -25,6 +27,7 @@ from keeper.dex.v3_pool import PoolState
 from keeper.errors import SourceError
 
 ZERO = "0x0000000000000000000000000000000000000000"
+DEFAULT_WORDS = 2  # tickBitmap words each side: 512 tick spacings, a price move of 67% at 0.05%
 
 
 def _sel(signature: str) -> bytes:
@@ -51,18 +54,19 @@ async def quote_exact_input(rpc: Rpc, quoter: str, route: Route, amount_in: int,
 
 
 async def pool_of(rpc: Rpc, factory: str, token_a: str, token_b: str, fee: int,
-                  block: int | str = "latest") -> str:
-    """UniswapV3Factory.getPool; SourceError when there is none."""
+                  block: int | str = "latest") -> str | None:
+    """UniswapV3Factory.getPool; None when there is none."""
     raw = await rpc.call(factory, _sel("getPool(address,address,uint24)")
                          + encode(["address", "address", "uint24"], [token_a, token_b, fee]), block)
     (address,) = decode(["address"], raw)
     if int(address, 16) == 0:
-        raise SourceError(f"no Uniswap V3 pool for {token_a}/{token_b} at fee {fee}")
+        return None
     return to_checksum_address(address)
 
 
-async def read_pool(rpc: Rpc, address: str, block: int) -> PoolState:
-    """A pool's full swap state at ``block``."""
+async def read_pool(rpc: Rpc, address: str, block: int, words: int | None = None) -> PoolState:
+    """A pool's swap state at ``block``: with ``words``, the tickBitmap words within that
+    many of the current tick's word (a swap that goes further raises V3MathError), else all."""
     heads = ["slot0()", "liquidity()", "fee()", "tickSpacing()", "token0()", "token1()"]
     try:
         raw = await rpc.calls([(address, _sel(s)) for s in heads], block)
@@ -71,6 +75,9 @@ async def read_pool(rpc: Rpc, address: str, block: int) -> PoolState:
                                             zip(["uint128", "uint24", "int24"], raw[1:4]))
         (token0,), (token1,) = decode(["address"], raw[4]), decode(["address"], raw[5])
         lo, hi = (MIN_TICK // spacing) >> 8, (MAX_TICK // spacing) >> 8
+        if words is not None:
+            here = (int(slot0[1]) // spacing) >> 8
+            lo, hi = max(lo, here - words), min(hi, here + words)
         words = list(range(lo, hi + 1))
         bitmaps = await rpc.calls([(address, _sel("tickBitmap(int16)") + encode(["int16"], [w]))
                                    for w in words], block)
@@ -87,15 +94,19 @@ async def read_pool(rpc: Rpc, address: str, block: int) -> PoolState:
         raise SourceError(f"cannot read Uniswap V3 pool {address}: {e}") from e
     return PoolState(to_checksum_address(address), to_checksum_address(token0),
                      to_checksum_address(token1), int(fee), int(spacing), int(slot0[0]),
-                     int(slot0[1]), int(liquidity), tuple(zip(ticks, nets, strict=True)))
+                     int(slot0[1]), int(liquidity), tuple(zip(ticks, nets, strict=True)),
+                     None if words is None else (lo, hi))
 
 
-async def read_route_pools(rpc: Rpc, factory: str, route: Route,
-                           block: int) -> dict[tuple[str, str, int], PoolState]:
-    """The states of the pools ``route`` goes through, keyed by ``Hop.key()``."""
-    out = {}
-    for h in route.hops:
+async def read_route_pools(rpc: Rpc, factory: str, route: Route | Iterable[Route], block: int,
+                           words: int | None = DEFAULT_WORDS) -> dict[tuple[str, str, int], PoolState]:
+    """The states of the pools the route(s) go through, keyed by ``Hop.key()``; a hop
+    without a pool is left out (``quote_route`` then names it)."""
+    routes = [route] if isinstance(route, Route) else list(route)
+    out: dict[tuple[str, str, int], PoolState] = {}
+    for h in (h for r in routes for h in r.hops):
         if h.key() not in out:
             address = await pool_of(rpc, factory, h.token_in, h.token_out, h.fee, block)
-            out[h.key()] = await read_pool(rpc, address, block)
+            if address is not None:
+                out[h.key()] = await read_pool(rpc, address, block, words)
     return out

@@ -40,6 +40,7 @@ class PoolState:
     tick: int
     liquidity: int
     ticks: tuple[tuple[int, int], ...]  # (initialized tick, liquidityNet), ascending
+    words: tuple[int, int] | None = None  # tickBitmap words read (inclusive); None: all of them
 
     def other(self, token: str) -> str:
         if token.lower() == self.token0.lower():
@@ -69,6 +70,9 @@ def next_initialized_tick_within_one_word(pool: PoolState, tick: int, lte: bool)
     s = pool.tick_spacing
     compressed = _compress(tick, s)
     initialized = [t // s for t, _ in pool.ticks]  # initialized ticks are multiples of s
+    word = (compressed if lte else compressed + 1) >> 8
+    if pool.words is not None and not pool.words[0] <= word <= pool.words[1]:
+        raise V3MathError(f"pool {pool.address}: tickBitmap word {word} was not read {pool.words}")
     if lte:
         word_low = compressed - (compressed % 256)  # bitPos = compressed mod 256 (uint8)
         i = bisect.bisect_right(initialized, compressed) - 1

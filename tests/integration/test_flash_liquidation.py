@@ -1,0 +1,317 @@
+"""Capital-free liquidation on the devnet: a wallet holding only ETH liquidates through
+keeper's KeeperLiquidator on Aave V3, Morpho Blue and the Comet stand-in after a 30% crash of
+WETH and WBTC (the Uniswap V3 pools arbitraged back to the oracle).
+
+Each liquidation is planned with keeper's exact protocol math for the timestamp it is mined
+at and the pure Uniswap V3 math on the pools' states, sent through keeper's TxManager
+(allow-list, eth_call simulation, journal, a real signed transaction) with ``minProfit`` =
+the planned profit; then the contract's ``Liquidated`` event, the operator's balance of the
+profit token and the contract's (empty) balances are checked to the wei. A liquidation whose
+route no longer pays reverts in simulation and is never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import pytest
+import pytest_asyncio
+from eth_account import Account
+
+from keeper.chain.logs import LogScanner
+from keeper.chain.multicall import Multicall
+from keeper.chain.rpc import Rpc
+from keeper.config import load_config
+from keeper.config_types import Secret
+from keeper.devnet.accounts import derived_key
+from keeper.devnet.artifacts import load_aave
+from keeper.devnet.comet import CometInfo, deploy_comet
+from keeper.devnet.flash import crash, devnet_flash_sources, devnet_routes, read_pools
+from keeper.devnet.morpho import MorphoInfo, deploy_morpho
+from keeper.devnet.rpc import calldata, rpc, wait_receipt
+from keeper.devnet.uniswap import FAR_DEADLINE, UniswapInfo, deploy_uniswap, load_uniswap
+from keeper.dex import flash_plans
+from keeper.dex.capital_free import FlashSource
+from keeper.dex.route import quote_route
+from keeper.dex.liquidator import (
+    FLASH_AAVE,
+    FLASH_MORPHO,
+    FLASH_UNISWAP,
+    LIQUIDATED_TOPIC,
+    liquidator_allow_list,
+)
+from keeper.engine import Engine
+from keeper.errors import SimulationReverted
+from keeper.executors import TxRequest
+from keeper.executors.signer import Signer
+from keeper.executors.tx import build_tx_manager
+from keeper.health import comet as cm
+from keeper.health import morpho as mm
+from keeper.health.aave_liquidation import best_liquidation
+from keeper.liquidator_deploy import deploy_liquidator
+from keeper.protocols.compound_v3 import CometAdapter
+from keeper.protocols.morpho_blue import MorphoBlueAdapter
+from keeper.store import Store
+
+OPERATOR_KEY = derived_key("flash-operator", 1, 0)
+OPERATOR = Account.from_key(OPERATOR_KEY).address
+ERC20 = load_aave("MintableERC20").abi
+STEP = 12  # seconds between the read and the liquidation's block
+MAX_ROUNDS = 40
+
+
+@dataclass(frozen=True)
+class World:
+    minfo: MorphoInfo
+    cinfo: CometInfo
+    uinfo: UniswapInfo
+    contract: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def world(devnet, w3) -> AsyncIterator[World]:
+    before = await rpc(w3, "evm_snapshot", [])
+    node = Rpc(devnet.rpc_url, timeout_s=60.0)
+    try:
+        info = devnet.info
+        minfo = await deploy_morpho(w3, info, 12, 3)
+        cinfo = await deploy_comet(w3, info, 12, 3)
+        uinfo = await deploy_uniswap(w3, info)
+        await rpc(w3, "anvil_setBalance", [OPERATOR, hex(10 * 10**18)])  # gas money, nothing else
+        contract = await deploy_liquidator(node, Signer(Secret(OPERATOR_KEY)), uinfo.router)
+        await crash(w3, info, minfo, uinfo, "-30%", ("WETH", "WBTC"))
+        yield World(minfo, cinfo, uinfo, contract)
+    finally:
+        await node.close()
+        if not await rpc(w3, "evm_revert", [before]):
+            raise RuntimeError("could not revert the flash-liquidation world")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def node(devnet) -> AsyncIterator[Rpc]:
+    r = Rpc(devnet.rpc_url, timeout_s=60.0)
+    try:
+        yield r
+    finally:
+        await r.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def tx(devnet, world, node, tmp_path):
+    cfg = load_config(devnet.config_path)
+    store = Store(tmp_path / "k.sqlite")
+    manager = build_tx_manager(cfg.executor, mode="live", private_key=Secret(OPERATOR_KEY), rpc=node,
+                               store=store, allow=liquidator_allow_list(world.contract))
+    yield manager
+    store.close()
+
+
+async def balance(node: Rpc, token: str, who: str) -> int:
+    return int.from_bytes(await node.call(token, bytes.fromhex(calldata(ERC20, "balanceOf", [who])[2:])), "big")
+
+
+async def next_timestamp(node: Rpc) -> int:
+    return int((await node.block("latest"))["timestamp"], 16) + STEP
+
+
+async def execute(devnet, world, node, tx, liq, t: int, key: str) -> int:
+    """Send one planned liquidation mined at ``t``; check it to the wei; return the profit."""
+    info = devnet.info
+    before = await balance(node, liq.profit_token, OPERATOR)
+    await rpc_set_timestamp(node, t)
+    out = await tx.send(TxRequest(to=world.contract, data=liq.calldata, purpose=f"flash {liq.protocol}",
+                                  action_key=key, max_cost_wei=10**17))
+    assert out.ok, out
+    (event,) = [lg for lg in out.logs if lg["topics"][0] == LIQUIDATED_TOPIC]
+    profit = int(event["data"], 16)
+    assert profit == liq.expected_profit > 0
+    assert await balance(node, liq.profit_token, OPERATOR) - before == profit
+    for token in info.tokens.values():
+        assert await balance(node, token, world.contract) == 0
+    return profit
+
+
+async def rpc_set_timestamp(node: Rpc, t: int) -> None:
+    await node.request("evm_setNextBlockTimestamp", [t])
+
+
+# ------------------------------------------------------------------ Aave V3
+
+
+@pytest.fixture
+async def engine(devnet, node, tmp_path):
+    cfg = load_config(devnet.config_path)
+    cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"path": tmp_path / "e.sqlite"})})
+    store = Store(tmp_path / "e.sqlite")
+    yield Engine(cfg, node, store)
+    store.close()
+
+
+async def plan_aave(devnet, world, node, engine, user: str | None = None, force: int | None = None,
+                    min_profit: int | None = None):
+    """(timestamp, plan) for the first liquidatable Aave account with a paying route."""
+    info = devnet.info
+    block = await node.block_number()
+    await engine.index(block)
+    await engine.full_scan(block)
+    w = engine.watches[0]
+    t = await next_timestamp(node)
+    market = replace(w.market, timestamp=t)
+    pools = await read_pools(node, world.uinfo, block)
+    for account, acct in sorted(w.accounts.items()):
+        if user is not None and account != user:
+            continue
+        q = best_liquidation(market, acct, 0, 0)
+        if q is None:
+            continue
+        q = flash_plans.aave_exact_cover(market, acct, q)
+        sources = await devnet_flash_sources(node, info, world.minfo, pools, q.debt_asset, block)
+        if force is not None:
+            sources = [s for s in sources if s.source == force]
+        liq = flash_plans.aave(info.pool, account, q.collateral_asset, q.debt_asset, q.debt_to_repay,
+                               q.collateral_to_receive, devnet_routes(info, q.collateral_asset, q.debt_asset),
+                               pools, sources, t + 600, min_profit)
+        if liq is not None:
+            return t, liq
+    return t, None
+
+
+async def test_aave_every_profitable_borrower_liquidated_capital_free(devnet, world, node, tx, engine):
+    done = []
+    for n in range(MAX_ROUNDS):
+        t, liq = await plan_aave(devnet, world, node, engine)
+        if liq is None:
+            break  # no liquidatable account has a paying capital-free liquidation left
+        await execute(devnet, world, node, tx, liq, t, f"flash-aave:{n}")
+        done.append(liq)
+    else:
+        pytest.fail("still liquidating after MAX_ROUNDS")
+    assert done, "the crash should leave an Aave borrower liquidatable"
+    assert {d.plan.flash.source for d in done} <= {FLASH_AAVE, FLASH_MORPHO, FLASH_UNISWAP}
+
+
+@pytest.mark.parametrize("source", [FLASH_AAVE, FLASH_MORPHO, FLASH_UNISWAP])
+async def test_aave_each_flash_source(devnet, world, node, tx, engine, source):
+    t, liq = await plan_aave(devnet, world, node, engine, force=source)
+    assert liq is not None and liq.plan.flash.source == source
+    if source == FLASH_AAVE:  # the premium is part of the exact profit
+        assert liq.plan.flash_fee > 0
+    await execute(devnet, world, node, tx, liq, t, f"flash-aave-src:{source}")
+
+
+async def test_unpaying_routes_revert_in_simulation_and_are_never_sent(devnet, w3, world, node, tx, engine):
+    t, liq = await plan_aave(devnet, world, node, engine)
+    nonce = int(await node.request("eth_getTransactionCount", [OPERATOR, "latest"]), 16)
+    # 1. minProfit above what the route pays
+    _, greedy = await plan_aave(devnet, world, node, engine, user=liq.account, min_profit=liq.expected_profit + 1)
+    with pytest.raises(SimulationReverted, match="simulation reverted"):
+        await tx.send(TxRequest(to=world.contract, data=greedy.calldata, purpose="greedy",
+                                action_key="greedy", max_cost_wei=10**17))
+    # 2. someone dumps the collateral into both pools of the route's first pair: it no longer pays
+    me, hop = devnet.info.spare[1], liq.plan.route.hops[0]
+    for fee in (500, 3000):
+        pool = world.uinfo.pool(hop.token_in, hop.token_out, fee)
+        dump = await balance(node, hop.token_in, pool.address)  # the pool's own reserve: price / ~4
+        await send_as(w3, me, hop.token_in, calldata(ERC20, "mint", [me, dump]))
+        await send_as(w3, me, hop.token_in, calldata(ERC20, "approve", [world.uinfo.router, dump]))
+        await send_as(w3, me, world.uinfo.router, calldata(load_uniswap("SwapRouter").abi, "exactInputSingle",
+                      [(hop.token_in, hop.token_out, fee, me, FAR_DEADLINE, dump, 0, 0)]))
+    with pytest.raises(SimulationReverted):
+        await tx.send(TxRequest(to=world.contract, data=liq.calldata, purpose="stale route",
+                                action_key="stale", max_cost_wei=10**17))
+    assert int(await node.request("eth_getTransactionCount", [OPERATOR, "latest"]), 16) == nonce
+    # keeper's pure math on the moved pools says the same: the planned sale now pays too little
+    moved = await read_pools(node, world.uinfo, await node.block_number())
+    out = quote_route(liq.plan.route, moved, liq.plan.amount_in)
+    assert out - liq.plan.repay - liq.plan.flash_fee < liq.min_profit
+
+
+async def send_as(w3, sender: str, to: str, data: str) -> None:
+    receipt = await wait_receipt(w3, await rpc(w3, "eth_sendTransaction",
+                                               [{"from": sender, "to": to, "data": data, "gas": hex(10**6)}]))
+    assert int(receipt["status"], 16) == 1
+
+
+# ------------------------------------------------------------------ Morpho Blue
+
+
+async def test_morpho_every_profitable_borrower_liquidated_capital_free(devnet, world, node, tx):
+    info, minfo = devnet.info, world.minfo
+    adapter = MorphoBlueAdapter(node, Multicall(node), LogScanner(node), minfo.morpho,
+                                list(minfo.market_ids), "morpho")
+    done = 0
+    for n in range(MAX_ROUNDS):
+        block = await node.block_number()
+        t = await next_timestamp(node)
+        markets = await adapter.load_markets(block, accrued=False)
+        pools = await read_pools(node, world.uinfo, block)
+        liq = None
+        for mid, m in markets.items():
+            m = mm.accrue(m, t)
+            borrowers = [p["address"] for p in minfo.positions if p["market_id"] == mid]
+            for pos in await adapter.read_positions(borrowers, mid, block):
+                if pos.borrow_shares == 0 or mm.is_healthy(m, pos):
+                    continue
+                try:
+                    q, by_shares = mm.liquidate_quote(m, pos, repaid_shares=pos.borrow_shares), True
+                except mm.LiquidationRevert:
+                    q, by_shares = mm.max_liquidation(m, pos), False
+                p = m.params
+                liq = flash_plans.morpho(minfo.morpho, p.as_tuple(), pos.account, q.seized_assets,
+                                         q.repaid_shares, by_shares, q.repaid_assets,
+                                         devnet_routes(info, p.collateral_token, p.loan_token), pools, t + 600)
+                if liq is not None:
+                    break
+            if liq is not None:
+                break
+        if liq is None:
+            break
+        await execute(devnet, world, node, tx, liq, t, f"flash-morpho:{n}")
+        done += 1
+    assert done >= 2, "the crash should leave Morpho borrowers liquidatable"
+
+
+# ------------------------------------------------------------------ Comet stand-in
+
+
+def base_for(m: cm.CometMarket, asset: str, collateral: int) -> int:
+    """The largest base amount whose quoteCollateral does not exceed ``collateral``."""
+    lo, hi = 0, 1
+    while cm.quote_collateral(m, asset, hi) <= collateral:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cm.quote_collateral(m, asset, mid) <= collateral else (lo, mid)
+    return lo
+
+
+async def test_comet_every_profitable_borrower_liquidated_capital_free(devnet, world, node, tx):
+    info, cinfo = devnet.info, world.cinfo
+    adapter = CometAdapter(node, Multicall(node), LogScanner(node), cinfo.comet, "comet")
+    done = 0
+    for n in range(MAX_ROUNDS):
+        block = await node.block_number()
+        t = await next_timestamp(node)
+        market = cm.accrue(await adapter.load_market(block, accrued=False), t)
+        accounts = await adapter.read_accounts(list(cinfo.borrowers), market)
+        pools = await read_pools(node, world.uinfo, block)
+        base = market.base_token
+        sources: list[FlashSource] = await devnet_flash_sources(node, info, world.minfo, pools, base, block)
+        liq = None
+        for acct in accounts:
+            if acct.principal >= 0 or not cm.is_liquidatable(market, acct):
+                continue
+            o = cm.absorb_outcome(market, acct)
+            asset, amount, _ = max(o.seized, key=lambda s: s[2])  # the largest by value
+            base_amount = base_for(o.market_after, asset, amount)
+            out = cm.quote_collateral(o.market_after, asset, base_amount)
+            liq = flash_plans.comet(cinfo.comet, [acct.account], asset, base, base_amount, out,
+                                    devnet_routes(info, asset, base), pools, sources, t + 600)
+            if liq is not None:
+                break
+        if liq is None:
+            break
+        await execute(devnet, world, node, tx, liq, t, f"flash-comet:{n}")
+        done += 1
+    assert done >= 2, "the crash should leave Comet borrowers liquidatable"
