@@ -12,12 +12,17 @@ route no longer pays reverts in simulation and is never sent.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import pytest
 import pytest_asyncio
+from eth_abi import encode
 from eth_account import Account
+from eth_utils import keccak
 
 from keeper.chain.logs import LogScanner
 from keeper.chain.multicall import Multicall
@@ -29,6 +34,7 @@ from keeper.devnet.artifacts import load_aave
 from keeper.devnet.comet import CometInfo, deploy_comet
 from keeper.devnet.flash import crash, devnet_flash_sources, devnet_routes, read_pools
 from keeper.devnet.morpho import MorphoInfo, deploy_morpho
+from keeper.devnet.api import mint
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.devnet.uniswap import FAR_DEADLINE, UniswapInfo, deploy_uniswap, load_uniswap
 from keeper.dex import flash_plans
@@ -39,6 +45,7 @@ from keeper.dex.liquidator import (
     FLASH_MORPHO,
     FLASH_UNISWAP,
     LIQUIDATED_TOPIC,
+    encode_rescue,
     liquidator_allow_list,
 )
 from keeper.engine import Engine
@@ -315,3 +322,64 @@ async def test_comet_every_profitable_borrower_liquidated_capital_free(devnet, w
         await execute(devnet, world, node, tx, liq, t, f"flash-comet:{n}")
         done += 1
     assert done >= 2, "the crash should leave Comet borrowers liquidatable"
+
+
+# ------------------------------------------------------------------ the contract's guards
+
+
+async def revert_data(node: Rpc, sender: str, to: str, data: bytes) -> str:
+    """The revert data of an eth_call, as anvil returns it (``error.data``)."""
+    resp = await node.provider.make_request("eth_call", [{"from": sender, "to": to, "data": "0x" + data.hex()},
+                                                         "latest"])
+    assert "error" in resp, resp
+    return str(resp["error"].get("data", ""))
+
+
+async def test_only_the_owner_calls_and_only_the_expected_lender_calls_back(devnet, world, node):
+    stranger, t = devnet.info.spare[2], devnet.info.tokens
+    liq = encode_rescue(t["USDC"], stranger)
+    assert (await revert_data(node, stranger, world.contract, liq)).startswith("0x" + keccak(text="NotOwner()")[:4].hex())
+    unexpected = "0x" + keccak(text="UnexpectedCallback(address)")[:4].hex()
+    callbacks = [
+        keccak(text="executeOperation(address,uint256,uint256,address,bytes)")[:4]
+        + encode(["address", "uint256", "uint256", "address", "bytes"], [t["USDC"], 1, 0, world.contract, b""]),
+        keccak(text="onMorphoFlashLoan(uint256,bytes)")[:4] + encode(["uint256", "bytes"], [1, b""]),
+        keccak(text="onMorphoLiquidate(uint256,bytes)")[:4] + encode(["uint256", "bytes"], [1, b""]),
+        keccak(text="uniswapV3FlashCallback(uint256,uint256,bytes)")[:4] + encode(["uint256", "uint256", "bytes"],
+                                                                                   [0, 0, b""]),
+    ]
+    for data in callbacks:
+        assert (await revert_data(node, stranger, world.contract, data)).startswith(unexpected)
+
+
+async def test_rescue_returns_tokens_sent_by_mistake(devnet, w3, world, node, tx):
+    usdc = devnet.info.tokens["USDC"]
+    await mint(w3, devnet.info, "USDC", world.contract, 1234)
+    before = await balance(node, usdc, OPERATOR)
+    out = await tx.send(TxRequest(to=world.contract, data=encode_rescue(usdc, OPERATOR), purpose="rescue",
+                                  action_key="rescue", max_cost_wei=10**17))
+    assert out.ok
+    assert await balance(node, usdc, OPERATOR) - before == 1234
+    assert await balance(node, usdc, world.contract) == 0
+
+
+async def test_keeper_liquidator_deploy_command(devnet, world, node, tmp_path):
+    u = world.uinfo
+    cfg = tmp_path / "keeper.toml"
+    cfg.write_text(devnet.config_path.read_text() + f'\n[dex]\nuniswap_v3_factory = "{u.factory}"\n'
+                   f'uniswap_v3_router = "{u.router}"\nuniswap_v3_quoter = "{u.quoter}"\n')
+    proc = subprocess.run([sys.executable, "-m", "keeper", "liquidator", "deploy", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "KEEPER_PRIVATE_KEY": OPERATOR_KEY})
+    assert proc.returncode == 0, proc.stderr
+    address = proc.stdout.strip().splitlines()[-1]
+    assert OPERATOR_KEY[2:] not in proc.stdout + proc.stderr
+    owner = await node.call(address, keccak(text="owner()")[:4])
+    router = await node.call(address, keccak(text="router()")[:4])
+    assert owner[12:] == bytes.fromhex(OPERATOR[2:]) and router[12:] == bytes.fromhex(u.router[2:])
+    # without a router configured: exit 2, the key named, nothing sent
+    cfg.write_text(devnet.config_path.read_text())
+    proc = subprocess.run([sys.executable, "-m", "keeper", "liquidator", "deploy", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "KEEPER_PRIVATE_KEY": OPERATOR_KEY})
+    assert proc.returncode == 2 and "dex.uniswap_v3_router" in proc.stderr

@@ -126,16 +126,16 @@ async def test_pure_math_equals_quoter_and_a_real_swap_across_ticks(devnet, w3, 
         route = Route.single(token_in, fee, token_out)
         pure = quote_route(route, {route.hops[0].key(): state}, amount)
         assert pure == await quote_exact_input(node, uni.quoter, route, amount, block)
-    # a real swap through the router: the biggest, which crosses several initialized ticks
-    amount = 3_000 * 10**18
-    crossed = swap_exact_input(state, weth.lower() < usdc.lower(), amount)
-    assert crossed.tick // state.tick_spacing != state.tick // state.tick_spacing
-    await send(w3, me, weth, ERC20, "mint", [me, amount])
-    await send(w3, me, weth, ERC20, "approve", [uni.router, amount])
-    before = await balance(w3, usdc, me)
+    # a real swap through the router: the biggest, which crosses initialized ticks
+    amount = 25_000_000 * 10**6
+    crossed = swap_exact_input(state, usdc.lower() < weth.lower(), amount)
+    assert crossed.liquidity != state.liquidity  # an initialized tick was crossed
+    await send(w3, me, usdc, ERC20, "mint", [me, amount])
+    await send(w3, me, usdc, ERC20, "approve", [uni.router, amount])
+    before = await balance(w3, weth, me)
     await send(w3, me, uni.router, load_uniswap("SwapRouter").abi, "exactInputSingle",
-               [(weth, usdc, fee, me, FAR_DEADLINE, amount, 0, 0)])
-    assert await balance(w3, usdc, me) - before == crossed.amount_out
+               [(usdc, weth, fee, me, FAR_DEADLINE, amount, 0, 0)])
+    assert await balance(w3, weth, me) - before == crossed.amount_out
     after = await read_pool(node, pool.address, await node.block_number())
     assert (after.sqrt_price_x96, after.tick, after.liquidity) == (crossed.sqrt_price_x96, crossed.tick,
                                                                    crossed.liquidity)
