@@ -53,6 +53,7 @@ class FlashLiquidation:
     profit_token: str
     min_profit: int
     calldata: bytes
+    call: AaveCall | MorphoCall | CometCall  # the protocol call inside (also what own capital would send)
 
     @property
     def expected_profit(self) -> int:
@@ -69,9 +70,9 @@ def aave(pool: str, user: str, collateral: str, debt: str, debt_to_repay: int, c
     if p is None:
         return None
     want = p.profit if min_profit is None else min_profit
-    data = encode_aave(AaveCall(pool, collateral, debt, user, debt_to_repay), p.flash, p.route,
-                       deadline, debt, want)
-    return FlashLiquidation("aave_v3", user, p, debt, want, data)
+    call = AaveCall(pool, collateral, debt, user, debt_to_repay)
+    data = encode_aave(call, p.flash, p.route, deadline, debt, want)
+    return FlashLiquidation("aave_v3", user, p, debt, want, data, call)
 
 
 def morpho(morpho_address: str, market: tuple[str, str, str, str, int], borrower: str,
@@ -88,7 +89,7 @@ def morpho(morpho_address: str, market: tuple[str, str, str, str, int], borrower
     call = MorphoCall(morpho_address, market, borrower, 0 if by_shares else seized_assets,
                       repaid_shares if by_shares else 0)
     return FlashLiquidation("morpho_blue", borrower, p, loan, want,
-                            encode_morpho(call, p.route, deadline, loan, want))
+                            encode_morpho(call, p.route, deadline, loan, want), call)
 
 
 def comet(comet_address: str, accounts: Sequence[str], asset: str, base_token: str, base_amount: int,
@@ -103,4 +104,4 @@ def comet(comet_address: str, accounts: Sequence[str], asset: str, base_token: s
     want = p.profit if min_profit is None else min_profit
     call = CometCall(comet_address, tuple(accounts), asset, collateral_out, base_amount)
     return FlashLiquidation("compound_v3", accounts[0] if accounts else "", p, base_token, want,
-                            encode_comet(call, p.flash, p.route, deadline, base_token, want))
+                            encode_comet(call, p.flash, p.route, deadline, base_token, want), call)

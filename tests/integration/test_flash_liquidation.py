@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
@@ -24,21 +24,17 @@ from eth_abi import encode
 from eth_account import Account
 from eth_utils import keccak
 
-from keeper.chain.logs import LogScanner
-from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
 from keeper.config import load_config
 from keeper.config_types import Secret
 from keeper.devnet.accounts import derived_key
 from keeper.devnet.artifacts import load_aave
 from keeper.devnet.comet import CometInfo, deploy_comet
-from keeper.devnet.flash import crash, devnet_flash_sources, devnet_routes, read_pools
+from keeper.devnet.flash import crash, next_aave, next_comet, next_morpho, read_pools
 from keeper.devnet.morpho import MorphoInfo, deploy_morpho
 from keeper.devnet.api import mint
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.devnet.uniswap import FAR_DEADLINE, UniswapInfo, deploy_uniswap, load_uniswap
-from keeper.dex import flash_plans
-from keeper.dex.capital_free import FlashSource
 from keeper.dex.route import quote_route
 from keeper.dex.liquidator import (
     FLASH_AAVE,
@@ -53,18 +49,12 @@ from keeper.errors import SimulationReverted
 from keeper.executors import TxRequest
 from keeper.executors.signer import Signer
 from keeper.executors.tx import build_tx_manager
-from keeper.health import comet as cm
-from keeper.health import morpho as mm
-from keeper.health.aave_liquidation import best_liquidation
 from keeper.liquidator_deploy import deploy_liquidator
-from keeper.protocols.compound_v3 import CometAdapter
-from keeper.protocols.morpho_blue import MorphoBlueAdapter
 from keeper.store import Store
 
 OPERATOR_KEY = derived_key("flash-operator", 1, 0)
 OPERATOR = Account.from_key(OPERATOR_KEY).address
 ERC20 = load_aave("MintableERC20").abi
-STEP = 12  # seconds between the read and the liquidation's block
 MAX_ROUNDS = 40
 
 
@@ -118,10 +108,6 @@ async def balance(node: Rpc, token: str, who: str) -> int:
     return int.from_bytes(await node.call(token, bytes.fromhex(calldata(ERC20, "balanceOf", [who])[2:])), "big")
 
 
-async def next_timestamp(node: Rpc) -> int:
-    return int((await node.block("latest"))["timestamp"], 16) + STEP
-
-
 async def execute(devnet, world, node, tx, liq, t: int, key: str) -> int:
     """Send one planned liquidation mined at ``t``; check it to the wei; return the profit."""
     info = devnet.info
@@ -155,33 +141,9 @@ async def engine(devnet, node, tmp_path):
     store.close()
 
 
-async def plan_aave(devnet, world, node, engine, user: str | None = None, force: int | None = None,
-                    min_profit: int | None = None):
-    """(timestamp, plan) for the first liquidatable Aave account with a paying route."""
-    info = devnet.info
-    block = await node.block_number()
-    await engine.index(block)
-    await engine.full_scan(block)
-    w = engine.watches[0]
-    t = await next_timestamp(node)
-    market = replace(w.market, timestamp=t)
-    pools = await read_pools(node, world.uinfo, block)
-    for account, acct in sorted(w.accounts.items()):
-        if user is not None and account != user:
-            continue
-        q = best_liquidation(market, acct, 0, 0)
-        if q is None:
-            continue
-        q = flash_plans.aave_exact_cover(market, acct, q)
-        sources = await devnet_flash_sources(node, info, world.minfo, pools, q.debt_asset, block)
-        if force is not None:
-            sources = [s for s in sources if s.source == force]
-        liq = flash_plans.aave(info.pool, account, q.collateral_asset, q.debt_asset, q.debt_to_repay,
-                               q.collateral_to_receive, devnet_routes(info, q.collateral_asset, q.debt_asset),
-                               pools, sources, t + 600, min_profit)
-        if liq is not None:
-            return t, liq
-    return t, None
+async def plan_aave(devnet, world, node, engine, user=None, force=None, min_profit=None):
+    return await next_aave(node, engine, devnet.info, world.minfo, world.uinfo, user=user, force=force,
+                           min_profit=min_profit)
 
 
 async def test_aave_every_profitable_borrower_liquidated_capital_free(devnet, world, node, tx, engine):
@@ -244,34 +206,9 @@ async def send_as(w3, sender: str, to: str, data: str) -> None:
 
 
 async def test_morpho_every_profitable_borrower_liquidated_capital_free(devnet, world, node, tx):
-    info, minfo = devnet.info, world.minfo
-    adapter = MorphoBlueAdapter(node, Multicall(node), LogScanner(node), minfo.morpho,
-                                list(minfo.market_ids), "morpho")
     done = 0
     for n in range(MAX_ROUNDS):
-        block = await node.block_number()
-        t = await next_timestamp(node)
-        markets = await adapter.load_markets(block, accrued=False)
-        pools = await read_pools(node, world.uinfo, block)
-        liq = None
-        for mid, m in markets.items():
-            m = mm.accrue(m, t)
-            borrowers = [p["address"] for p in minfo.positions if p["market_id"] == mid]
-            for pos in await adapter.read_positions(borrowers, mid, block):
-                if pos.borrow_shares == 0 or mm.is_healthy(m, pos):
-                    continue
-                try:
-                    q, by_shares = mm.liquidate_quote(m, pos, repaid_shares=pos.borrow_shares), True
-                except mm.LiquidationRevert:
-                    q, by_shares = mm.max_liquidation(m, pos), False
-                p = m.params
-                liq = flash_plans.morpho(minfo.morpho, p.as_tuple(), pos.account, q.seized_assets,
-                                         q.repaid_shares, by_shares, q.repaid_assets,
-                                         devnet_routes(info, p.collateral_token, p.loan_token), pools, t + 600)
-                if liq is not None:
-                    break
-            if liq is not None:
-                break
+        t, liq = await next_morpho(node, devnet.info, world.minfo, world.uinfo)
         if liq is None:
             break
         await execute(devnet, world, node, tx, liq, t, f"flash-morpho:{n}")
@@ -282,41 +219,10 @@ async def test_morpho_every_profitable_borrower_liquidated_capital_free(devnet, 
 # ------------------------------------------------------------------ Comet stand-in
 
 
-def base_for(m: cm.CometMarket, asset: str, collateral: int) -> int:
-    """The largest base amount whose quoteCollateral does not exceed ``collateral``."""
-    lo, hi = 0, 1
-    while cm.quote_collateral(m, asset, hi) <= collateral:
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if cm.quote_collateral(m, asset, mid) <= collateral else (lo, mid)
-    return lo
-
-
 async def test_comet_every_profitable_borrower_liquidated_capital_free(devnet, world, node, tx):
-    info, cinfo = devnet.info, world.cinfo
-    adapter = CometAdapter(node, Multicall(node), LogScanner(node), cinfo.comet, "comet")
     done = 0
     for n in range(MAX_ROUNDS):
-        block = await node.block_number()
-        t = await next_timestamp(node)
-        market = cm.accrue(await adapter.load_market(block, accrued=False), t)
-        accounts = await adapter.read_accounts(list(cinfo.borrowers), market)
-        pools = await read_pools(node, world.uinfo, block)
-        base = market.base_token
-        sources: list[FlashSource] = await devnet_flash_sources(node, info, world.minfo, pools, base, block)
-        liq = None
-        for acct in accounts:
-            if acct.principal >= 0 or not cm.is_liquidatable(market, acct):
-                continue
-            o = cm.absorb_outcome(market, acct)
-            asset, amount, _ = max(o.seized, key=lambda s: s[2])  # the largest by value
-            base_amount = base_for(o.market_after, asset, amount)
-            out = cm.quote_collateral(o.market_after, asset, base_amount)
-            liq = flash_plans.comet(cinfo.comet, [acct.account], asset, base, base_amount, out,
-                                    devnet_routes(info, asset, base), pools, sources, t + 600)
-            if liq is not None:
-                break
+        t, liq = await next_comet(node, devnet.info, world.minfo, world.cinfo, world.uinfo)
         if liq is None:
             break
         await execute(devnet, world, node, tx, liq, t, f"flash-comet:{n}")
