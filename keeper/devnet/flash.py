@@ -74,10 +74,14 @@ def devnet_routes(info: DevnetInfo, token_in: str, token_out: str) -> list[Route
 # ---------------------------------------------------------------- the next paying liquidation
 # Each finder reads at the latest block, plans for the next block's timestamp ``t`` (the
 # caller mines there with evm_setNextBlockTimestamp) and returns (t, plan) for the first
-# liquidatable account whose capital-free liquidation pays, or (t, None).
+# liquidatable account whose capital-free liquidation pays, or (t, None). The simulation
+# runs at the pending block, whose time anvil takes from the clock, not from ``t``: a few
+# seconds of interest can move the profit by some wei, so minProfit keeps SLACK_BPS of slack
+# (the profit realized at ``t`` is still the plan's, to the wei).
 
 STEP_S = 12
 DEADLINE_S = 600
+SLACK_BPS = 1  # minProfit = 99.99% of the plan: eth_call simulates at the pending block's time
 
 
 async def next_timestamp(rpc: Rpc) -> int:
@@ -86,7 +90,7 @@ async def next_timestamp(rpc: Rpc) -> int:
 
 async def next_aave(rpc: Rpc, engine: Engine, info: DevnetInfo, minfo: MorphoInfo | None,
                     uinfo: UniswapInfo, *, user: str | None = None, force: int | None = None,
-                    min_profit: int | None = None) -> tuple[int, FlashLiquidation | None]:
+                    min_profit: int | None = None, slack_bps: int = SLACK_BPS) -> tuple[int, FlashLiquidation | None]:
     """Aave V3 via keeper's Engine (its reader and exact math); ``force``: one flash source."""
     block = await rpc.block_number()
     await engine.index(block)
@@ -107,14 +111,14 @@ async def next_aave(rpc: Rpc, engine: Engine, info: DevnetInfo, minfo: MorphoInf
             sources = [s for s in sources if s.source == force]
         liq = flash_plans.aave(info.pool, account, q.collateral_asset, q.debt_asset, q.debt_to_repay,
                                q.collateral_to_receive, devnet_routes(info, q.collateral_asset, q.debt_asset),
-                               pools, sources, t + DEADLINE_S, min_profit)
+                               pools, sources, t + DEADLINE_S, min_profit, slack_bps)
         if liq is not None:
             return t, liq
     return t, None
 
 
-async def next_morpho(rpc: Rpc, info: DevnetInfo, minfo: MorphoInfo,
-                      uinfo: UniswapInfo) -> tuple[int, FlashLiquidation | None]:
+async def next_morpho(rpc: Rpc, info: DevnetInfo, minfo: MorphoInfo, uinfo: UniswapInfo,
+                      slack_bps: int = SLACK_BPS) -> tuple[int, FlashLiquidation | None]:
     """Morpho Blue: every share when the collateral covers it, else the largest seizure."""
     adapter = MorphoBlueAdapter(rpc, Multicall(rpc), LogScanner(rpc), minfo.morpho, list(minfo.market_ids), "morpho")
     block = await rpc.block_number()
@@ -134,7 +138,7 @@ async def next_morpho(rpc: Rpc, info: DevnetInfo, minfo: MorphoInfo,
             p = m.params
             liq = flash_plans.morpho(minfo.morpho, p.as_tuple(), pos.account, q.seized_assets, q.repaid_shares,
                                      by_shares, q.repaid_assets, devnet_routes(info, p.collateral_token, p.loan_token),
-                                     pools, t + DEADLINE_S)
+                                     pools, t + DEADLINE_S, slack_bps=slack_bps)
             if liq is not None:
                 return t, liq
     return t, None
@@ -152,7 +156,7 @@ def base_for(m: cm.CometMarket, asset: str, collateral: int) -> int:
 
 
 async def next_comet(rpc: Rpc, info: DevnetInfo, minfo: MorphoInfo | None, cinfo: CometInfo,
-                     uinfo: UniswapInfo) -> tuple[int, FlashLiquidation | None]:
+                     uinfo: UniswapInfo, slack_bps: int = SLACK_BPS) -> tuple[int, FlashLiquidation | None]:
     """Comet: absorb one account, buy its largest collateral (by value) at the store front."""
     adapter = CometAdapter(rpc, Multicall(rpc), LogScanner(rpc), cinfo.comet, "comet")
     block = await rpc.block_number()
@@ -170,7 +174,8 @@ async def next_comet(rpc: Rpc, info: DevnetInfo, minfo: MorphoInfo | None, cinfo
         base_amount = base_for(o.market_after, asset, amount)
         out = cm.quote_collateral(o.market_after, asset, base_amount)
         liq = flash_plans.comet(cinfo.comet, [acct.account], asset, base, base_amount, out,
-                                devnet_routes(info, asset, base), pools, sources, t + DEADLINE_S)
+                                devnet_routes(info, asset, base), pools, sources, t + DEADLINE_S,
+                                slack_bps=slack_bps)
         if liq is not None:
             return t, liq
     return t, None
