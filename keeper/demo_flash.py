@@ -30,7 +30,7 @@ from keeper.devnet.flash import crash, next_aave, next_comet, next_morpho
 from keeper.devnet.morpho import deploy_morpho
 from keeper.devnet.state import write_keeper_config
 from keeper.devnet.uniswap import deploy_uniswap
-from keeper.dex.liquidator import LIQUIDATED_TOPIC, liquidator_allow_list
+from keeper.dex.liquidator import liquidator_allow_list, realized_profit
 from keeper.engine import Engine
 from keeper.executors import TxRequest
 from keeper.executors.signer import Signer
@@ -83,13 +83,13 @@ async def run() -> None:
             await node.request("evm_setNextBlockTimestamp", [t])
             out = await tx.send(TxRequest(to=contract, data=liq.calldata, purpose=f"capital-free {liq.protocol}",
                                           action_key=f"demo:{liq.protocol}", max_cost_wei=10**17))
-            event = next(lg for lg in out.logs if lg["topics"][0] == LIQUIDATED_TOPIC)
+            realized = realized_profit(out.logs, contract)
             grew = await _balance(node, liq.profit_token, operator) - before
             dec = info.decimals[token]
             console.print(
                 f"[bold]{liq.protocol}[/] {liq.account}: {liq.plan.describe(symbols)}\n"
                 f"   expected {format_fixed(liq.expected_profit, dec)} {token}, realized "
-                f"{format_fixed(int(event['data'], 16), dec)} {token} (operator +{format_fixed(grew, dec)}), "
+                f"{format_fixed(realized or 0, dec)} {token} (operator +{format_fixed(grew, dec)}), "
                 f"gas {out.gas_used:,}, tx {out.hash}")
     finally:
         await w3.provider.disconnect()

@@ -8,6 +8,7 @@
     data = encode_morpho(MorphoCall(morpho, params, borrower, seized, 0), route, ...)
     data = encode_comet(CometCall(comet, accounts, asset, min_amount, base_amount), flash, ...)
     liquidator_allow_list(contract)                      # the guard's entries for it
+    realized_profit(receipt_logs, contract)              # the Liquidated event's profit
     deploy_code(creation_code, router)                   # creation code + constructor args
 
 ``route=None`` sells nothing (the seized collateral is already the token that repays).
@@ -129,6 +130,16 @@ def encode_comet(call: CometCall, flash: Flash, route: Route | None, deadline: i
 
 def encode_rescue(token: str, to: str) -> bytes:
     return _call(SIG_RESCUE, [token, to])
+
+
+def realized_profit(logs: Sequence[dict], contract: str) -> int | None:
+    """The ``Liquidated`` event's profit in a receipt's logs (profit-token base units), or
+    None when the contract emitted none (reverted or not ours)."""
+    for lg in logs:
+        topics = lg.get("topics") or []
+        if topics and topics[0] == LIQUIDATED_TOPIC and str(lg.get("address", "")).lower() == contract.lower():
+            return int(lg["data"], 16)
+    return None
 
 
 def deploy_code(creation_code: str, router: str) -> str:

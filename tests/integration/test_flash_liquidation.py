@@ -43,6 +43,7 @@ from keeper.dex.liquidator import (
     LIQUIDATED_TOPIC,
     encode_rescue,
     liquidator_allow_list,
+    realized_profit,
 )
 from keeper.engine import Engine
 from keeper.errors import SimulationReverted
@@ -116,9 +117,9 @@ async def execute(devnet, world, node, tx, liq, t: int, key: str) -> int:
     out = await tx.send(TxRequest(to=world.contract, data=liq.calldata, purpose=f"flash {liq.protocol}",
                                   action_key=key, max_cost_wei=10**17))
     assert out.ok, out
-    (event,) = [lg for lg in out.logs if lg["topics"][0] == LIQUIDATED_TOPIC]
-    profit = int(event["data"], 16)
-    assert profit == liq.expected_profit > 0
+    assert len([lg for lg in out.logs if lg["topics"][0] == LIQUIDATED_TOPIC]) == 1
+    profit = realized_profit(out.logs, world.contract)
+    assert profit == liq.expected_profit > 0 and liq.min_profit <= profit
     assert await balance(node, liq.profit_token, OPERATOR) - before == profit
     for token in info.tokens.values():
         assert await balance(node, token, world.contract) == 0
