@@ -164,3 +164,52 @@ async def test_arbitrage_brings_the_pools_back_to_the_oracle(devnet, w3, uni, no
                                   await get_price_of(node, devnet, p.symbol1), info.decimals[p.symbol1])
         assert state.sqrt_price_x96 == want, (p.symbol0, p.symbol1, p.fee)
     await mint(w3, info, "USDC", info.spare[0], 1)  # the chain still takes ordinary transactions
+
+
+def test_devnet_up_writes_the_dex_and_price_arbitrages_the_pools(tmp_path):
+    """`keeper devnet up` (its own anvil) prints and writes [dex] and [liquidator] contract;
+    `keeper devnet price` moves the feed and then the pools follow it."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from keeper.config import load_config
+    from keeper.devnet.lifecycle import read_uniswap
+    from keeper.devnet.state import read_state
+
+    def keeper(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "keeper", "devnet", *args, "--state-dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=300, env=dict(os.environ))
+
+    up = keeper("up", "--port", "0", "--borrowers", "3")
+    try:
+        assert up.returncode == 0, up.stderr
+        uinfo, contract = read_uniswap(tmp_path)
+        for name, address in (("Uniswap V3 factory", uinfo.factory), ("SwapRouter", uinfo.router),
+                              ("QuoterV2", uinfo.quoter), ("KeeperLiquidator", contract)):
+            assert name in up.stdout and address in up.stdout
+        cfg = load_config(tmp_path / "keeper.toml", env={})
+        assert (cfg.dex.uniswap_v3_factory, cfg.dex.uniswap_v3_router, cfg.dex.uniswap_v3_quoter) == \
+            (uinfo.factory, uinfo.router, uinfo.quoter)
+        assert cfg.liquidator.contract == contract
+        moved = keeper("price", "WETH", "-10%")
+        assert moved.returncode == 0, moved.stderr
+        info = read_state(tmp_path)
+
+        async def check() -> None:
+            node = Rpc(info.rpc_url)
+            try:
+                block = await node.block_number()
+                for p in uinfo.pools:
+                    state = await read_pool(node, p.address, block, words=1)
+                    prices = [int.from_bytes(await node.call(info.feeds[s], bytes.fromhex("50d25bcd")), "big")
+                              for s in (p.symbol0, p.symbol1)]
+                    want = sqrt_price_x96_for(prices[0], info.decimals[p.symbol0], prices[1], info.decimals[p.symbol1])
+                    assert state.sqrt_price_x96 == want, (p.symbol0, p.symbol1, p.fee)
+            finally:
+                await node.close()
+
+        asyncio.run(check())
+    finally:
+        keeper("down")
