@@ -6,6 +6,9 @@ loan; what is left of the debt token is the profit::
 
     profit = quote_route(route, pools, seized) - repay - flash_fee
 
+``net_profit_base`` values a profit after gas at the price book's prices and ``pick``
+chooses own capital or capital-free by that number.
+
 ``plan(...)`` tries every flash source that holds enough of the debt token and every route
 (one hop at each fee tier, two hops through each middle token) and returns the most
 profitable, or None when nothing is left after the fee. A Uniswap pool lent from is locked
@@ -120,10 +123,29 @@ def plan(seized: int, repay: int, routes: Sequence[Route], pools: Mapping[PoolKe
     return best
 
 
+def net_profit_base(profit: int, token_price_base: int, token_decimals: int, gas: int,
+                    gas_price_wei: int, native_price_base: int) -> int:
+    """A liquidation's profit in the price book's base unit (e.g. 1e8 USD) after gas:
+    the profit-token amount valued down, the gas (native coin, 18 decimals) valued up."""
+    value = profit * token_price_base // 10**token_decimals
+    cost = -(-gas * gas_price_wei * native_price_base // 10**18)
+    return value - cost
+
+
+def pick(own_capital_base: int | None, capital_free_base: int | None) -> str | None:
+    """"own" or "capital_free", whichever nets more (``net_profit_base``; None = not possible),
+    or None when neither is positive. Ties go to own capital (no flash, no swap to trust)."""
+    best, choice = 0, None
+    for name, value in (("own", own_capital_base), ("capital_free", capital_free_base)):
+        if value is not None and value > best:
+            best, choice = value, name
+    return choice
+
+
 def hop_pool_keys(routes: Iterable[Route]) -> set[PoolKey]:
     """Every pool the routes go through (what to read before planning)."""
     return {h.key() for r in routes for h in r.hops}
 
 
 __all__ = ["NO_FLASH", "CapitalFreePlan", "FlashSource", "Hop", "best_route", "candidate_routes",
-           "hop_pool_keys", "plan"]
+           "hop_pool_keys", "net_profit_base", "pick", "plan"]

@@ -117,3 +117,15 @@ def test_candidate_routes_cover_single_and_two_hops():
 @pytest.mark.parametrize("bad", [[], [Route.single(WETH, 500, USDC)]])  # none, or no pool state
 def test_plan_without_a_route_is_none(bad):
     assert plan(10**18, 1, bad, POOLS, [NO_FLASH]) is None
+
+
+def test_net_profit_after_gas_and_the_choice():
+    from keeper.dex.capital_free import net_profit_base, pick
+
+    # 2,291.399030 USDC at $1 (1e8), 576,125 gas at 20 gwei with ETH at $1,400
+    net = net_profit_base(2_291_399_030, 10**8, 6, 576_125, 20 * 10**9, 1_400 * 10**8)
+    gas_cost = -(-576_125 * 20 * 10**9 * 1_400 * 10**8 // 10**18)  # rounded up: a cost
+    assert net == 229_139_903_000 - gas_cost and gas_cost == 1_613_150_000
+    assert net_profit_base(1, 10**8, 6, 1, 1, 1) == 100 - 1  # 1e-6 USDC = 100 base units; 1 wei of gas rounds up
+    assert pick(10, 11) == "capital_free" and pick(11, 11) == "own" and pick(None, 5) == "capital_free"
+    assert pick(0, -3) is None and pick(None, None) is None
