@@ -30,11 +30,20 @@ from keeper.config_types import Secret
 from keeper.devnet.accounts import derived_key
 from keeper.devnet.artifacts import load_aave
 from keeper.devnet.comet import CometInfo, deploy_comet
-from keeper.devnet.flash import crash, next_aave, next_comet, next_morpho, read_pools
+from keeper.devnet.flash import (
+    crash,
+    devnet_flash_sources,
+    devnet_routes,
+    next_aave,
+    next_comet,
+    next_morpho,
+    read_pools,
+)
 from keeper.devnet.morpho import MorphoInfo, deploy_morpho
 from keeper.devnet.api import mint
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.devnet.uniswap import FAR_DEADLINE, UniswapInfo, deploy_uniswap, load_uniswap
+from keeper.dex import flash_plans
 from keeper.dex.route import quote_route
 from keeper.dex.liquidator import (
     FLASH_AAVE,
@@ -292,3 +301,20 @@ async def test_keeper_liquidator_deploy_command(devnet, world, node, tmp_path):
                           capture_output=True, text=True, timeout=180,
                           env={**os.environ, "KEEPER_PRIVATE_KEY": OPERATOR_KEY})
     assert proc.returncode == 2 and "dex.uniswap_v3_router" in proc.stderr
+
+
+async def test_aave_two_hop_route_through_exact_input(devnet, world, node, tx, engine):
+    """The same liquidation forced through a two-hop route (SwapRouter.exactInput): the
+    profit is still the pure math's to the wei."""
+    info = devnet.info
+    t, liq = await plan_aave(devnet, world, node, engine)
+    c = liq.call
+    block = await node.block_number()
+    pools = await read_pools(node, world.uinfo, block)
+    sources = await devnet_flash_sources(node, info, world.minfo, pools, c.debt, block)
+    two_hops = [r for r in devnet_routes(info, c.collateral, c.debt) if len(r.hops) == 2]
+    liq2 = flash_plans.aave(info.pool, c.user, c.collateral, c.debt, liq.plan.repay, liq.plan.amount_in,
+                            two_hops, pools, sources, t + 600, slack_bps=1)
+    assert liq2 is not None and len(liq2.plan.route.hops) == 2
+    assert liq2.expected_profit <= liq.expected_profit  # the direct route was the best
+    await execute(devnet, world, node, tx, liq2, t, "flash-aave-two-hops")
