@@ -75,6 +75,9 @@ async def run_doctor(cfg: Config, rpc: Rpc) -> list[Check]:
             checks.extend(await comet_checks(label, m, rpc, block))
         else:
             checks.append(Check(f"{label}: protocol", False, f"doctor has no checks for {m.protocol!r}"))
+    from keeper.doctor_dex import dex_checks  # it imports Check from here
+
+    checks.extend(await dex_checks(cfg, rpc, block))
     return checks
 
 

@@ -318,3 +318,24 @@ async def test_aave_two_hop_route_through_exact_input(devnet, world, node, tx, e
     assert liq2 is not None and len(liq2.plan.route.hops) == 2
     assert liq2.expected_profit <= liq.expected_profit  # the direct route was the best
     await execute(devnet, world, node, tx, liq2, t, "flash-aave-two-hops")
+
+
+async def test_doctor_checks_the_dex_and_the_contract(devnet, world, node, tmp_path):
+    from keeper.doctor import run_doctor
+
+    u = world.uinfo
+    dex = (f'\n[dex]\nuniswap_v3_factory = "{u.factory}"\nuniswap_v3_router = "{u.router}"\n'
+           f'uniswap_v3_quoter = "{u.quoter}"\n\n[liquidator]\ncontract = "{world.contract}"\n')
+    path = tmp_path / "keeper.toml"
+    path.write_text(devnet.config_path.read_text() + dex)
+    checks = {c.name: c for c in await run_doctor(load_config(path, env={"KEEPER_PRIVATE_KEY": OPERATOR_KEY}), node)}
+    for name in ("dex: factory", "dex: router", "dex: quoter", "liquidator: contract"):
+        assert checks[name].ok, checks[name]
+    # another key, and a router that is not the contract's: both named
+    other = derived_key("flash-operator", 1, 1)
+    checks = {c.name: c for c in await run_doctor(load_config(path, env={"KEEPER_PRIVATE_KEY": other}), node)}
+    assert not checks["liquidator: contract"].ok and "only the owner" in checks["liquidator: contract"].detail
+    path.write_text(devnet.config_path.read_text() + dex.replace(u.router, u.quoter, 1))
+    checks = {c.name: c for c in await run_doctor(load_config(path, env={}), node)}
+    assert not checks["liquidator: contract"].ok and "swaps through" in checks["liquidator: contract"].detail
+    assert checks["dex: router"].ok  # the quoter does use the factory: only the contract disagrees
