@@ -204,9 +204,13 @@ def _mount_devnet() -> None:
     except ImportError:  # pragma: no cover - devnet is part of the package
         return
     app.add_typer(devnet_app, name="devnet", help="A local anvil chain with a real Aave V3 market.")
+
+
+def _mount_liquidator() -> None:
     from keeper.liquidator_cli import liquidator_app
 
     app.add_typer(liquidator_app, name="liquidator", help="keeper's capital-free liquidator contract.")
 
 
 _mount_devnet()
+_mount_liquidator()

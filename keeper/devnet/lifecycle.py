@@ -5,8 +5,11 @@
     info = await up(n_borrowers=20, port=8545, state_dir=Path(".devnet"), seed=1)
     down(Path(".devnet"))   # -> True when an anvil was stopped
 
-``up`` starts anvil (log in ``<state_dir>/anvil.log``), deploys, and writes
-``<state_dir>/state.json`` and ``<state_dir>/keeper.toml``. If the deployment fails, the
+``up`` starts anvil (log in ``<state_dir>/anvil.log``), deploys (Aave V3, Morpho Blue, the
+Comet stand-in, Uniswap V3 and a KeeperLiquidator owned by the devnet liquidator), and writes
+``<state_dir>/state.json``, ``morpho.json``, ``comet.json``, ``uniswap.json`` (with the
+liquidator contract; ``read_uniswap``) and ``<state_dir>/keeper.toml`` (with ``[dex]`` and
+``[liquidator] contract``). If the deployment fails, the
 anvil it started is stopped again. ``down`` stops the anvil recorded in state.json (only if
 that PID still is an anvil) and removes state.json; keeper.toml and anvil.log stay.
 """
