@@ -150,3 +150,33 @@ def test_route_path_encoding_round_trips():
         Route((Hop(WETH, 500, USDC), Hop(WETH, 500, USDC)))
     with pytest.raises(RouteError, match="no pool"):
         quote_route(r, {}, 1)
+
+
+def _solidity_next(bitmap: dict[int, int], tick: int, spacing: int, lte: bool) -> tuple[int, bool]:
+    """TickBitmap.nextInitializedTickWithinOneWord, literally: words, masks, msb / lsb."""
+    compressed = -(-tick // spacing) if tick < 0 else tick // spacing  # Solidity truncates toward zero...
+    if tick < 0 and tick % spacing != 0:
+        compressed -= 1  # ...then rounds toward negative infinity
+    if lte:
+        word, bit = compressed >> 8, compressed % 256
+        masked = bitmap.get(word, 0) & ((1 << bit) - 1 + (1 << bit))
+        if masked:
+            return (compressed - (bit - (masked.bit_length() - 1))) * spacing, True
+        return (compressed - bit) * spacing, False
+    word, bit = (compressed + 1) >> 8, (compressed + 1) % 256
+    masked = bitmap.get(word, 0) & ~((1 << bit) - 1) & ((1 << 256) - 1)
+    if masked:
+        return (compressed + 1 + ((masked & -masked).bit_length() - 1 - bit)) * spacing, True
+    return (compressed + 1 + (255 - bit)) * spacing, False
+
+
+@given(st.sets(st.integers(-3000, 3000), max_size=40), st.integers(-800_000, 800_000),
+       st.sampled_from([1, 10, 60, 200]), st.booleans())
+def test_next_initialized_tick_equals_the_bitmap_algorithm(compressed_ticks, tick, spacing, lte):
+    tick = tick // 1000 * 7 if spacing == 1 else tick  # keep spacing 1 near its ticks
+    bitmap: dict[int, int] = {}
+    for c in compressed_ticks:
+        bitmap[c >> 8] = bitmap.get(c >> 8, 0) | 1 << (c % 256)
+    pool = PoolState("0x" + "00" * 20, WETH, USDC, 3000, spacing, Q96, tick, 1,
+                     tuple((c * spacing, 1) for c in sorted(compressed_ticks)))
+    assert next_initialized_tick_within_one_word(pool, tick, lte) == _solidity_next(bitmap, tick, spacing, lte)
