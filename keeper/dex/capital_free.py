@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from itertools import product
 
 from keeper.dex.liquidator import FLASH_AAVE, FLASH_MORPHO, FLASH_NONE, FLASH_UNISWAP, Flash
-from keeper.dex.route import Hop, Route, RouteError, quote_route
+from keeper.dex.route import Route, RouteError, quote_route
 from keeper.dex.v3_math import FEE_DENOMINATOR, V3MathError, mul_div_rounding_up
 from keeper.dex.v3_pool import PoolState
 from keeper.health.aave_math import percent_mul
@@ -147,5 +147,5 @@ def hop_pool_keys(routes: Iterable[Route]) -> set[PoolKey]:
     return {h.key() for r in routes for h in r.hops}
 
 
-__all__ = ["NO_FLASH", "CapitalFreePlan", "FlashSource", "Hop", "best_route", "candidate_routes",
+__all__ = ["NO_FLASH", "CapitalFreePlan", "FlashSource", "best_route", "candidate_routes",
            "hop_pool_keys", "net_profit_base", "pick", "plan"]
