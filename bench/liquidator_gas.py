@@ -11,7 +11,8 @@ sent with own capital from a wallet that holds the debt token (its mint and appr
 counted):
 
 * aave_v3: ``Pool.liquidationCall`` (the same collateral, debt, user and debtToCover);
-  the capital-free run once per flash source (Morpho free, Aave 5 bps, Uniswap pool);
+  the capital-free run once per flash source (Morpho free, Aave 5 bps, Uniswap pool) and
+  once through a two-hop route (``exactInput``);
 * morpho_blue: ``Morpho.liquidate`` (same amounts, no callback);
 * compound_v3: ``absorb`` + ``buyCollateral`` (two transactions, summed).
 
@@ -33,11 +34,20 @@ from keeper.devnet.anvil import start_anvil, stop_anvil
 from keeper.devnet.api import connect, deploy, mint
 from keeper.devnet.artifacts import load_aave, load_own
 from keeper.devnet.comet import deploy_comet
-from keeper.devnet.flash import crash, next_aave, next_comet, next_morpho
+from keeper.devnet.flash import (
+    crash,
+    devnet_flash_sources,
+    devnet_routes,
+    next_aave,
+    next_comet,
+    next_morpho,
+    read_pools,
+)
 from keeper.devnet.morpho import deploy_morpho, load_morpho
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.devnet.state import write_keeper_config
 from keeper.devnet.uniswap import deploy_uniswap
+from keeper.dex import flash_plans
 from keeper.dex.liquidator import FLASH_AAVE, FLASH_MORPHO, FLASH_UNISWAP
 from keeper.engine import Engine
 from keeper.executors.signer import Signer
@@ -103,6 +113,18 @@ async def main() -> None:
         engine = Engine(cfg, node, store)
         finders = [("aave_v3", s, lambda s=s: next_aave(node, engine, info, minfo, uinfo, force=s))
                    for s in (FLASH_MORPHO, FLASH_AAVE, FLASH_UNISWAP)]
+        async def aave_two_hops():  # the same liquidation sold through two pools (exactInput)
+            t, liq = await next_aave(node, engine, info, minfo, uinfo)
+            if liq is None:
+                return t, None
+            c, block = liq.call, await node.block_number()
+            pools = await read_pools(node, uinfo, block)
+            sources = await devnet_flash_sources(node, info, minfo, pools, c.debt, block)
+            two = [r for r in devnet_routes(info, c.collateral, c.debt) if len(r.hops) == 2]
+            return t, flash_plans.aave(info.pool, c.user, c.collateral, c.debt, liq.plan.repay,
+                                       liq.plan.amount_in, two, pools, sources, t + 600, slack_bps=1)
+
+        finders += [("aave_v3", None, aave_two_hops)]
         finders += [("morpho_blue", None, lambda: next_morpho(node, info, minfo, uinfo)),
                     ("compound_v3", None, lambda: next_comet(node, info, minfo, cinfo, uinfo))]
         print("| protocol | flash source | route | own capital gas | capital-free gas | ratio |")
