@@ -36,6 +36,7 @@ integration: install
 
 demo: install
 	$(PY) -m keeper.demo --borrowers $(BORROWERS)
+	$(PY) -m keeper.demo_flash
 
 bench: install
 	$(PY) bench/scan.py

@@ -249,4 +249,11 @@ def _mount_devnet() -> None:
                   help="A local anvil chain with real Aave V3 and Morpho Blue and a Compound V3 stand-in.")
 
 
+def _mount_liquidator() -> None:
+    from keeper.liquidator_cli import liquidator_app
+
+    app.add_typer(liquidator_app, name="liquidator", help="keeper's capital-free liquidator contract.")
+
+
 _mount_devnet()
+_mount_liquidator()

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from keeper.config_actions import LiquidatorConfig, PricesConfig, ProtectConfig
+from keeper.config_dex import DexConfig
 from keeper.config_executor import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
 from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, HealthFactor, PositiveInt, RpcUrl, Seconds, Secret, _fail, _Model, config_path)
@@ -111,6 +112,7 @@ class Config(_Model):
     protect: tuple[ProtectConfig, ...] = ()
     liquidator: LiquidatorConfig = Field(default_factory=LiquidatorConfig)
     prices: PricesConfig = Field(default_factory=PricesConfig)
+    dex: DexConfig = Field(default_factory=DexConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     notify: NotifyChannels = ()
     notify_rules: NotifyRules = Field(default_factory=NotifyRules)
@@ -152,6 +154,9 @@ class Config(_Model):
             if rule.market is not None and rule.market not in seen:
                 raise _fail(f"no configured market is named {rule.market!r} (markets: "
                             f"{', '.join(sorted(seen))})", f"protect[{i}].market")
+        if self.liquidator.contract is not None and not self.dex.configured:
+            raise _fail("a capital-free liquidator needs [dex] uniswap_v3_factory, uniswap_v3_router "
+                        "and uniswap_v3_quoter", "liquidator.contract")
         return self
 
     @property
@@ -281,7 +286,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def _all_fields() -> dict[str, str]:
     """Every key name -> the table it belongs in, to say where a misplaced key goes."""
     tables = {"chain": ChainConfig, "monitor": MonitorConfig, "store": StoreConfig,
-              "executor": ExecutorConfig, "liquidator": LiquidatorConfig}
+              "executor": ExecutorConfig, "liquidator": LiquidatorConfig, "dex": DexConfig}
     out = {name: f"[{t}]" for t, m in tables.items() for name in m.model_fields}
     out.update({n: "[[markets]]" for m in MARKET_MODELS.values() for n in m.model_fields})
     return out

@@ -61,9 +61,10 @@ class ProtectConfig(_Model):
 
 
 class LiquidatorConfig(_Model):
-    """Liquidate for profit, with the keeper's own capital. Profit is counted in USD with 8
-    decimals on every protocol: ``min_profit_usd = "2.50"`` (exact), or ``min_profit_base``
-    in those units directly (250000000)."""
+    """Liquidate for profit: with the keeper's own capital, or capital-free through ``contract``
+    (flash liquidity + a swap on ``[dex]``; the contract holds nothing). Profit is counted in
+    USD with 8 decimals on every protocol: ``min_profit_usd = "2.50"`` (exact), or
+    ``min_profit_base`` in those units directly (250000000)."""
 
     enabled: bool = False
     min_profit_base: int = Field(default=0, ge=0, strict=True)  # USD e8 (1e8 = $1)
@@ -71,6 +72,7 @@ class LiquidatorConfig(_Model):
     gas_price_asset: str = "WETH"  # the gas coin's wrapped token (same as [prices] gas_coin)
     liquidation_gas: int = Field(default=600_000, gt=0, strict=True)  # estimate before simulation
     receive_a_token: bool = False  # Aave V3: take the collateral as aTokens
+    contract: Address | None = None  # keeper's KeeperLiquidator (`keeper liquidator deploy`)
 
     @field_validator("min_profit_usd")
     @classmethod

@@ -50,4 +50,7 @@ async def run_doctor(cfg: Config, rpc: Rpc) -> list[Check]:
     for m in cfg.markets:
         for _key, adapter in registry.build(m, chain):  # watches of one market share checks
             checks.extend(c for c in await adapter.doctor(block) if c not in checks)
+    from keeper.doctor_dex import dex_checks  # [dex] and [liquidator] contract
+
+    checks.extend(await dex_checks(cfg, rpc, block))
     return checks

@@ -26,7 +26,8 @@ from rich.console import Console
 
 from keeper.devnet.api import advance_time, apply_price_change, connect, get_price, set_price
 from keeper.devnet.lifecycle import down as devnet_down
-from keeper.devnet.lifecycle import running_devnet, up as devnet_up
+from keeper.devnet.lifecycle import read_uniswap, running_devnet, up as devnet_up
+from keeper.devnet.uniswap import align_pools
 from keeper.devnet.state import DEFAULT_STATE_DIR, STATE_FILE, read_state
 from keeper.errors import KeeperError
 from keeper.units import format_fixed
@@ -103,7 +104,8 @@ def price(
     value: Annotated[str, typer.Argument(help="-30%, +10% or a USD price such as 1500.25")],
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
-    """Move an asset's price feed with a real, mined transaction."""
+    """Move an asset's price feed with a real, mined transaction; then arbitrage the devnet's
+    Uniswap V3 pools back to the new oracle price with real swaps."""
     try:
         change = asyncio.run(_price(state_dir, asset, value))
     except KeeperError as e:
@@ -129,6 +131,9 @@ async def _price(state_dir: Path, asset: str, value: str):  # noqa: ANN202
 
             minfo = MorphoInfo.from_json(json.loads(morpho_file.read_text()))
             await follow_feed(w3, minfo, asset, old, new)
+        dex = read_uniswap(state_dir)
+        if dex is not None:  # the market arbitrages the DEX back to the oracle
+            await align_pools(w3, info, dex[0], {change.symbol})
         return change
     finally:
         await w3.provider.disconnect()

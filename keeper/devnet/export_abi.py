@@ -31,6 +31,7 @@ EXPORTS = {
     "Multicall3.json": ("own", "IMulticall3"),
     "Comet.json": ("own", "IComet"),
     "MorphoBlue.json": ("morpho", "Morpho"),
+    "KeeperLiquidator.json": ("own", "KeeperLiquidator"),
 }
 
 
@@ -97,6 +98,9 @@ Notes
 - `PriceFeed.json` is keeper's devnet stand-in for a Chainlink aggregator
   (`contracts/src/PriceFeed.sol`): the read functions match Chainlink's `AggregatorInterface`
   and `AggregatorV3Interface`, so the same ABI reads real feeds.
+- `KeeperLiquidator.json` is keeper's own capital-free liquidator
+  (`contracts/src/KeeperLiquidator.sol`, not a stand-in): deployed by
+  `keeper liquidator deploy`; `keeper/dex/liquidator.py` encodes its calls.
 - `Multicall3.json` is compiled from `contracts/src/IMulticall3.sol`, the interface of
   Multicall3 (github.com/mds1/multicall). The runtime code the devnet installs at
   `0xcA11bde05977b3631167028862bE2a173976CA11` comes from npm `viem@{viem}`

@@ -5,8 +5,11 @@
     info = await up(n_borrowers=20, port=8545, state_dir=Path(".devnet"), seed=1)
     down(Path(".devnet"))   # -> True when an anvil was stopped
 
-``up`` starts anvil (log in ``<state_dir>/anvil.log``), deploys, and writes
-``<state_dir>/state.json`` and ``<state_dir>/keeper.toml``. If the deployment fails, the
+``up`` starts anvil (log in ``<state_dir>/anvil.log``), deploys (Aave V3, Morpho Blue, the
+Comet stand-in, Uniswap V3 and a KeeperLiquidator owned by the devnet liquidator), and writes
+``<state_dir>/state.json``, ``morpho.json``, ``comet.json``, ``uniswap.json`` (with the
+liquidator contract; ``read_uniswap``) and ``<state_dir>/keeper.toml`` (with ``[dex]`` and
+``[liquidator] contract``). If the deployment fails, the
 anvil it started is stopped again. ``down`` stops the anvil recorded in state.json (only if
 that PID still is an anvil) and removes state.json; keeper.toml and anvil.log stay.
 """
@@ -21,6 +24,12 @@ from keeper.devnet.anvil import is_anvil_running, start_anvil, stop_anvil
 from keeper.devnet.api import connect, deploy
 from keeper.devnet.comet import CometInfo, deploy_comet
 from keeper.devnet.morpho import MorphoInfo, compile_morpho, deploy_morpho
+from keeper.devnet.uniswap import (
+    UniswapInfo,
+    deploy_devnet_liquidator,
+    deploy_uniswap,
+    dex_config_toml,
+)
 from keeper.devnet.state import (
     ANVIL_LOG,
     CONFIG_FILE,
@@ -35,6 +44,7 @@ from keeper.progress import Steps
 
 MORPHO_FILE = "morpho.json"
 COMET_FILE = "comet.json"
+UNISWAP_FILE = "uniswap.json"
 
 
 def running_devnet(state_dir: Path) -> DevnetInfo | None:
@@ -73,6 +83,10 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1,
                 minfo = await deploy_morpho(w3, info, n_borrowers, seed)
             with steps.step(f"Compound V3 stand-in (CometStandIn): deploy, seed {n_borrowers} borrowers"):
                 cinfo = await deploy_comet(w3, info, n_borrowers, seed)
+            with steps.step("Uniswap V3 (npm v3-core 1.0.1 / v3-periphery 1.4.4): 12 pools at the feed prices"):
+                uinfo = await deploy_uniswap(w3, info)
+            with steps.step("KeeperLiquidator (contracts/src), owned by the keeper wallet"):
+                liquidator = await deploy_devnet_liquidator(proc.rpc_url, info.dev_keys["liquidator"], uinfo.router)
         finally:
             await w3.provider.disconnect()
     except BaseException:
@@ -84,8 +98,18 @@ async def up(n_borrowers: int, port: int, state_dir: Path, seed: int = 1,
     write_keeper_config(info, state_dir / CONFIG_FILE)
     (state_dir / COMET_FILE).write_text(json.dumps(cinfo.to_json(), indent=2))
     with (state_dir / CONFIG_FILE).open("a") as f:
-        f.write(morpho_config_toml(minfo) + comet_config_toml(cinfo))
+        f.write(morpho_config_toml(minfo) + comet_config_toml(cinfo) + dex_config_toml(uinfo, liquidator))
+    (state_dir / UNISWAP_FILE).write_text(json.dumps({**uinfo.to_json(), "liquidator": liquidator}, indent=2))
     return info
+
+
+def read_uniswap(state_dir: Path) -> tuple[UniswapInfo, str] | None:
+    """The devnet's Uniswap deployment and liquidator contract, if ``up`` recorded them."""
+    path = state_dir / UNISWAP_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return UniswapInfo.from_json({k: v for k, v in data.items() if k != "liquidator"}), data["liquidator"]
 
 
 def comet_config_toml(cinfo: CometInfo) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from keeper.devnet.lifecycle import COMET_FILE, MORPHO_FILE
+from keeper.devnet.lifecycle import COMET_FILE, MORPHO_FILE, UNISWAP_FILE
 from keeper.devnet.state import CONFIG_FILE, STATE_FILE, DevnetInfo
 
 
@@ -37,6 +37,14 @@ def up_report(info: DevnetInfo, state_dir: Path, seconds: float) -> str:
                   f"  Comet                 {c['comet']}",
                   f"  base / collateral     {c['base_symbol']} / {', '.join(c['assets'])}",
                   f"  borrowers             {len(c['borrowers'])}"]
+    u = _read(state_dir / UNISWAP_FILE)
+    if u is not None:
+        lines += ["[bold]Uniswap V3[/] (npm v3-core 1.0.1 / v3-periphery 1.4.4), for capital-free liquidation",
+                  f"  Uniswap V3 factory    {u['factory']}",
+                  f"  SwapRouter            {u['router']}",
+                  f"  QuoterV2              {u['quoter']}",
+                  f"  pools                 {len(u['pools'])} (0.05% and 0.3%, every pair, at the feed prices)",
+                  f"  KeeperLiquidator      {u['liquidator']} (owner: the keeper wallet)"]
     lines += ["[bold]shared[/]",
               f"  tokens                {', '.join(f'{s} {a}' for s, a in info.tokens.items())}",
               f"  price feeds           {', '.join(f'{s} {a}' for s, a in info.feeds.items())}",

@@ -1,0 +1,86 @@
+"""Deploy keeper's liquidator contract (``contracts/src/KeeperLiquidator.sol``) from the
+configured key, as the executors sign: locally, after a simulation.
+
+::
+
+    address = await deploy_liquidator(rpc, signer, router)   # -> checksummed address
+
+Steps: creation code from npm solc's build of ``contracts/src`` (``build/contracts.json``,
+compiled on first use by ``keeper/devnet/compile.js``) + the SwapRouter address; simulate the
+creation with ``eth_call`` (refused if it reverts or yields no code); estimate gas; EIP-1559
+fees (``2 * baseFee + tip``); sign; send; wait for the receipt; check that the code is there
+and that ``owner()`` is the signer and ``router()`` the router. Every failure is an
+ExecutionError naming the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from eth_utils import keccak, to_checksum_address
+
+from keeper.chain.rpc import Rpc
+from keeper.dex.liquidator import deploy_code
+from keeper.errors import ExecutionError, KeeperError
+from keeper.executors.signer import Signer
+
+TIP_WEI = 10**9
+GAS_MARGIN_NUM, GAS_MARGIN_DEN = 6, 5  # +20% over the estimate
+RECEIPT_TIMEOUT_S = 120.0
+
+
+def creation_code(router: str) -> str:
+    from keeper.devnet.artifacts import load_own  # the solc build of contracts/src (as the lens)
+
+    return deploy_code(load_own("KeeperLiquidator").bytecode, router)
+
+
+async def _view_address(rpc: Rpc, contract: str, signature: str) -> str:
+    raw = await rpc.call(contract, keccak(text=signature)[:4])
+    return to_checksum_address(raw[12:32])
+
+
+async def deploy_liquidator(rpc: Rpc, signer: Signer, router: str, chain_id: int | None = None) -> str:
+    code = creation_code(router)
+    sender = signer.address
+    try:
+        runtime = await rpc.request("eth_call", [{"from": sender, "data": code}, "latest"])
+    except KeeperError as e:
+        raise ExecutionError(f"deploy simulation reverted: {e}") from e
+    if not runtime or runtime == "0x":
+        raise ExecutionError("deploy simulation produced no contract code")
+    try:
+        gas = int(await rpc.request("eth_estimateGas", [{"from": sender, "data": code}]), 16)
+        nonce = int(await rpc.request("eth_getTransactionCount", [sender, "pending"]), 16)
+        base_fee = int((await rpc.block("latest"))["baseFeePerGas"], 16)
+        chain = chain_id if chain_id is not None else await rpc.chain_id()
+    except KeeperError as e:
+        raise ExecutionError(f"cannot prepare the deployment: {e}") from e
+    tx = {"chainId": chain, "nonce": nonce, "gas": gas * GAS_MARGIN_NUM // GAS_MARGIN_DEN,
+          "maxFeePerGas": 2 * base_fee + TIP_WEI, "maxPriorityFeePerGas": TIP_WEI,
+          "value": 0, "data": code, "type": 2}  # no "to": a creation
+    signed = signer.sign(tx)
+    try:
+        await rpc.request("eth_sendRawTransaction", [signed.raw])
+        receipt = await _receipt(rpc, signed.hash)
+    except KeeperError as e:
+        raise ExecutionError(f"deployment transaction failed: {e}") from e
+    if int(receipt["status"], 16) != 1:
+        raise ExecutionError(f"deployment reverted (tx {signed.hash})")
+    address = to_checksum_address(receipt["contractAddress"])
+    if await _view_address(rpc, address, "owner()") != sender or \
+            await _view_address(rpc, address, "router()") != to_checksum_address(router):
+        raise ExecutionError(f"the contract at {address} does not have the expected owner and router")
+    return address
+
+
+async def _receipt(rpc: Rpc, tx_hash: str) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECEIPT_TIMEOUT_S
+    while True:
+        receipt = await rpc.request("eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            return receipt
+        if loop.time() > deadline:
+            raise ExecutionError(f"deployment {tx_hash} not mined within {RECEIPT_TIMEOUT_S:.0f} s")
+        await asyncio.sleep(0.2)
