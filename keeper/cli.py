@@ -121,7 +121,7 @@ async def _scan(cfg, shocks, block, check):
     from keeper.engine import Engine
     from keeper.store import Store
 
-    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    rpc = Rpc.from_config(cfg.chain)
     store = Store(cfg.store.path)
     try:
         engine = Engine(cfg, rpc, store, drops="all")
@@ -152,15 +152,22 @@ def run(config: ConfigOpt):
     """Watch continuously: index refresh, periodic scans and a tick on each new block."""
     try:
         cfg = _setup(config)
-        asyncio.run(_run(cfg))
+        asyncio.run(_run(cfg, str(config)))
     except KeeperError as e:
         _fail(e)
 
 
-async def _run(cfg):
+async def _run(cfg, path: str = "config"):
+    from keeper.chain.rpc import Rpc
+    from keeper.preflight import require
     from keeper.runner import Runner
     from keeper.wiring import build_keeper
 
+    rpc = Rpc.from_config(cfg.chain)
+    try:
+        await require(cfg, rpc, path)  # the config against the chain: exit 2 before anything is sent
+    finally:
+        await rpc.close()
     k = await build_keeper(cfg)
     try:
         m = cfg.monitor
@@ -180,20 +187,25 @@ def doctor(config: ConfigOpt):
         _fail(e)
         return
     console = Console(highlight=False)
-    for c in checks:
+    for c in (*checks[0], *checks[1]):
         mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
         console.print(f"{mark} {c.name}: {c.detail}", soft_wrap=True)
-    if not all(c.ok for c in checks):
+    if not all(c.ok for c in checks[0]):
+        raise typer.Exit(ConfigError.exit_code)  # keeper run would refuse to start
+    if not all(c.ok for c in checks[1]):
         raise typer.Exit(1)
 
 
 async def _doctor(cfg):
+    """(start-up checks that `keeper run` also makes, the doctor's own checks)."""
     from keeper.chain.rpc import Rpc
     from keeper.doctor import run_doctor
+    from keeper.preflight import run_preflight
 
-    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    rpc = Rpc.from_config(cfg.chain)
+    rpc.chain_id_expected = None  # doctor asks anyway; the chain id checks say what is wrong
     try:
-        return await run_doctor(cfg, rpc)
+        return await run_preflight(cfg, rpc), await run_doctor(cfg, rpc)
     finally:
         await rpc.close()
 

@@ -3,7 +3,8 @@
 :func:`load_config` is the only way in and this is the only module of keeper that
 reads the environment:
 
-* ``KEEPER_RPC_URL`` overrides ``[chain] rpc_url`` (it may carry an API key);
+* ``KEEPER_RPC_URL`` overrides ``[chain] rpc_url`` (it may carry an API key), and
+  ``KEEPER_RPC_URLS`` (comma-separated) overrides ``[chain] rpc_urls``: several endpoints;
 * ``KEEPER_PRIVATE_KEY`` is the only source of ``Config.private_key``; a
   ``private_key`` anywhere in the file is refused.
 
@@ -30,7 +31,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 from keeper.config_actions import LiquidatorConfig, ProtectConfig
 from keeper.executors import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
-from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, Block,
+from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, ENV_RPC_URLS, MULTICALL3, Address, Block,
                                  HealthFactor, MarketId, NonZeroAddress, PositiveInt, RpcUrl,
                                  Seconds, Secret, _fail, _Model, config_path)
 from keeper.errors import ConfigError
@@ -40,13 +41,32 @@ from keeper.units import WAD, format_fixed
 
 
 class ChainConfig(_Model):
-    rpc_url: RpcUrl
+    """``rpc_url`` (one endpoint) or ``rpc_urls`` (several, with failover); after validation
+    both are set: ``rpc_urls`` lists every endpoint, ``rpc_url`` is the first."""
+
+    rpc_url: RpcUrl | None = None
+    rpc_urls: tuple[RpcUrl, ...] = ()
+    max_head_lag_blocks: PositiveInt = 5  # an endpoint further behind the best head is not read
     chain_id: PositiveInt | None = None
     multicall3: Address = MULTICALL3
     max_calls_per_multicall: PositiveInt = 2000
     logs_max_range: PositiveInt = 10_000
     request_timeout_s: Seconds = 10.0
     block_poll_interval_s: Seconds = 0.5
+
+    @model_validator(mode="after")
+    def _one_or_several(self) -> ChainConfig:
+        if self.rpc_url is not None and self.rpc_urls:
+            raise _fail("give rpc_url (one endpoint) or rpc_urls (several), not both", field="rpc_urls")
+        if self.rpc_url is None and not self.rpc_urls:
+            raise _fail(f"missing required key (or set {ENV_RPC_URL} or {ENV_RPC_URLS} in the environment)",
+                        field="rpc_url")
+        if len({u.reveal() for u in self.rpc_urls}) < len(self.rpc_urls):
+            raise _fail("an endpoint is given twice", field="rpc_urls")
+        urls = self.rpc_urls or (self.rpc_url,)
+        object.__setattr__(self, "rpc_urls", urls)  # frozen model: filled once, here
+        object.__setattr__(self, "rpc_url", urls[0])
+        return self
 
 
 class MonitorConfig(_Model):
@@ -170,7 +190,7 @@ class Config(_Model):
 
     def secrets(self) -> list[str]:
         """Values to hand to ``keeper.log.register_secret`` at start-up."""
-        out = [s.reveal() for s in (self.chain.rpc_url, self.private_key) if s is not None]
+        out = [s.reveal() for s in (*self.chain.rpc_urls, self.private_key) if s is not None]
         for channel in self._notify_secrets.values():
             out.extend(channel.reveal_all())
         return out
@@ -189,10 +209,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(f"private keys are never read from the file: {fix}", path=where, key=bad)
 
     env_url = env.get(ENV_RPC_URL, "").strip()
-    if env_url:
+    env_urls = [u.strip() for u in env.get(ENV_RPC_URLS, "").split(",") if u.strip()]
+    if env_url and env_urls:
+        raise ConfigError(f"set {ENV_RPC_URL} or {ENV_RPC_URLS}, not both", path="environment",
+                          key=ENV_RPC_URLS)
+    if env_url or env_urls:
         chain = raw.setdefault("chain", {})
         if isinstance(chain, dict):  # otherwise validation says "must be a table"
-            chain["rpc_url"] = env_url
+            chain.pop("rpc_url", None)
+            chain.pop("rpc_urls", None)
+            chain.update({"rpc_url": env_url} if env_url else {"rpc_urls": env_urls})
     env_key = env.get(ENV_PRIVATE_KEY, "").strip()
     if env_key:
         if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", env_key):
@@ -207,7 +233,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         # pydantic also calls a list "too short" when its items failed: say only why
         inner = {tuple(err["loc"][:1]) for err in errors if len(err["loc"]) > 1}
         errors = [r for r in errors if r["type"] != "too_short" or tuple(r["loc"]) not in inner]
-        problems = [_explain(err, from_env=bool(env_url)) for err in errors]
+        problems = [_explain(err, from_env=bool(env_url or env_urls)) for err in errors]
         key, message = problems[0]
         for other_key, other_message in problems[1:]:
             message += f"\n{where}: {other_key}: {other_message}"
@@ -221,7 +247,8 @@ def describe(cfg: Config) -> dict[str, Any]:
     hf = ("watch_hf", "at_risk_hf", "liquidation_hf")
     return {
         "mode": cfg.mode,
-        "rpc_url": redact_url(cfg.chain.rpc_url.reveal()),
+        "rpc_url": redact_url(cfg.chain.rpc_urls[0].reveal()),
+        "rpc_urls": [redact_url(u.reveal()) for u in cfg.chain.rpc_urls],
         "chain_id": cfg.chain.chain_id,
         "store": str(cfg.store.path),
         "markets": [m.model_dump(mode="json") for m in cfg.markets],
@@ -309,7 +336,7 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
     return f"unknown key {key!r}" + (f" (known keys: {', '.join(names)})" if names else "")
 
 
-_SECRET_KEYS = {"rpc_url", "private_key"}  # their input is never quoted
+_SECRET_KEYS = {"rpc_url", "rpc_urls", "private_key"}  # their input is never quoted
 _MESSAGES = {  # pydantic error type -> plain words (ctx fills the braces)
     **dict.fromkeys(("int_type", "int_parsing", "int_from_float"), "must be a whole number"),
     **dict.fromkeys(("model_type", "dict_type"), "must be a table"),
@@ -326,7 +353,7 @@ def _explain(err: Any, *, from_env: bool) -> tuple[str, str]:
     """One pydantic error -> (key path, plain words)."""
     loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
     value = err.get("input")
-    shown = "" if (loc and loc[-1] in _SECRET_KEYS) else f", got {value!r}"
+    shown = "" if _SECRET_KEYS & {str(part) for part in loc} else f", got {value!r}"
     if kind == "keeper":
         message = ctx["message"]
         if "field" in ctx:  # raised by a model validator about one of its fields
@@ -351,6 +378,7 @@ def _explain(err: Any, *, from_env: bool) -> tuple[str, str]:
     else:
         message = err["msg"][:1].lower() + err["msg"][1:] + shown
     key = _key_path(loc)
-    if from_env and loc == ("chain", "rpc_url"):
-        key = f"{ENV_RPC_URL} (overrides chain.rpc_url)"
+    if from_env and loc[:2] in (("chain", "rpc_url"), ("chain", "rpc_urls")):
+        env_name = ENV_RPC_URL if loc[1] == "rpc_url" else ENV_RPC_URLS
+        key = f"{env_name} (overrides {key})"
     return key, message

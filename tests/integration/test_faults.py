@@ -1,0 +1,220 @@
+"""The fault matrix at the node seam: keeper's ``Rpc`` behind the project's fault-injecting
+proxy (tests/faultproxy.py, loopback only) in front of the test anvil.
+
+Each test asserts behaviour: the reads equal what anvil answers directly, a failover
+happened (or a retry on one endpoint), the faulty endpoint was taken out, a transaction
+was broadcast to every healthy endpoint and mined once, and nothing was sent (the nonce
+is unchanged) when no endpoint could take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from eth_account import Account
+
+from keeper.chain.abi import call_data
+from keeper.chain.rpc import Rpc
+from keeper.devnet.accounts import SPARE, anvil_account
+from keeper.errors import SourceError
+from tests.faultproxy import WRONG_CHAIN_ID, FaultProxy
+
+CHAIN_ID = 31337
+FAULTS = ["drop", "http500", "http503", "http429", "garbage", "timeout"]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def proxies(devnet) -> AsyncIterator[tuple[FaultProxy, FaultProxy]]:
+    a, b = FaultProxy(devnet.rpc_url), FaultProxy(devnet.rpc_url)
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+def two(a: FaultProxy, b: FaultProxy) -> Rpc:
+    return Rpc([a.url, b.url], timeout_s=1.0, chain_id=CHAIN_ID)
+
+
+async def reads(rpc: Rpc, devnet, block: int) -> tuple:
+    """A single call, a pinned eth_call, a batch of eth_calls and a balance."""
+    usdc, weth = devnet.info.tokens["USDC"], devnet.info.tokens["WETH"]
+    supply = call_data("totalSupply()")
+    one = await rpc.call(usdc, supply, block)
+    batch = await rpc.calls([(usdc, supply), (weth, supply)], block)
+    balance = await rpc.request("eth_getBalance", [devnet.info.pool, hex(block)])
+    return one, tuple(batch), balance
+
+
+async def truth(devnet) -> tuple[int, tuple]:
+    direct = Rpc(devnet.rpc_url)
+    try:
+        block = await direct.block_number()
+        return block, await reads(direct, devnet, block)
+    finally:
+        await direct.close()
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_reads_fail_over_to_the_healthy_endpoint(devnet, proxies, fault):
+    a, b = proxies
+    a.set(fault)  # until cleared
+    block, expected = await truth(devnet)
+    rpc = two(a, b)
+    try:
+        # untried endpoints tie, index 0 goes first: it fails and the same call goes on to b
+        assert await reads(rpc, devnet, block) == expected
+        first = rpc.endpoints[0]
+        assert a.faulted >= 1 and first.errors >= 1
+        assert rpc.failovers >= 1
+        assert "eth_call" in b.methods
+        # the head is asked of every endpoint: the faulty one fails again and rests
+        for _ in range(50):  # bounded; a timeout answers in the background
+            assert await rpc.block_number() == block
+            if first.down:
+                break
+            await asyncio.sleep(0.1)
+        assert first.down
+        asked = len(a.methods)
+        assert await reads(rpc, devnet, block) == expected
+        assert len(a.methods) == asked  # resting: no traffic to it
+    finally:
+        await rpc.close()
+
+
+@pytest.mark.parametrize("fault", ["drop", "http503", "http429", "garbage"])
+async def test_one_endpoint_retries_a_passing_fault_in_the_same_call(devnet, proxies, fault):
+    a, _ = proxies
+    block, expected = await truth(devnet)
+    rpc = Rpc(a.url, timeout_s=1.0, chain_id=CHAIN_ID)
+    try:
+        await rpc.block_number()
+        a.set(fault, times=2)
+        assert await reads(rpc, devnet, block) == expected
+        assert a.faulted == 2
+    finally:
+        await rpc.close()
+
+
+async def test_a_lasting_fault_is_a_source_error_with_the_http_status_and_no_url(devnet, proxies):
+    a, _ = proxies
+    rpc = Rpc(a.url + "/v2/SeCrEtApIkEy0123456789", timeout_s=1.0, chain_id=CHAIN_ID)
+    try:
+        a.set("http503")
+        with pytest.raises(SourceError) as e:
+            await rpc.block_number()
+        assert "HTTP 503" in str(e.value)
+        assert "SeCrEtApIkEy" not in str(e.value) and str(a.port) not in str(e.value)
+        assert rpc.endpoints[0].down
+        # resting: the next call fails at once, without traffic
+        asked = len(a.methods)
+        with pytest.raises(SourceError):
+            await rpc.block_number()
+        assert len(a.methods) == asked
+    finally:
+        await rpc.close()
+
+
+async def test_an_endpoint_on_the_wrong_chain_serves_nothing(devnet, proxies):
+    a, b = proxies
+    a.set("wrong_chain")
+    block, expected = await truth(devnet)
+    rpc = two(a, b)
+    try:
+        ids = {ep.index: got for ep, got, _ in await rpc.check_chain_ids()}
+        assert ids == {0: WRONG_CHAIN_ID, 1: CHAIN_ID}
+        assert await rpc.block_number() == block
+        assert await reads(rpc, devnet, block) == expected
+        assert rpc.endpoints[0].wrong_chain == WRONG_CHAIN_ID
+        assert not {"eth_call", "eth_getBalance", "eth_blockNumber"} & set(a.methods)
+    finally:
+        await rpc.close()
+
+
+async def test_a_lagging_endpoint_is_not_read(devnet, proxies, w3):
+    a, b = proxies
+    await w3.provider.make_request("anvil_mine", [hex(12)])  # a head above the lag
+    a.lag_blocks = 10
+    a.set("lag")
+    rpc = two(a, b)
+    try:
+        block, expected = await truth(devnet)
+        assert await rpc.block_number() == block
+        assert rpc.endpoints[0].lag(block) == 10
+        asked = len(a.methods)
+        assert await reads(rpc, devnet, block) == expected
+        assert len(a.methods) == asked  # everything went to the endpoint at the head
+    finally:
+        await rpc.close()
+
+
+async def test_endpoint_down_then_back(devnet, proxies):
+    a, b = proxies
+    block, expected = await truth(devnet)
+    rpc = two(a, b)
+    first = rpc.endpoints[0]
+    try:
+        await a.stop()  # the first choice (untried endpoints tie; index 0 goes first) is down
+        for _ in range(4):
+            assert await reads(rpc, devnet, block) == expected
+            assert await rpc.block_number() >= block  # the head is asked of every endpoint
+        assert first.errors >= 1 and rpc.failovers >= 1
+        assert first.down
+        await a.start()
+        for _ in range(100):  # bounded: the rest is at most BACKOFF_MAX_S
+            await asyncio.sleep(0.1)
+            await rpc.block_number()
+            if not first.down:
+                break
+        assert not first.down and first.checked
+        assert "eth_chainId" in a.methods  # reconnected: the chain id was checked again
+    finally:
+        await rpc.close()
+
+
+def _transfer(devnet, nonce: int, base_fee: int) -> str:
+    me = anvil_account(SPARE[2])
+    tx = {"to": anvil_account(SPARE[0]).address, "value": 1, "gas": 21_000, "nonce": nonce, "chainId": CHAIN_ID,
+          "maxFeePerGas": 2 * base_fee + 10**9, "maxPriorityFeePerGas": 10**9, "type": 2}
+    return "0x" + Account.sign_transaction(tx, me.private_key).raw_transaction.hex()
+
+
+async def _nonce(rpc: Rpc) -> int:
+    me = anvil_account(SPARE[2]).address
+    return int(await rpc.request("eth_getTransactionCount", [me, "latest"]), 16)
+
+
+async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_once(devnet, proxies):
+    a, b = proxies
+    rpc = two(a, b)
+    try:
+        nonce = await _nonce(rpc)
+        base_fee = int((await rpc.block("latest"))["baseFeePerGas"], 16)
+        raw = _transfer(devnet, nonce, base_fee)
+        answer = await rpc.raw("eth_sendRawTransaction", [raw])
+        assert "result" in answer
+        assert a.sent == [raw] and b.sent == [raw]
+        receipt = await rpc.request("eth_getTransactionReceipt", [answer["result"]])
+        assert int(receipt["status"], 16) == 1
+        assert await _nonce(rpc) == nonce + 1
+        # one endpoint failing: the other takes it
+        a.set("http500")
+        raw2 = _transfer(devnet, nonce + 1, base_fee)
+        assert "result" in await rpc.raw("eth_sendRawTransaction", [raw2])
+        assert raw2 not in a.sent and b.sent[-1] == raw2
+        assert await _nonce(rpc) == nonce + 2
+        # every endpoint failing: unknown whether it arrived -> SourceError; nothing was sent
+        b.set("http503")
+        with pytest.raises(SourceError):
+            await rpc.raw("eth_sendRawTransaction", [_transfer(devnet, nonce + 2, base_fee)])
+        a.set(None)
+        b.set(None)
+        assert await _nonce(rpc) == nonce + 2
+    finally:
+        await rpc.close()
