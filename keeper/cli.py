@@ -169,11 +169,20 @@ async def _run(cfg, path: str = "config"):
     finally:
         await rpc.close()
     k = await build_keeper(cfg)
+    metrics = None
     try:
         m = cfg.monitor
-        await Runner(k.engine, m.scan_interval_s, m.index_interval_s,
-                     cfg.chain.block_poll_interval_s, k.notifications).run()
+        runner = Runner(k.engine, m.scan_interval_s, m.index_interval_s,
+                        cfg.chain.block_poll_interval_s, k.notifications)
+        runner.drain = k.executor.drain if k.executor is not None else None
+        if cfg.metrics.listen:
+            from keeper.metrics import start_metrics
+
+            metrics = runner.metrics = await start_metrics(cfg, k)
+        await runner.run()
     finally:
+        if metrics is not None:
+            await metrics.close()
         await k.close()
 
 

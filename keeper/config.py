@@ -105,6 +105,21 @@ class MonitorConfig(_Model):
         return upper.get(symbol.upper(), self.price_heartbeat_s)
 
 
+class MetricsConfig(_Model):
+    """``[metrics]``: Prometheus /metrics and /healthz (keeper.metrics); off unless ``listen``."""
+
+    listen: str | None = Field(default=None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}$")
+    stale_head_s: Seconds = 60.0  # /healthz: 503 when the head has not moved for this long
+    max_tick_age_s: Seconds = 120.0  # /healthz: 503 when no tick succeeded for this long
+
+    @field_validator("listen")
+    @classmethod
+    def _port(cls, value: str | None) -> str | None:
+        if value is not None and int(value.rpartition(":")[2]) > 65535:
+            raise _fail(f"not a port: {value!r}")
+        return value
+
+
 class StoreConfig(_Model):
     path: Path = Field(default=Path("keeper.sqlite"), validate_default=True)
 
@@ -147,6 +162,7 @@ class Config(_Model):
     chain: ChainConfig
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     markets: tuple[Market, ...] = Field(min_length=1)
     protect: tuple[ProtectConfig, ...] = ()
     liquidator: LiquidatorConfig = Field(default_factory=LiquidatorConfig)
@@ -316,7 +332,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _all_fields() -> dict[str, str]:
     """Every key name -> the table it belongs in, to say where a misplaced key goes."""
-    tables = {"chain": ChainConfig, "monitor": MonitorConfig, "store": StoreConfig,
+    tables = {"chain": ChainConfig, "monitor": MonitorConfig, "store": StoreConfig, "metrics": MetricsConfig,
               "executor": ExecutorConfig, "liquidator": LiquidatorConfig}
     out = {name: f"[{t}]" for t, m in tables.items() for name in m.model_fields}
     out.update({n: "[[markets]]" for m in MARKET_MODELS.values() for n in m.model_fields})
@@ -346,6 +362,7 @@ _MESSAGES = {  # pydantic error type -> plain words (ctx fills the braces)
     "greater_than_equal": "must be at least {ge}",
     "string_type": "must be a string",
     "string_pattern_mismatch": "must be 1-64 letters, digits, '_', '-' or '.'",
+    "string_pattern_mismatch:listen": "must be host:port, e.g. \"127.0.0.1:9464\"",
 }
 
 
@@ -373,6 +390,8 @@ def _explain(err: Any, *, from_env: bool) -> tuple[str, str]:
         message, loc = "missing required key", (*loc, tag)
     elif kind == "too_short" and loc == ("markets",):
         message = "at least one [[markets]] table is required"
+    elif f"{kind}:{loc[-1] if loc else ''}" in _MESSAGES:
+        message = _MESSAGES[f"{kind}:{loc[-1]}"] + shown
     elif kind in _MESSAGES:
         message = _MESSAGES[kind].format(**ctx) + shown
     else:

@@ -140,6 +140,7 @@ class Rpc:
         self.max_lag_blocks = max_lag_blocks
         self.failovers = 0
         self.head = -1
+        self.head_changed_at: float | None = None  # time.monotonic() when the head last moved
         self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -287,7 +288,8 @@ class Rpc:
             self.endpoints[0].seen_head(head)
         else:
             head = await self._heads()
-        self.head = max(self.head, head)
+        if head > self.head:
+            self.head, self.head_changed_at = head, time.monotonic()
         return head
 
     async def _head_of(self, ep: Endpoint) -> int | None:
