@@ -179,6 +179,13 @@ async def _run(cfg, path: str = "config"):
             from keeper.metrics import start_metrics
 
             metrics = runner.metrics = await start_metrics(cfg, k)
+        if k.notifications is not None:
+            from keeper.ops_alerts import OperatorAlerts
+
+            tx = getattr(k.executor, "tx", None)
+            runner.ops = OperatorAlerts(k.rpc, k.notifications, stale_head_s=m.stale_head_s,
+                                        gas_address=getattr(tx, "address", None),
+                                        min_gas_balance_wei=cfg.executor.min_gas_balance_wei).check
         await runner.run()
     finally:
         if metrics is not None:

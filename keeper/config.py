@@ -78,6 +78,7 @@ class MonitorConfig(_Model):
     at_risk_hf: HealthFactor = 11 * WAD // 10
     liquidation_hf: HealthFactor = WAD
     price_heartbeat_s: PositiveInt = 86_400
+    stale_head_s: Seconds = 60.0  # no new block for this long: /healthz 503 and an operator alert
     heartbeats: dict[str, PositiveInt] = Field(default_factory=dict)
 
     @field_validator("heartbeats")
@@ -109,7 +110,6 @@ class MetricsConfig(_Model):
     """``[metrics]``: Prometheus /metrics and /healthz (keeper.metrics); off unless ``listen``."""
 
     listen: str | None = Field(default=None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}$")
-    stale_head_s: Seconds = 60.0  # /healthz: 503 when the head has not moved for this long
     max_tick_age_s: Seconds = 120.0  # /healthz: 503 when no tick succeeded for this long
 
     @field_validator("listen")

@@ -27,8 +27,8 @@ keeper_gas_balance_wei                      the signer's native balance (when th
 ==========================================  =====================================================
 
 Endpoints are labelled ``index:host`` (keeper.chain.endpoints.endpoint_label), never by URL.
-``/healthz`` answers 200 while the head moved within ``stale_head_s`` and a tick succeeded
-within ``max_tick_age_s``, 503 otherwise, with a JSON body that says which.
+``/healthz`` answers 200 while the head moved within ``[monitor] stale_head_s`` and a tick
+succeeded within ``[metrics] max_tick_age_s``, 503 otherwise, with a JSON body that says which.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ async def start_metrics(cfg: Any, k: Any) -> Metrics:
     """The server of ``keeper run`` (cfg: Config, k: keeper.wiring.Keeper)."""
     tx = getattr(k.executor, "tx", None)
     m = Metrics(k.rpc, engine=k.engine, store=k.store, outbox=getattr(k.notifications, "outbox", None),
-                gas_address=getattr(tx, "address", None), stale_head_s=cfg.metrics.stale_head_s,
+                gas_address=getattr(tx, "address", None), stale_head_s=cfg.monitor.stale_head_s,
                 max_tick_age_s=cfg.metrics.max_tick_age_s)
     try:
         await m.serve(cfg.metrics.listen)

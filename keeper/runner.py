@@ -27,6 +27,7 @@ from keeper.engine import Engine
 from keeper.errors import SourceError
 
 log = structlog.get_logger("keeper.run")
+OPS_S = 2.0  # how often operator conditions (keeper.ops_alerts) are checked
 
 
 class Runner:
@@ -43,6 +44,7 @@ class Runner:
         self.stopping = False
         self._jobs: set[asyncio.Task] = set()  # scheduler jobs running now
         self.metrics = None  # keeper.metrics.Metrics: told of each tick
+        self.ops: Callable[[], Awaitable[object]] | None = None  # operator alerts, every OPS_S
         self.drain: Callable[[], Awaitable[None]] | None = None  # in-flight sends, awaited at stop
 
     async def _guarded(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
@@ -137,6 +139,8 @@ class Runner:
         sched.add_job(self._job(self.block), "interval", seconds=poll_s, id="block", **opts)
         if self.notifications is not None:
             sched.add_job(self._job(self.deliver), "interval", seconds=1, id="notify", **opts)
+        if self.ops is not None:
+            sched.add_job(self._job(self.ops), "interval", seconds=OPS_S, id="ops", **opts)
         log.info("keeper.started", markets=[w.key for w in self.engine.watches])
         await self.scan()  # the first full pass right away
         sched.start()

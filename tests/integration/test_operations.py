@@ -23,7 +23,7 @@ from keeper.devnet.rpc import rpc
 from keeper.units import WAD
 from tests.faultproxy import FaultProxy
 from tests.integration.test_keeper_actions import LIQUIDATOR_KEY, liquidations, mint, pool_hf
-from tests.notify_servers import free_port
+from tests.notify_servers import HttpSink, free_port
 
 
 async def _mine_every_second(w3, stop: asyncio.Event) -> None:
@@ -51,6 +51,11 @@ async def _wait_for(predicate, seconds: float) -> bool:
     return False
 
 
+def _operator_kinds(sink: HttpSink) -> list[str]:
+    bodies = [json.loads(r.body) for r in sink.accepted("/hook")]
+    return [b["kind"] for b in bodies if b["protocol"] == "keeper"]
+
+
 def _sample(text: str, name: str, **labels: str) -> float | None:
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
@@ -68,14 +73,18 @@ async def test_failover_crash_metrics_health_and_sigterm(devnet, w3, tmp_path):
     a, b = FaultProxy(devnet.rpc_url), FaultProxy(devnet.rpc_url)
     await a.start()
     await b.start()
+    sink = HttpSink()
+    await sink.start()
     port = free_port()
     text = devnet.config_path.read_text().replace(f'rpc_url = "{devnet.rpc_url}"',
                                                   f'rpc_urls = ["{a.url}", "{b.url}"]\nrequest_timeout_s = 2\n'
                                                   "block_poll_interval_s = 0.25")
     path = tmp_path / "keeper.toml"
     path.write_text('mode = "live"\n' + text + f'\n[store]\npath = "{tmp_path / "k.sqlite"}"\n'
-                    "\n[liquidator]\nenabled = true\n\n[monitor]\nscan_interval_s = 2\n"
-                    f'\n[metrics]\nlisten = "127.0.0.1:{port}"\nstale_head_s = 10\nmax_tick_age_s = 10\n')
+                    "\n[liquidator]\nenabled = true\n\n[monitor]\nscan_interval_s = 2\nstale_head_s = 10\n"
+                    f'\n[metrics]\nlisten = "127.0.0.1:{port}"\nmax_tick_age_s = 10\n'
+                    '\n[executor]\nmin_gas_balance_wei = "20000"\n'  # above the wallet's 10,000 ETH
+                    f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n')
     stop_mining = asyncio.Event()
     miner = asyncio.create_task(_mine_every_second(w3, stop_mining))
     env = {**os.environ, "KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY}
@@ -124,6 +133,12 @@ async def test_failover_crash_metrics_health_and_sigterm(devnet, w3, tmp_path):
             await asyncio.sleep(0.5)
             health.append(await healthz())
         after = await metrics()
+
+        await a.start()  # back: it recovers, and the operator hears of it
+
+        async def recovered() -> bool:
+            return "endpoint_down_recovered" in _operator_kinds(sink)
+        assert await _wait_for(recovered, 60), _operator_kinds(sink)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -136,6 +151,7 @@ async def test_failover_crash_metrics_health_and_sigterm(devnet, w3, tmp_path):
         stop_mining.set()
         await miner
         await http.close()
+        await sink.stop()
         await a.close()
         await b.close()
 
@@ -151,6 +167,12 @@ async def test_failover_crash_metrics_health_and_sigterm(devnet, w3, tmp_path):
     ours = [e for e in _events(lines) if e["event"] == "tx.sent"]
     nonces = [e["nonce"] for e in ours if "nonce" in e and e.get("attempt", 0) == 0]
     assert len(nonces) == len(set(nonces))
+    # operator alerts: each once, with its recovery
+    kinds = _operator_kinds(sink)
+    assert kinds.count("gas_low") == 1
+    assert kinds.count("endpoint_down") == 1 and kinds.count("endpoint_down_recovered") == 1
+    assert kinds.index("endpoint_down") < kinds.index("endpoint_down_recovered")
+    assert "all_endpoints_down" not in kinds
     # SIGTERM: stopped last, no traceback
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out and "CancelledError" not in out
