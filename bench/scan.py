@@ -83,7 +83,7 @@ async def _naive(url: str, requests: list[tuple[str, bytes]], block: int, concur
 # -- keeper: index, a cold first scan, a timed full scan, its memory, an idle tick --------
 async def keeper_scan(cfg_path: Path, next_block: Callable[[Rpc], Awaitable[None]]) -> dict:
     cfg = load_config(cfg_path)
-    rpc = Rpc.from_config(cfg.chain)
+    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), 60)
     store = Store(cfg.store.path)
     engine = Engine(cfg, rpc, store)
     block = await rpc.block_number()

@@ -61,3 +61,23 @@ async def test_metrics_text_has_the_endpoints_without_their_urls():
     assert "keeper_rpc_failovers_total 1.0" in text
     assert 'keeper_ticks_total{job="scan",result="ok"} 1.0' in text
     assert "SeCrEtKeY" not in text and ":9/" not in text
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_keeper_exports():
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    rpc = Rpc("http://127.0.0.1:9")
+    rpc.head, rpc.head_changed_at = 1, time.monotonic()
+    m = Metrics(rpc, gas_address=None)
+    m.tick("scan", 0.1, True)
+    m.gas_balance_wei = 1
+    exported = set(re.findall(r"^(keeper_\w+)", generate_latest(m.registry).decode(), re.M))
+    exported |= {"keeper_positions", "keeper_transactions", "keeper_alerts"}  # empty here: no rows
+    dashboard = Path(__file__).parents[2] / "config" / "grafana-dashboard.json"
+    exprs = [t["expr"] for p in json.loads(dashboard.read_text())["panels"] for t in p["targets"]]
+    asked = {name for e in exprs for name in re.findall(r"keeper_\w+", e)}
+    assert asked and asked <= exported, asked - exported
