@@ -63,12 +63,23 @@ async def _endpoints(cfg: Config, rpc: Rpc) -> list[Check]:
 
 
 async def _symbols(rpc: Rpc, tokens: Sequence[str], block: int) -> set[str]:
+    """The tokens' symbols: one batch, or one call each when a token refuses (no symbol)."""
+    tokens = list(dict.fromkeys(tokens))
+    try:
+        raws = await rpc.calls([(t, call_data("symbol()")) for t in tokens], block)
+    except KeeperError:
+        raws = []
+        for token in tokens:
+            try:
+                raws.append(await rpc.call(token, call_data("symbol()"), block))
+            except KeeperError:
+                continue  # a token with no symbol cannot be named in an action anyway
     out = set()
-    for token in tokens:
+    for raw in raws:
         try:
-            out.add(string_or_bytes32(await rpc.call(token, call_data("symbol()"), block)).upper())
-        except (KeeperError, ValueError, UnicodeDecodeError):
-            continue  # a token with no symbol cannot be named in an action anyway
+            out.add(string_or_bytes32(raw).upper())
+        except (ValueError, UnicodeDecodeError):
+            continue
     return out
 
 
