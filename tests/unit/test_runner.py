@@ -91,3 +91,29 @@ async def test_stop_lets_the_running_tick_and_the_sends_finish_then_logs_stopped
     started = len(engine.order)
     await asyncio.sleep(0.2)
     assert len(engine.order) == started  # no new work after the stop
+
+
+async def test_a_node_down_is_logged_at_a_decaying_rate_and_its_recovery_once():
+    from structlog.testing import capture_logs
+
+    from keeper.errors import SourceError
+
+    class DownEngine(SlowEngine):
+        down = True
+
+        async def block_number(self):
+            if self.down:
+                raise SourceError("eth_blockNumber: node unreachable or failed (endpoint 0:h: HTTP 503)")
+            return 9
+
+    engine = DownEngine()
+    runner = Runner(engine, 1, 1, 1)
+    with capture_logs() as logs:
+        for _ in range(20):
+            await runner.block()
+        engine.down = False
+        await runner.block()
+    failed = [e for e in logs if e["event"] == "block.poll_failed"]
+    assert [e["in_a_row"] for e in failed] == [1, 2, 4, 8, 16]
+    assert "HTTP 503" in failed[0]["error"]
+    assert [e["failed_in_a_row"] for e in logs if e["event"] == "tick.recovered"] == [20]
