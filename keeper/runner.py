@@ -15,6 +15,7 @@ at a decaying rate (1st, 2nd, 4th... in a row), so a node down for long costs fe
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -115,6 +116,7 @@ class Runner:
     def _job(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """A scheduler job that starts nothing once stopping, and that the stop waits for
         (so the scheduler never has to cancel a running job)."""
+        @functools.wraps(fn)  # the scheduler's log lines name the job (Runner.block)
         async def job() -> None:
             if self.stopping:
                 return

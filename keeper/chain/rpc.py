@@ -322,7 +322,8 @@ class Rpc:
             raise SourceError(f"eth_blockNumber: node unreachable or failed ({reasons})")
         best = max(heads)
         for ep in self.endpoints:
-            if ep.wrong_chain is None and ep.lag(best) > self.max_lag_blocks and paced(ep.count("lag")):
+            lagging = not ep.down and ep.wrong_chain is None and ep.lag(best) > self.max_lag_blocks
+            if lagging and paced(ep.count("lag")):
                 log.warning("rpc.endpoint_lagging", endpoint=ep.label, head=ep.head, best=best)
         return best
 
