@@ -232,26 +232,42 @@ class Rpc:
         raise SourceError(f"{method}: node unreachable or failed ({last})")
 
     async def _broadcast(self, params: list[Any]) -> Any:
-        """eth_sendRawTransaction to every live endpoint: the first acceptance wins, else the
-        first refusal (an answer), else SourceError (unknown whether any node has it)."""
+        """eth_sendRawTransaction to every live endpoint at once: the first acceptance is
+        returned at once (the other endpoints finish in the background), else the first
+        refusal (an answer), else SourceError (unknown whether any node has it)."""
         eps = [ep for ep in order(self.endpoints, self.max_lag_blocks) if await self._ready(ep)]
         if not eps:
             raise SourceError(f"{SEND}: node unreachable or failed (no endpoint is up)")
 
         async def one(ep: Endpoint) -> Any:
             return await self._exchange(ep, SEND, lambda p: p.make_request(SEND, params))
-        answers = await asyncio.gather(*(one(ep) for ep in eps), return_exceptions=True)
-        for a in answers:
-            if isinstance(a, BaseException) and not isinstance(a, _Failure):
-                raise a
-        good = [a for a in answers if isinstance(a, dict)]
-        for a in good:
-            if not a.get("error"):
-                return a
-        if good:
-            return good[0]
-        reasons = "; ".join(f"endpoint {ep.label}: {a}" for ep, a in zip(eps, answers, strict=True))
+        tasks = {asyncio.ensure_future(one(ep)): ep for ep in eps}
+        pending, answers = set(tasks), {}  # answers: endpoint index -> response or _Failure
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    error = t.exception()
+                    if error is not None and not isinstance(error, _Failure):
+                        raise error
+                    answer = answers[tasks[t].index] = error or t.result()
+                    if isinstance(answer, dict) and not answer.get("error"):
+                        return answer
+        finally:
+            for t in pending:
+                self._keep_in_background(t)
+        refusals = [answers[ep.index] for ep in eps if isinstance(answers.get(ep.index), dict)]
+        if refusals:
+            return refusals[0]
+        reasons = "; ".join(f"endpoint {ep.label}: {answers[ep.index]}" for ep in eps)
         raise SourceError(f"{SEND}: node unreachable or failed ({reasons})")
+
+    def _keep_in_background(self, task: asyncio.Future[Any]) -> None:
+        """Let ``task`` finish on its own (its outcome is recorded by _exchange); close()
+        cancels what is left."""
+        self._background.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._background.discard)  # type: ignore[arg-type]
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
 
     # -- the API ------------------------------------------------------------------------
     async def raw(self, method: str, params: list[Any]) -> Any:
@@ -315,8 +331,7 @@ class Rpc:
             done, pending = await asyncio.wait(pending, timeout=HEAD_GRACE_S)
             heads += [h for t in done if (h := t.result()) is not None]
         for t in pending:
-            self._background.add(t)
-            t.add_done_callback(self._background.discard)
+            self._keep_in_background(t)
         if not heads:
             reasons = "; ".join(f"endpoint {e.label}: {e.last_error or 'resting'}" for e in self.endpoints)
             raise SourceError(f"eth_blockNumber: node unreachable or failed ({reasons})")

@@ -199,6 +199,10 @@ async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_on
         raw = _transfer(devnet, nonce, base_fee)
         answer = await rpc.raw("eth_sendRawTransaction", [raw])
         assert "result" in answer
+        for _ in range(100):  # bounded: the first acceptance returns, the other finishes after
+            if a.sent == [raw] and b.sent == [raw]:
+                break
+            await asyncio.sleep(0.02)
         assert a.sent == [raw] and b.sent == [raw]
         receipt = await rpc.request("eth_getTransactionReceipt", [answer["result"]])
         assert int(receipt["status"], 16) == 1
@@ -216,5 +220,26 @@ async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_on
         a.set(None)
         b.set(None)
         assert await _nonce(rpc) == nonce + 2
+    finally:
+        await rpc.close()
+
+
+async def test_a_send_does_not_wait_for_a_hanging_endpoint(devnet, proxies):
+    a, b = proxies
+    rpc = two(a, b)
+    try:
+        nonce = await _nonce(rpc)
+        base_fee = int((await rpc.block("latest"))["baseFeePerGas"], 16)
+        a.set("timeout")
+        answer = await rpc.raw("eth_sendRawTransaction", [_transfer(devnet, nonce, base_fee)])
+        assert "result" in answer
+        assert rpc.endpoints[0].errors == 0  # returned on b's acceptance, a still pending
+        receipt = await rpc.request("eth_getTransactionReceipt", [answer["result"]])
+        assert int(receipt["status"], 16) == 1
+        for _ in range(100):  # bounded: a's timeout is recorded in the background
+            if rpc.endpoints[0].errors:
+                break
+            await asyncio.sleep(0.05)
+        assert rpc.endpoints[0].errors >= 1 and rpc.endpoints[0].last_error == "timeout"
     finally:
         await rpc.close()
