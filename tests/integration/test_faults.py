@@ -190,12 +190,16 @@ async def _nonce(rpc: Rpc) -> int:
     return int(await rpc.request("eth_getTransactionCount", [me, "latest"]), 16)
 
 
+async def _next(rpc: Rpc) -> tuple[int, int]:
+    """(the sender's next nonce, the base fee)."""
+    return await _nonce(rpc), int((await rpc.block("latest"))["baseFeePerGas"], 16)
+
+
 async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_once(devnet, proxies):
     a, b = proxies
     rpc = two(a, b)
     try:
-        nonce = await _nonce(rpc)
-        base_fee = int((await rpc.block("latest"))["baseFeePerGas"], 16)
+        nonce, base_fee = await _next(rpc)
         raw = _transfer(devnet, nonce, base_fee)
         answer = await rpc.raw("eth_sendRawTransaction", [raw])
         assert "result" in answer
@@ -228,8 +232,7 @@ async def test_a_send_does_not_wait_for_a_hanging_endpoint(devnet, proxies):
     a, b = proxies
     rpc = two(a, b)
     try:
-        nonce = await _nonce(rpc)
-        base_fee = int((await rpc.block("latest"))["baseFeePerGas"], 16)
+        nonce, base_fee = await _next(rpc)
         a.set("timeout")
         answer = await rpc.raw("eth_sendRawTransaction", [_transfer(devnet, nonce, base_fee)])
         assert "result" in answer
