@@ -195,7 +195,7 @@ class Rpc:
         if self.chain_id_expected is None:
             self.chain_id_expected = got
         if got != self.chain_id_expected:
-            ep.wrong_chain = got
+            ep.wrong_chain, ep.last_error = got, f"on chain {got}, expected {self.chain_id_expected}"
             ep.rest(time.monotonic())
             n = ep.count("wrong_chain")
             if paced(n):
@@ -213,7 +213,7 @@ class Rpc:
         for r in range(ROUNDS):
             for ep in order(self.endpoints, self.max_lag_blocks):
                 if not await self._ready(ep):
-                    last = f"endpoint {ep.label}: {ep.last_error or 'wrong chain'}"
+                    last = f"endpoint {ep.label}: {ep.last_error}"
                     failed = failed or ep
                     continue
                 try:

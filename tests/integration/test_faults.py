@@ -135,6 +135,13 @@ async def test_an_endpoint_on_the_wrong_chain_serves_nothing(devnet, proxies):
         assert not {"eth_call", "eth_getBalance", "eth_blockNumber"} & set(a.methods)
     finally:
         await rpc.close()
+    alone = Rpc(a.url, timeout_s=1.0, chain_id=CHAIN_ID)
+    try:
+        with pytest.raises(SourceError) as e:
+            await alone.block_number()
+        assert f"on chain {WRONG_CHAIN_ID}, expected {CHAIN_ID}" in str(e.value)
+    finally:
+        await alone.close()
 
 
 async def test_a_lagging_endpoint_is_not_read(devnet, proxies, w3):
