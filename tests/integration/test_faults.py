@@ -19,7 +19,7 @@ from eth_account import Account
 from keeper.chain.abi import call_data
 from keeper.chain.rpc import Rpc
 from keeper.devnet.accounts import SPARE, anvil_account
-from keeper.errors import SourceError
+from keeper.errors import ExecutionError, SourceError
 from tests.faultproxy import WRONG_CHAIN_ID, FaultProxy
 
 CHAIN_ID = 31337
@@ -251,5 +251,32 @@ async def test_a_send_does_not_wait_for_a_hanging_endpoint(devnet, proxies):
                 break
             await asyncio.sleep(0.05)
         assert rpc.endpoints[0].errors >= 1 and rpc.endpoints[0].last_error == "timeout"
+    finally:
+        await rpc.close()
+
+
+async def test_killed_mid_send_over_two_endpoints_then_restarted_without_the_first(devnet, proxies, tmp_path):
+    """kill -9 right after the broadcast to both endpoints; the restart finds the first one
+    down: reconcile settles the same signed transaction through the second, nothing is sent
+    twice and the action is done."""
+    from tests.integration.test_tx_crash import allowance, approve, crash_send, manager, nonce
+
+    a, b = proxies
+    me, pool, db = devnet.info.liquidator, devnet.info.pool, tmp_path / "k.sqlite"
+    token = next(iter(devnet.info.tokens.values()))
+    rpc = two(a, b)
+    try:
+        n0 = await nonce(rpc, me)
+        await crash_send(devnet, db, token, pool, 555, "crash:two", "broadcast", urls=f"{a.url},{b.url}")
+        assert await nonce(rpc, me) == n0 + 1  # sent before the kill
+        await a.stop()  # the restart finds the first endpoint down
+        m = manager(devnet, rpc, db, token)
+        (row,) = m.journal.rows("crash:two")
+        outcomes = await m.reconcile()
+        assert [(o.hash, o.status, o.nonce) for o in outcomes] == [(row.hash, "mined", n0)]
+        with pytest.raises(ExecutionError, match="already sent"):
+            await m.send(approve(token, pool, 555, "crash:two"))
+        assert await nonce(rpc, me) == n0 + 1 and await allowance(rpc, token, me, pool) == 555
+        assert len(set(a.sent + b.sent)) == 1  # one signed transaction, never signed anew
     finally:
         await rpc.close()
