@@ -117,7 +117,7 @@ def _protect(cfg: Config, symbols: dict[str, set[str] | None]) -> list[Check]:
             if symbol not in have:
                 where = f"market {names[0]}" if len(names) == 1 else f"markets {', '.join(names)}"
                 out.append(_bad(f"protect[{j}].actions[{k}]",
-                                f"{kind}:{symbol}: {where} has no token {symbol} "
+                                f"{kind}:{symbol}: {where} {'has' if len(names) == 1 else 'have'} no token {symbol} "
                                 f"(tokens: {', '.join(sorted(have))})"))
     return out
 
