@@ -280,3 +280,43 @@ async def test_killed_mid_send_over_two_endpoints_then_restarted_without_the_fir
         assert len(set(a.sent + b.sent)) == 1  # one signed transaction, never signed anew
     finally:
         await rpc.close()
+
+
+async def test_endpoints_from_the_environment_are_never_shown(devnet, proxies, tmp_path):
+    """KEEPER_RPC_URLS with API keys in the paths, the first endpoint down: doctor passes
+    on the second, `keeper run` scans, and neither prints a key or a URL."""
+    import os
+    import signal
+    import sys
+
+    a, b = proxies
+    await a.stop()
+    secrets = ("SeCrEtKeYaaaa0123456789", "SeCrEtKeYbbbb0123456789")
+    env = {**os.environ, "KEEPER_RPC_URLS": f"{a.url}/v2/{secrets[0]}, {b.url}/v2/{secrets[1]}"}
+    env.pop("KEEPER_RPC_URL", None)
+    path = tmp_path / "keeper.toml"
+    path.write_text(devnet.config_path.read_text() + f'\n[store]\npath = "{tmp_path / "k.sqlite"}"\n')
+
+    async def keeper(*args: str, stop_on: str | None = None) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "keeper", *args, "-c", str(path),
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT, env=env)
+        out = []
+        try:
+            while line := await asyncio.wait_for(proc.stdout.readline(), 60):
+                out.append(line.decode())
+                if stop_on and stop_on in out[-1]:
+                    proc.send_signal(signal.SIGTERM)
+        finally:
+            if proc.returncode is None:
+                await asyncio.wait_for(proc.wait(), 60)
+        return proc.returncode, "".join(out)
+
+    code, text = await keeper("doctor")
+    assert code == 0, text
+    assert "endpoint 0:127.0.0.1 does not answer now" in text and "endpoint 1:127.0.0.1 on chain 31337" in text
+    code, run_text = await keeper("run", stop_on='"scan.done"')
+    assert code == 0 and '"scan.done"' in run_text, run_text[-2000:]
+    for s in secrets:
+        assert s not in text + run_text
+    assert "/v2/" not in text + run_text
