@@ -160,7 +160,7 @@ async def _scan(cfg, shocks, block, check, steps=None):
     from keeper.engine import Engine
     from keeper.store import Store
 
-    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    rpc = Rpc.from_config(cfg.chain)
     store = Store(cfg.store.path)
     try:
         engine = Engine(cfg, rpc, store, drops="all")
@@ -193,21 +193,44 @@ def run(ctx: typer.Context, config: ConfigOpt, log_level: LogLevelOpt = None,
     """Watch continuously: index refresh, periodic scans and a tick on each new block."""
     try:
         cfg = _setup(config, ctx, log_level, log_format)
-        asyncio.run(_run(cfg))
+        asyncio.run(_run(cfg, str(config)))
     except KeeperError as e:
         _fail(e)
 
 
-async def _run(cfg):
+async def _run(cfg, path: str = "config"):
+    from keeper.chain.rpc import Rpc
+    from keeper.preflight import require
     from keeper.runner import Runner
     from keeper.wiring import build_keeper
 
+    rpc = Rpc.from_config(cfg.chain)
+    try:
+        await require(cfg, rpc, path)  # the config against the chain: exit 2 before anything is sent
+    finally:
+        await rpc.close()
     k = await build_keeper(cfg)
+    metrics = None
     try:
         m = cfg.monitor
-        await Runner(k.engine, m.scan_interval_s, m.index_interval_s,
-                     cfg.chain.block_poll_interval_s, k.notifications).run()
+        runner = Runner(k.engine, m.scan_interval_s, m.index_interval_s,
+                        cfg.chain.block_poll_interval_s, k.notifications)
+        runner.drain = k.executor.drain if k.executor is not None else None
+        if cfg.metrics.listen:
+            from keeper.metrics import start_metrics
+
+            metrics = runner.metrics = await start_metrics(cfg, k)
+        if k.notifications is not None:
+            from keeper.ops_alerts import OperatorAlerts
+
+            tx = getattr(k.executor, "tx", None)
+            runner.ops = OperatorAlerts(k.rpc, k.notifications, stale_head_s=m.stale_head_s,
+                                        gas_address=getattr(tx, "address", None),
+                                        min_gas_balance_wei=cfg.executor.min_gas_balance_wei).check
+        await runner.run()
     finally:
+        if metrics is not None:
+            await metrics.close()
         await k.close()
 
 
@@ -222,20 +245,25 @@ def doctor(ctx: typer.Context, config: ConfigOpt, log_level: LogLevelOpt = None,
         _fail(e)
         return
     console = Console(highlight=False)
-    for c in checks:
+    for c in (*checks[0], *checks[1]):
         mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
         console.print(f"{mark} {c.name}: {c.detail}", soft_wrap=True)
-    if not all(c.ok for c in checks):
+    if not all(c.ok for c in checks[0]):
+        raise typer.Exit(ConfigError.exit_code)  # keeper run would refuse to start
+    if not all(c.ok for c in checks[1]):
         raise typer.Exit(1)
 
 
 async def _doctor(cfg):
+    """(start-up checks that `keeper run` also makes, the doctor's own checks)."""
     from keeper.chain.rpc import Rpc
     from keeper.doctor import run_doctor
+    from keeper.preflight import run_preflight
 
-    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    rpc = Rpc.from_config(cfg.chain)
+    rpc.chain_id_expected = None  # doctor asks anyway; the chain id checks say what is wrong
     try:
-        return await run_doctor(cfg, rpc)
+        return await run_preflight(cfg, rpc), await run_doctor(cfg, rpc)
     finally:
         await rpc.close()
 

@@ -3,7 +3,8 @@
 :func:`load_config` is the only way in and this is the only module of keeper that
 reads the environment:
 
-* ``KEEPER_RPC_URL`` overrides ``[chain] rpc_url`` (it may carry an API key);
+* ``KEEPER_RPC_URL`` overrides ``[chain] rpc_url`` (it may carry an API key), and
+  ``KEEPER_RPC_URLS`` (comma-separated) overrides ``[chain] rpc_urls``: several endpoints;
 * ``KEEPER_PRIVATE_KEY`` is the only source of ``Config.private_key``; a
   ``private_key`` anywhere in the file is refused.
 
@@ -31,7 +32,7 @@ from keeper.config_actions import LiquidatorConfig, PricesConfig, ProtectConfig
 from keeper.config_dex import DexConfig
 from keeper.config_executor import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
-from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, MULTICALL3, Address, HealthFactor, PositiveInt, RpcUrl, Seconds, Secret, _fail, _Model, config_path)
+from keeper.config_types import (ENV_PRIVATE_KEY, ENV_RPC_URL, ENV_RPC_URLS, MULTICALL3, Address, HealthFactor, PositiveInt, RpcUrl, Seconds, Secret, _fail, _Model, config_path)
 from keeper.errors import ConfigError
 from keeper.protocols.registry import market_models
 from keeper.log import redact_url
@@ -41,13 +42,32 @@ from keeper.units import WAD, format_fixed
 
 
 class ChainConfig(_Model):
-    rpc_url: RpcUrl
+    """``rpc_url`` (one endpoint) or ``rpc_urls`` (several, with failover); after validation
+    both are set: ``rpc_urls`` lists every endpoint, ``rpc_url`` is the first."""
+
+    rpc_url: RpcUrl | None = None
+    rpc_urls: tuple[RpcUrl, ...] = ()
+    max_head_lag_blocks: PositiveInt = 5  # an endpoint further behind the best head is not read
     chain_id: PositiveInt | None = None
     multicall3: Address = MULTICALL3
     max_calls_per_multicall: PositiveInt = 2000
     logs_max_range: PositiveInt = 10_000
     request_timeout_s: Seconds = 10.0
     block_poll_interval_s: Seconds = 0.5
+
+    @model_validator(mode="after")
+    def _one_or_several(self) -> ChainConfig:
+        if self.rpc_url is not None and self.rpc_urls:
+            raise _fail("give rpc_url (one endpoint) or rpc_urls (several), not both", field="rpc_urls")
+        if self.rpc_url is None and not self.rpc_urls:
+            raise _fail(f"missing required key (or set {ENV_RPC_URL} or {ENV_RPC_URLS} in the environment)",
+                        field="rpc_url")
+        if len({u.reveal() for u in self.rpc_urls}) < len(self.rpc_urls):
+            raise _fail("an endpoint is given twice", field="rpc_urls")
+        urls = self.rpc_urls or (self.rpc_url,)
+        object.__setattr__(self, "rpc_urls", urls)  # frozen model: filled once, here
+        object.__setattr__(self, "rpc_url", urls[0])
+        return self
 
 
 class MonitorConfig(_Model):
@@ -59,6 +79,7 @@ class MonitorConfig(_Model):
     at_risk_hf: HealthFactor = 11 * WAD // 10
     liquidation_hf: HealthFactor = WAD
     price_heartbeat_s: PositiveInt = 86_400
+    stale_head_s: Seconds = 60.0  # no new block for this long: /healthz 503 and an operator alert
     heartbeats: dict[str, PositiveInt] = Field(default_factory=dict)
 
     @field_validator("heartbeats")
@@ -86,6 +107,20 @@ class MonitorConfig(_Model):
         return upper.get(symbol.upper(), self.price_heartbeat_s)
 
 
+class MetricsConfig(_Model):
+    """``[metrics]``: Prometheus /metrics and /healthz (keeper.metrics); off unless ``listen``."""
+
+    listen: str | None = Field(default=None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}$")
+    max_tick_age_s: Seconds = 120.0  # /healthz: 503 when no tick succeeded for this long
+
+    @field_validator("listen")
+    @classmethod
+    def _port(cls, value: str | None) -> str | None:
+        if value is not None and int(value.rpartition(":")[2]) > 65535:
+            raise _fail(f"not a port: {value!r}")
+        return value
+
+
 class StoreConfig(_Model):
     path: Path = Field(default=Path("keeper.sqlite"), validate_default=True)
 
@@ -108,6 +143,7 @@ class Config(_Model):
     chain: ChainConfig
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     markets: tuple[Market, ...] = Field(min_length=1)
     protect: tuple[ProtectConfig, ...] = ()
     liquidator: LiquidatorConfig = Field(default_factory=LiquidatorConfig)
@@ -166,7 +202,7 @@ class Config(_Model):
 
     def secrets(self) -> list[str]:
         """Values to hand to ``keeper.log.register_secret`` at start-up."""
-        out = [s.reveal() for s in (self.chain.rpc_url, self.private_key) if s is not None]
+        out = [s.reveal() for s in (*self.chain.rpc_urls, self.private_key) if s is not None]
         for channel in self._notify_secrets.values():
             out.extend(channel.reveal_all())
         return out
@@ -185,10 +221,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(f"private keys are never read from the file: {fix}", path=where, key=bad)
 
     env_url = env.get(ENV_RPC_URL, "").strip()
-    if env_url:
+    env_urls = [u.strip() for u in env.get(ENV_RPC_URLS, "").split(",") if u.strip()]
+    if env_url and env_urls:
+        raise ConfigError(f"set {ENV_RPC_URL} or {ENV_RPC_URLS}, not both", path="environment",
+                          key=ENV_RPC_URLS)
+    if env_url or env_urls:
         chain = raw.setdefault("chain", {})
         if isinstance(chain, dict):  # otherwise validation says "must be a table"
-            chain["rpc_url"] = env_url
+            chain.pop("rpc_url", None)
+            chain.pop("rpc_urls", None)
+            chain.update({"rpc_url": env_url} if env_url else {"rpc_urls": env_urls})
     env_key = env.get(ENV_PRIVATE_KEY, "").strip()
     if env_key:
         if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", env_key):
@@ -203,7 +245,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         # pydantic also calls a list "too short" when its items failed: say only why
         inner = {tuple(err["loc"][:1]) for err in errors if len(err["loc"]) > 1}
         errors = [r for r in errors if r["type"] != "too_short" or tuple(r["loc"]) not in inner]
-        problems = [_explain(err, from_env=bool(env_url)) for err in errors]
+        problems = [_explain(err, from_env=bool(env_url or env_urls)) for err in errors]
         key, message = problems[0]
         for other_key, other_message in problems[1:]:
             message += f"\n{where}: {other_key}: {other_message}"
@@ -217,7 +259,8 @@ def describe(cfg: Config) -> dict[str, Any]:
     hf = ("watch_hf", "at_risk_hf", "liquidation_hf")
     return {
         "mode": cfg.mode,
-        "rpc_url": redact_url(cfg.chain.rpc_url.reveal()),
+        "rpc_url": redact_url(cfg.chain.rpc_urls[0].reveal()),
+        "rpc_urls": [redact_url(u.reveal()) for u in cfg.chain.rpc_urls],
         "chain_id": cfg.chain.chain_id,
         "store": str(cfg.store.path),
         "markets": [m.model_dump(mode="json") for m in cfg.markets],
@@ -286,7 +329,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def _all_fields() -> dict[str, str]:
     """Every key name -> the table it belongs in, to say where a misplaced key goes."""
     tables = {"chain": ChainConfig, "monitor": MonitorConfig, "store": StoreConfig,
-              "executor": ExecutorConfig, "liquidator": LiquidatorConfig, "dex": DexConfig}
+              "executor": ExecutorConfig, "liquidator": LiquidatorConfig, "dex": DexConfig,
+              "metrics": MetricsConfig, "prices": PricesConfig}
     out = {name: f"[{t}]" for t, m in tables.items() for name in m.model_fields}
     out.update({n: "[[markets]]" for m in MARKET_MODELS.values() for n in m.model_fields})
     return out
@@ -305,7 +349,7 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
     return f"unknown key {key!r}" + (f" (known keys: {', '.join(names)})" if names else "")
 
 
-_SECRET_KEYS = {"rpc_url", "private_key"}  # their input is never quoted
+_SECRET_KEYS = {"rpc_url", "rpc_urls", "private_key"}  # their input is never quoted
 _MESSAGES = {  # pydantic error type -> plain words (ctx fills the braces)
     **dict.fromkeys(("int_type", "int_parsing", "int_from_float"), "must be a whole number"),
     **dict.fromkeys(("model_type", "dict_type"), "must be a table"),
@@ -315,6 +359,7 @@ _MESSAGES = {  # pydantic error type -> plain words (ctx fills the braces)
     "greater_than_equal": "must be at least {ge}",
     "string_type": "must be a string",
     "string_pattern_mismatch": "must be 1-64 letters, digits, '_', '-' or '.'",
+    "string_pattern_mismatch:listen": "must be host:port, e.g. \"127.0.0.1:9464\"",
 }
 
 
@@ -322,7 +367,7 @@ def _explain(err: Any, *, from_env: bool) -> tuple[str, str]:
     """One pydantic error -> (key path, plain words)."""
     loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
     value = err.get("input")
-    shown = "" if (loc and loc[-1] in _SECRET_KEYS) else f", got {value!r}"
+    shown = "" if _SECRET_KEYS & {str(part) for part in loc} else f", got {value!r}"
     if kind == "keeper":
         message = ctx["message"]
         if "field" in ctx:  # raised by a model validator about one of its fields
@@ -342,11 +387,14 @@ def _explain(err: Any, *, from_env: bool) -> tuple[str, str]:
         message, loc = "missing required key", (*loc, tag)
     elif kind == "too_short" and loc == ("markets",):
         message = "at least one [[markets]] table is required"
+    elif f"{kind}:{loc[-1] if loc else ''}" in _MESSAGES:
+        message = _MESSAGES[f"{kind}:{loc[-1]}"] + shown
     elif kind in _MESSAGES:
         message = _MESSAGES[kind].format(**ctx) + shown
     else:
         message = err["msg"][:1].lower() + err["msg"][1:] + shown
     key = _key_path(loc)
-    if from_env and loc == ("chain", "rpc_url"):
-        key = f"{ENV_RPC_URL} (overrides chain.rpc_url)"
+    if from_env and loc[:2] in (("chain", "rpc_url"), ("chain", "rpc_urls")):
+        env_name = ENV_RPC_URL if loc[1] == "rpc_url" else ENV_RPC_URLS
+        key = f"{env_name} (overrides {key})"
     return key, message

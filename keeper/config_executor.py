@@ -85,6 +85,7 @@ class ExecutorConfig(BaseModel):
     receipt_timeout_s: Seconds = 180.0  # total wait for a receipt, replacements included
     poll_interval_s: Seconds = 1.0
     gas_margin_bps: int = Field(default=2000, strict=True, ge=0, le=100_000)  # +20% on estimate
+    min_gas_balance_wei: Wei | None = None  # below it: an operator alert (keeper.ops_alerts)
 
     @field_validator("keystore", "password_file", mode="before")
     @classmethod

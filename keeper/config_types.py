@@ -19,8 +19,10 @@ from pydantic_core import PydanticCustomError, core_schema
 from keeper.units import WAD, parse_fixed
 
 ENV_RPC_URL = "KEEPER_RPC_URL"
+ENV_RPC_URLS = "KEEPER_RPC_URLS"  # several endpoints, comma-separated
 ENV_PRIVATE_KEY = "KEEPER_PRIVATE_KEY"
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+MAX_SECONDS = 31_536_000
 
 
 class Secret:
@@ -114,6 +116,8 @@ def _seconds(value: Any) -> float:
         raise _fail(f"not a number of seconds: {value!r}") from None
     if not seconds > 0 or seconds == float("inf"):
         raise _fail(f"must be greater than 0, got {value!r}")
+    if seconds > MAX_SECONDS:  # the scheduler's timedelta would overflow long before inf
+        raise _fail(f"must be at most {MAX_SECONDS} (one year), got {value!r}")
     return seconds
 
 

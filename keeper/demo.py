@@ -53,7 +53,7 @@ async def scan_once(cfg_path: Path) -> list:
     from keeper.store import Store
 
     cfg = load_config(cfg_path, env={})
-    rpc = Rpc(cfg.chain.rpc_url.get_secret_value())
+    rpc = Rpc.from_config(cfg.chain)
     store = Store(cfg.store.path.with_name("demo-scan.sqlite"))
     try:
         engine = Engine(cfg, rpc, store, drops="all")

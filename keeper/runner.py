@@ -3,13 +3,19 @@
 Jobs: ``index`` (borrower discovery), ``scan`` (full re-read every N seconds) and
 ``block`` (poll the head; on a new block apply its events and price moves). All
 share one lock: a tick that finds the previous one still running is skipped and
-logged (``tick.skipped``), never queued. SIGINT/SIGTERM stop the scheduler, wait
-for the running tick and close the node connection.
+logged (``tick.skipped``), never queued.
+
+SIGINT/SIGTERM: stop taking new work (the scheduler stops, no new tick starts), wait for
+the running tick, then for the sends already started (``drain``: each reaches the journal
+and its outcome, or the drain times out and the journal settles it at the next start),
+deliver what alerts are due, and only then log ``keeper.stopped``. A failed read is logged
+at a decaying rate (1st, 2nd, 4th... in a row), so a node down for long costs few lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -17,10 +23,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from keeper.chain.endpoints import paced
 from keeper.engine import Engine
 from keeper.errors import SourceError
 
 log = structlog.get_logger("keeper.run")
+OPS_S = 2.0  # how often operator conditions (keeper.ops_alerts) are checked
 
 
 class Runner:
@@ -33,6 +41,12 @@ class Runner:
         self.head = -1
         self.intervals = (scan_interval_s, index_interval_s, block_poll_interval_s)
         self.skipped = 0
+        self.failures_in_row = 0
+        self.stopping = False
+        self._jobs: set[asyncio.Task] = set()  # scheduler jobs running now
+        self.metrics = None  # keeper.metrics.Metrics: told of each tick
+        self.ops: Callable[[], Awaitable[object]] | None = None  # operator alerts, every OPS_S
+        self.drain: Callable[[], Awaitable[None]] | None = None  # in-flight sends, awaited at stop
 
     async def _guarded(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
         if self.lock.locked():
@@ -44,9 +58,24 @@ class Runner:
             try:
                 await fn()
             except SourceError as e:  # a read failed: skip this tick, the next one retries
-                log.warning("tick.failed", job=name, error=str(e))
+                self._failed("tick.failed", name, e, time.perf_counter() - t0)
                 return
+            self._succeeded(name, time.perf_counter() - t0)
             log.debug("tick.done", job=name, ms=round((time.perf_counter() - t0) * 1000, 1))
+
+    def _failed(self, event: str, job: str, e: SourceError, seconds: float) -> None:
+        self.failures_in_row += 1
+        if paced(self.failures_in_row):
+            log.warning(event, job=job, error=str(e), in_a_row=self.failures_in_row)
+        if self.metrics is not None:
+            self.metrics.tick(job, seconds, False)
+
+    def _succeeded(self, job: str, seconds: float) -> None:
+        if self.failures_in_row:
+            log.info("tick.recovered", job=job, failed_in_a_row=self.failures_in_row)
+        self.failures_in_row = 0
+        if self.metrics is not None:
+            self.metrics.tick(job, seconds, True)
 
     async def index(self) -> None:
         async def go() -> None:
@@ -69,7 +98,7 @@ class Runner:
         try:
             head = await self.engine.rpc.block_number()
         except SourceError as e:
-            log.warning("block.poll_failed", error=str(e))
+            self._failed("block.poll_failed", "poll", e, 0.0)
             return
         if head <= self.head:
             return
@@ -84,6 +113,22 @@ class Runner:
         if self.notifications is not None:
             await self.notifications.deliver_due(time.time())
 
+    def _job(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A scheduler job that starts nothing once stopping, and that the stop waits for
+        (so the scheduler never has to cancel a running job)."""
+        @functools.wraps(fn)  # the scheduler's log lines name the job (Runner.block)
+        async def job() -> None:
+            if self.stopping:
+                return
+            task = asyncio.current_task()
+            if task is not None:
+                self._jobs.add(task)
+            try:
+                await fn()
+            finally:
+                self._jobs.discard(task)  # type: ignore[arg-type]
+        return job
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,11 +136,13 @@ class Runner:
         scan_s, index_s, poll_s = self.intervals
         sched = AsyncIOScheduler(event_loop=loop)
         opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        sched.add_job(self.index, "interval", seconds=index_s, id="index", **opts)
-        sched.add_job(self.scan, "interval", seconds=scan_s, id="scan", **opts)
-        sched.add_job(self.block, "interval", seconds=poll_s, id="block", **opts)
+        sched.add_job(self._job(self.index), "interval", seconds=index_s, id="index", **opts)
+        sched.add_job(self._job(self.scan), "interval", seconds=scan_s, id="scan", **opts)
+        sched.add_job(self._job(self.block), "interval", seconds=poll_s, id="block", **opts)
         if self.notifications is not None:
-            sched.add_job(self.deliver, "interval", seconds=1, id="notify", **opts)
+            sched.add_job(self._job(self.deliver), "interval", seconds=1, id="notify", **opts)
+        if self.ops is not None:
+            sched.add_job(self._job(self.ops), "interval", seconds=OPS_S, id="ops", **opts)
         log.info("keeper.started", markets=[w.key for w in self.engine.watches])
         await self.scan()  # the first full pass right away
         sched.start()
@@ -103,11 +150,18 @@ class Runner:
             await self.stop.wait()
         finally:
             log.info("keeper.stopping")
-            sched.shutdown(wait=False)
+            self.stopping = True  # no new work from here on
+            if sched.running:
+                sched.pause()
             async with self.lock:  # let a running tick finish
-                pass
+                if self.drain is not None:
+                    await self.drain()  # sends already started reach the journal and their outcome
+            if self._jobs:  # a poll or a delivery under way: let it end rather than cancel it
+                await asyncio.wait(set(self._jobs), timeout=30)
             if self.notifications is not None:
                 await self.deliver()  # one last delivery of what is due
+            if sched.running:
+                sched.shutdown(wait=False)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             log.info("keeper.stopped", skipped_ticks=self.skipped)

@@ -36,7 +36,7 @@ class Keeper:
 
 
 async def build_keeper(cfg: Config) -> Keeper:
-    rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), cfg.chain.request_timeout_s)
+    rpc = Rpc.from_config(cfg.chain)
     store = Store(cfg.store.path)
     engine = Engine(cfg, rpc, store)
     k = Keeper(cfg, rpc, store, engine)

@@ -121,7 +121,9 @@ async def node_request(rpc: Rpc, method: str, params: list[Any]) -> Any:
     Transport failures -> SourceError (the request may or may not have arrived);
     a JSON-RPC error -> NodeError (it arrived and was refused)."""
     try:
-        response = await rpc.provider.make_request(method, params)  # type: ignore[arg-type]
+        response = await rpc.raw(method, params)  # failover; eth_sendRawTransaction to every endpoint
+    except SourceError:
+        raise
     except Exception as e:  # transport errors of any kind: wrap at the IO boundary
         raise SourceError(f"{method}: node unreachable or failed ({type(e).__name__})") from e
     if not isinstance(response, dict):

@@ -68,6 +68,9 @@ def headline(alert: Alert) -> str:
 
 
 def render(alert: Alert) -> Message:
+    if alert.protocol == "keeper":  # an operator alert (keeper.ops_alerts): no position
+        subject = f"[keeper] {headline(alert)}: {alert.action}"
+        return Message(subject=subject, text=f"{subject}\n\nBlock {alert.block} · alert {alert.key}")
     short = f"{alert.account[:6]}…{alert.account[-4:]}" if len(alert.account) > 12 else alert.account
     hf = format_hf(alert.health_factor_wad)
     subject = f"[keeper] {headline(alert)}: {short} on {alert.market} (HF {hf})"

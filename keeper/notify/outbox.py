@@ -127,6 +127,10 @@ class Outbox:
     def state(self, market: str, account: str, channel: str) -> AlertState | None:
         return self._states.get((market, account, channel))
 
+    def accounts_with_state(self, market: str) -> set[str]:
+        """The accounts of ``market`` some channel remembers an alert for."""
+        return {account for (m, account) in self._positions if m == market}
+
     def has_state(self, market: str, account: str) -> bool:
         """True when any channel remembers an alert for this position (a fast skip for
         the many safe positions of a full scan)."""

@@ -43,3 +43,9 @@ def decode_error(data: bytes) -> str | None:
         if found is not None:
             return f"{getattr(module, 'PREFIX', DISPLAY[name] + ' error')} {found}"
     return None
+
+
+async def probe(market: Any, rpc: Any, block: int) -> list[str]:
+    """Start-up probe of a configured market (keeper.preflight): the contract is the kind the
+    config says, and these are its tokens. Raises keeper.chain.probe.ProbeError(field, ...)."""
+    return await import_module(f"keeper.protocols.{market.protocol}.doctor").probe(rpc, market, block)

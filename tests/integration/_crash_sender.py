@@ -1,7 +1,7 @@
 """Test helper, run as a subprocess: send one ERC20 approve through a live TxManager and
 SIGKILL this process at a chosen point (the TxManager ``hook`` test seam).
 
-    KEEPER_PRIVATE_KEY=0x... python _crash_sender.py RPC_URL DB TOKEN SPENDER AMOUNT ACTION_KEY STAGE
+    KEEPER_PRIVATE_KEY=0x... python _crash_sender.py RPC_URL[,RPC_URL...] DB TOKEN SPENDER AMOUNT ACTION_KEY STAGE
 
 STAGE: "journaled" (row committed, raw tx never broadcast) or "broadcast" (sent, the
 journal not yet told). The exit status is -9 when the kill happened.
@@ -29,7 +29,7 @@ async def main(rpc_url: str, db: str, token: str, spender: str, amount: str, key
         if at == stage:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    rpc = Rpc(rpc_url)
+    rpc = Rpc(rpc_url.split(","))  # one endpoint, or several comma-separated
     manager = build_tx_manager(
         ExecutorConfig(poll_interval_s=0.02), mode="live",
         private_key=Secret(os.environ["KEEPER_PRIVATE_KEY"]), rpc=rpc, store=Store(Path(db)),

@@ -79,7 +79,7 @@ def test_doctor_fails_on_wrong_chain_id_and_wrong_address(devnet, tmp_path):
     path = tmp_path / "wrong.toml"
     path.write_text(text)
     out = keeper("doctor", "--config", str(path))
-    assert out.returncode == 1
+    assert out.returncode == 2  # problems `keeper run` refuses to start with (keeper.preflight)
     fails = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
     assert any("chain id is 31337, config says 1" in line for line in fails)
     assert any("addresses provider" in line for line in fails)

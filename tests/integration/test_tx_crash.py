@@ -49,11 +49,13 @@ def manager(devnet, node: Rpc, db: Path, token: str):
                             store=Store(db), allow=AllowList.of([(token, "approve(address,uint256)")]))
 
 
-async def crash_send(devnet, db: Path, token: str, spender: str, amount: int, key: str, stage: str) -> None:
+async def crash_send(devnet, db: Path, token: str, spender: str, amount: int, key: str, stage: str,
+                     urls: str | None = None) -> None:
+    """``urls``: the endpoints, comma-separated (default: the devnet's one)."""
     env = {**os.environ, "KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HELPER), devnet.rpc_url, str(db), token, spender, str(amount), key, stage,
+        sys.executable, str(HELPER), urls or devnet.rpc_url, str(db), token, spender, str(amount), key, stage,
         env=env, cwd=str(ROOT), stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == -9, err.decode()[-2000:]

@@ -46,3 +46,74 @@ async def test_block_tick_runs_once_per_new_head():
     await runner.block()
     await runner.block()  # same head: nothing to do
     assert engine.scans == 1 and runner.head == 7
+
+
+class BusyEngine(SlowEngine):
+    """A new head on every poll, and block ticks that take a while."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.finished, self.order = 0, 0, []
+
+    async def block_number(self):
+        self.head += 1
+        return self.head
+
+    async def on_block(self, block):
+        self.order.append("tick started")
+        await asyncio.sleep(0.3)
+        self.finished += 1
+        self.order.append("tick finished")
+        return []
+
+
+async def test_stop_lets_the_running_tick_and_the_sends_finish_then_logs_stopped():
+    from structlog.testing import capture_logs
+
+    engine = BusyEngine()
+    runner = Runner(engine, 3600, 3600, 0.05)
+
+    async def drain():
+        engine.order.append("drained")
+    runner.drain = drain
+    with capture_logs() as logs:
+        task = asyncio.create_task(runner.run())
+        for _ in range(200):  # bounded: until a block tick is under way
+            await asyncio.sleep(0.01)
+            if engine.order and engine.order[-1] == "tick started":
+                break
+        runner.stop.set()
+        await task  # returns normally: nothing was cancelled
+    assert engine.order[-2:] == ["tick finished", "drained"]
+    assert engine.order.count("tick started") == engine.finished  # every tick ran to its end
+    events = [e["event"] for e in logs]
+    assert events[-1] == "keeper.stopped"
+    started = len(engine.order)
+    await asyncio.sleep(0.2)
+    assert len(engine.order) == started  # no new work after the stop
+
+
+async def test_a_node_down_is_logged_at_a_decaying_rate_and_its_recovery_once():
+    from structlog.testing import capture_logs
+
+    from keeper.errors import SourceError
+
+    class DownEngine(SlowEngine):
+        down = True
+
+        async def block_number(self):
+            if self.down:
+                raise SourceError("eth_blockNumber: node unreachable or failed (endpoint 0:h: HTTP 503)")
+            return 9
+
+    engine = DownEngine()
+    runner = Runner(engine, 1, 1, 1)
+    with capture_logs() as logs:
+        for _ in range(20):
+            await runner.block()
+        engine.down = False
+        await runner.block()
+    failed = [e for e in logs if e["event"] == "block.poll_failed"]
+    assert [e["in_a_row"] for e in failed] == [1, 2, 4, 8, 16]
+    assert "HTTP 503" in failed[0]["error"]
+    assert [e["failed_in_a_row"] for e in logs if e["event"] == "tick.recovered"] == [20]

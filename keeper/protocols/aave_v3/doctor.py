@@ -3,11 +3,16 @@ points back to it) and the reserve list."""
 
 from __future__ import annotations
 
-from keeper.chain.abi import address_word, call_data
+from typing import Any
+
+from keeper.chain.abi import address_array, address_word, call_data
 from keeper.chain.multicall import Call, Multicall
+from keeper.chain.probe import ProbeError, ask, contract
 from keeper.chain.rpc import Rpc
 from keeper.checks import Check, check
 from keeper.protocols.aave_v3 import reader36
+
+ZERO = "0x0000000000000000000000000000000000000000"
 
 
 async def aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block: int) -> list[Check]:
@@ -61,3 +66,21 @@ async def aave_checks(label: str, provider: str, rpc: Rpc, mc: Multicall, block:
 
     out.append(await check(f"{label}: version", version))
     return out
+
+
+# -- start-up probe (keeper.preflight): the kind of contract, and the market's tokens --
+
+async def probe(rpc: Rpc, m: Any, block: int) -> list[str]:
+    """A PoolAddressesProvider answers getPool() with a Pool that answers getReservesList()."""
+    key, provider = "pool_addresses_provider", m.pool_addresses_provider
+    await contract(rpc, key, provider, block)
+    pool = address_word(await ask(rpc, key, provider, "getPool()", block, "an Aave V3 PoolAddressesProvider"))
+    if pool == ZERO or not await rpc.code(pool, block):
+        raise ProbeError(key, f"getPool() of {provider} is {pool}, which has no code")
+    raw = await ask(rpc, key, pool, "getReservesList()", block,
+                     f"an Aave V3 Pool (from {provider}.getPool())")
+    reserves = address_array(raw)
+    if not reserves:
+        raise ProbeError(key, f"the Pool {pool} lists no reserves")
+    return reserves
+

@@ -3,10 +3,13 @@ positive ``getPrice`` for every feed. Plain ``eth_call``s of functions the real 
 
 from __future__ import annotations
 
+from typing import Any
+
 from keeper.chain.abi import address_word, uint_arg, word, words
 from keeper.chain.rpc import Rpc
 from keeper.chain.views import has_code, symbol_of, view
 from keeper.checks import Check, check
+from keeper.chain.probe import ask, contract
 from keeper.units import format_fixed
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -57,3 +60,19 @@ async def comet_checks(label: str, comet: str, rpc: Rpc, block: int) -> list[Che
 
         out.append(await check(f"{label}: price {symbol}", price))
     return out
+
+
+# -- start-up probe (keeper.preflight): the kind of contract, and the market's tokens --
+
+async def probe(rpc: Rpc, m: Any, block: int) -> list[str]:
+    """A Comet answers baseToken(), numAssets() and getAssetInfo(i)."""
+    key, comet = "comet", m.comet
+    await contract(rpc, key, comet, block)
+    base = address_word(await ask(rpc, key, comet, "baseToken()", block, "a Compound V3 Comet"))
+    n = word(await ask(rpc, key, comet, "numAssets()", block, "a Compound V3 Comet"))
+    tokens = [base]
+    for i in range(min(n, 255)):
+        raw = await ask(rpc, key, comet, "getAssetInfo(uint8)", block, "a Compound V3 Comet", uint_arg(i))
+        tokens.append(address_word(raw, 1))
+    return tokens
+

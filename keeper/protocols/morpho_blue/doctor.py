@@ -4,10 +4,13 @@ functions the real contract has."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from keeper.chain.abi import address_word, uint_arg, word, words
 from keeper.chain.rpc import Rpc
 from keeper.chain.views import has_code, symbol_of, view
 from keeper.checks import Check, check
+from keeper.chain.probe import ProbeError, ask, contract
 from keeper.protocols.morpho_blue.math import MarketParams
 from keeper.protocols.morpho_blue.reader import market_id
 from keeper.units import format_fixed
@@ -79,3 +82,22 @@ async def _morpho_market_checks(name: str, morpho: str, mid: str, rpc: Rpc, bloc
     for what, fn in (("oracle", oracle), ("irm", irm), ("lltv", lltv)):
         out.append(await check(f"{name} {what}", fn))
     return out
+
+
+# -- start-up probe (keeper.preflight): the kind of contract, and the market's tokens --
+
+async def probe(rpc: Rpc, m: Any, block: int) -> list[str]:
+    """Morpho Blue answers idToMarketParams(id) with a market for every configured id."""
+    await contract(rpc, "morpho", m.morpho, block)
+    tokens: list[str] = []
+    for k, mid in enumerate(m.market_ids):
+        raw = await ask(rpc, "morpho", m.morpho, "idToMarketParams(bytes32)", block, "Morpho Blue",
+                         bytes.fromhex(mid[2:]))
+        if len(words(raw)) < 5:
+            raise ProbeError("morpho", f"idToMarketParams of {m.morpho} returned {len(raw)} bytes: not Morpho Blue")
+        loan, collateral = address_word(raw, 0), address_word(raw, 1)
+        if loan == ZERO:
+            raise ProbeError(f"market_ids[{k}]", f"market {mid} does not exist on {m.morpho}")
+        tokens += [loan, collateral]
+    return tokens
+
