@@ -18,6 +18,7 @@ from keeper.model import Status
 from keeper.units import format_fixed, format_hf
 
 PROTOCOL_NAMES = {"aave_v3": "Aave V3", "morpho_blue": "Morpho Blue", "compound_v3": "Compound V3*"}
+DEVNET_LOAN_DECIMALS = 6  # the devnet's Morpho Blue markets lend USDC
 _HF_RAW = re.compile(r"\bhf (\d+)")  # "(hf 1021705309001208014)" in an action's detail
 _STYLE = {"safe": "green", "watch": "yellow", "at_risk": "bold yellow", "liquidatable": "bold red"}
 
@@ -77,28 +78,45 @@ def alert_line(a: dict) -> str:
     if a.get("kind") in ("flagged", "escalated"):
         what = str(a.get("status", "")).replace("_", " ").upper()
     proto = PROTOCOL_NAMES.get(a.get("protocol", ""), a.get("protocol", ""))
-    return (f"  [cyan]alert[/]  {what:13} {short(a.get('account', ''))} on {proto} "
-            f"(HF {a.get('health_factor', '?')}, debt {a.get('debt_usd', '?')})")
+    # (debt_usd is left out: the alert formats every protocol's base units at Aave's 1e8 scale)
+    return (f"  [cyan]alert[/]  {what:16} {short(a.get('account', ''))} on {proto} "
+            f"(HF {a.get('health_factor', '?')})")
 
 
 def action_line(row: dict, protocols: dict[str, str]) -> str:
     proto = PROTOCOL_NAMES.get(protocol_of(row, protocols), "?")
     kind = {"liquidate": "liquidation", "top_up": "top-up"}.get(row["kind"], row["kind"])
     color = "green" if row["result"] == "done" else "yellow"
-    profit = realized_profit(row)
-    extra = f", realized profit {usd(profit)} after gas" if profit is not None else ""
+    profit, expected = realized_profit(row), expected_profit(row)
+    extra = (f", realized profit {usd(profit)} after gas" if profit is not None else
+             f", expected profit {usd(expected)} after gas" if expected is not None and
+             row["result"] == "done" else "")
     if row["result"] != "done" and row["detail"]:
         extra = f" ({_HF_RAW.sub(lambda m: 'HF ' + format_hf(int(m.group(1))), row['detail'])})"
     tx = f" tx {row['tx_hash']}" if row["tx_hash"] else ""
     return f"  [{color}]action[/] {kind} of {short(row['account'])} on {proto}: {row['result']}{tx}{extra}"
 
 
-def realized_profit(row: dict) -> int | None:
-    """Aave V3 liquidations store the realized profit (USD, 1e8) in ``detail``."""
+def _detail(row: dict, key: str) -> int | None:
     for part in (row.get("detail") or "").split():
-        if part.startswith("realized_profit_base="):
+        if part.startswith(key + "="):
             return int(part.split("=", 1)[1])
     return None
+
+
+def realized_profit(row: dict) -> int | None:
+    """Aave V3 liquidations store the realized profit (USD, 1e8) in ``detail``."""
+    return _detail(row, "realized_profit_base")
+
+
+def expected_profit(row: dict) -> int | None:
+    """The profit after gas keeper expected (USD, 1e8): Comet's ``expected_profit_base``, or
+    Morpho's ``expected_profit_loan`` in the loan token (USDC on the devnet: 1:1 USD)."""
+    base = _detail(row, "expected_profit_base")
+    if base is not None:
+        return base
+    loan = _detail(row, "expected_profit_loan")
+    return None if loan is None else loan * 10**8 // 10**DEVNET_LOAN_DECIMALS
 
 
 def read_actions(db: Path, after: int = 0) -> list[dict]:
@@ -152,13 +170,15 @@ def summary_table(before, after, actions: list[dict], alerts: list[dict],
                   protocols: dict[str, str]) -> Table:
     """The closing table: per protocol, positions before/after, what keeper did, what it earned."""
     t = Table(title="what happened", title_justify="left",
-              caption="* Compound V3: CometStandIn, a stand-in for tests (contracts/src)")
+              caption="profit: Aave V3 as realized (LiquidationCall event), the others as expected "
+                      "when sent.\n* Compound V3: CometStandIn, a stand-in for tests (contracts/src)")
     for col in ("protocol", "positions", "liquidatable before", "liquidatable after", "alerts",
-                "liquidations", "top-ups", "realized profit"):
+                "liquidations", "top-ups", "profit after gas"):
         t.add_column(col, justify="left" if col == "protocol" else "right")
     for proto in sorted({p.protocol for p in before}):
         done = [r for r in actions if protocol_of(r, protocols) == proto and r["result"] == "done"]
         profits = [x for x in (realized_profit(r) for r in done) if x is not None]
+        expected = [x for x in (expected_profit(r) for r in done) if x is not None]
         t.add_row(PROTOCOL_NAMES.get(proto, proto),
                   str(sum(p.protocol == proto for p in before)),
                   str(sum(p.protocol == proto and p.status == Status.LIQUIDATABLE for p in before)),
@@ -166,5 +186,6 @@ def summary_table(before, after, actions: list[dict], alerts: list[dict],
                   str(sum(a.get("protocol") == proto for a in alerts)),
                   str(sum(r["kind"] == "liquidate" for r in done)),
                   str(sum(r["kind"] == "top_up" for r in done)),
-                  usd(sum(profits)) if profits else "-")
+                  f"{usd(sum(profits))} realized" if profits else
+                  f"{usd(sum(expected))} expected" if expected else "-")
     return t

@@ -7,7 +7,8 @@ import sqlite3
 
 from rich.console import Console
 
-from keeper.demo_story import ActionWatcher, action_line, read_actions, realized_profit
+from keeper.demo_story import (ActionWatcher, action_line, expected_profit, read_actions,
+                               realized_profit)
 from keeper.executors.actions import _SCHEMA as SCHEMA  # the table keeper writes
 
 PROTOCOLS = {"devnet": "aave_v3", "morpho": "morpho_blue", "comet": "compound_v3"}
@@ -52,8 +53,10 @@ def test_the_watcher_prints_each_row_once(tmp_path):
     console = Console(record=True, width=200)
     w = ActionWatcher(db, console, PROTOCOLS)
     insert(db, "absorb:comet:40", "comet", "liquidate", "done", TX, "expected_profit_base=1 buys=0")
+    assert expected_profit({"detail": "expected_profit_loan=12345678"}) == 1234567800  # USDC -> 1e8
     w.poll()
     w.poll()
+    assert "expected profit $0.00 after gas" in console.export_text(clear=False)
     insert(db, f"topup:devnet:{ACCOUNT}:41", "devnet", "top_up", "skipped", detail="already sent")
     w.stop()  # polls once more
     text = console.export_text()
