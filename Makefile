@@ -52,4 +52,4 @@ devnet-down: install
 	$(VENV)/bin/keeper devnet down
 
 clean:
-	rm -rf $(VENV) node_modules build dist keeper/_artifacts .devnet .pytest_cache
+	rm -rf $(VENV) node_modules build dist .devnet .pytest_cache keeper/_artifacts/*.json keeper/_artifacts/abi/*.json

@@ -76,16 +76,19 @@ def alert_line(a: dict) -> str:
     if a.get("kind") in ("flagged", "escalated"):
         what = str(a.get("status", "")).replace("_", " ").upper()
     proto = protocol_name(a.get("protocol", ""))
-    return (f"  [cyan]alert[/]  {what:13} {short(a.get('account', ''))} on {proto} "
-            f"(HF {a.get('health_factor', '?')}, debt {a.get('debt_usd', '?')})")
+    # (debt_usd is left out: the alert formats every protocol's base units at Aave's 1e8 scale)
+    return (f"  [cyan]alert[/]  {what:16} {short(a.get('account', ''))} on {proto} "
+            f"(HF {a.get('health_factor', '?')})")
 
 
 def action_line(row: dict) -> str:
     proto = protocol_name(row.get("protocol") or "?")
     kind = {"liquidate": "liquidation", "top_up": "top-up"}.get(row["kind"], row["kind"])
     color = "green" if row["result"] == "done" else "yellow"
-    profit = realized_profit(row)
-    extra = f", realized profit {usd(profit)} after gas" if profit is not None else ""
+    profit, expected = realized_profit(row), expected_profit(row)
+    extra = (f", realized profit {usd(profit)} after gas" if profit is not None else
+             f", expected profit {usd(expected)} after gas" if expected is not None and
+             row["result"] == "done" else "")
     if row["result"] != "done" and row["detail"]:
         extra = f" ({_HF_RAW.sub(lambda m: 'HF ' + format_hf(int(m.group(1))), row['detail'])})"
     tx = f" tx {row['tx_hash']}" if row["tx_hash"] else ""
@@ -97,6 +100,13 @@ def realized_profit(row: dict) -> int | None:
     if row["kind"] != "liquidate" or row["result"] != "done" or row.get("realized") is None:
         return None
     return int(row["realized"])
+
+
+def expected_profit(row: dict) -> int | None:
+    """The profit after gas keeper expected when it sent a liquidation (USD e8, any protocol)."""
+    if row["kind"] != "liquidate" or row.get("expected") is None:
+        return None
+    return int(row["expected"])
 
 
 def read_actions(db: Path, after: int = 0) -> list[dict]:
@@ -151,7 +161,7 @@ def summary_table(before, after, actions: list[dict], alerts: list[dict]) -> Tab
     t = Table(title="what happened", title_justify="left",
               caption="Compound V3 on the devnet: CometStandIn, a stand-in for tests (contracts/src)")
     for col in ("protocol", "positions", "liquidatable before", "liquidatable after", "alerts",
-                "liquidations", "top-ups", "realized profit"):
+                "liquidations", "top-ups", "profit after gas"):
         t.add_column(col, justify="left" if col == "protocol" else "right")
     for proto in sorted({p.protocol for p in before}):
         done = [r for r in actions if r.get("protocol") == proto and r["result"] == "done"]
@@ -163,5 +173,5 @@ def summary_table(before, after, actions: list[dict], alerts: list[dict]) -> Tab
                   str(sum(a.get("protocol") == proto for a in alerts)),
                   str(sum(r["kind"] == "liquidate" for r in done)),
                   str(sum(r["kind"] == "top_up" for r in done)),
-                  usd(sum(profits)) if profits else "-")
+                  f"{usd(sum(profits))} realized" if profits else "-")
     return t

@@ -7,7 +7,8 @@ import sqlite3
 
 from rich.console import Console
 
-from keeper.demo_story import ActionWatcher, action_line, read_actions, realized_profit
+from keeper.demo_story import (ActionWatcher, action_line, expected_profit, read_actions,
+                               realized_profit)
 from keeper.executors.actions import _SCHEMA as SCHEMA  # the table keeper writes
 
 ACCOUNT = "0x997F54213D0a602dE2E9046A5983EcCCE544f185"
@@ -31,6 +32,7 @@ def test_actions_are_read_as_they_land_and_told_plainly(tmp_path):
     insert(db, f"liq:devnet:{ACCOUNT}:33", "devnet", "liquidate", "done", TX, realized="137472525672")
     rows = read_actions(db)
     assert realized_profit(rows[0]) == 137472525672
+    assert expected_profit({"kind": "liquidate", "expected": "5"}) == 5  # USD e8, as sent
     assert action_line(rows[0]) == (
         f"  [green]action[/] liquidation of 0x997F…f185 on Aave V3: done tx {TX}, "
         "realized profit $1,374.72 after gas")
@@ -50,9 +52,11 @@ def test_the_watcher_prints_each_row_once(tmp_path):
     con.close()
     console = Console(record=True, width=200)
     w = ActionWatcher(db, console)
-    insert(db, f"liq:comet:{ACCOUNT}:40", "comet", "liquidate", "done", TX, "absorbed 1", "compound_v3")
+    insert(db, f"liq:comet:{ACCOUNT}:40", "comet", "liquidate", "done", TX, "absorbed 1", "compound_v3",
+           realized="250000000")
     w.poll()
     w.poll()
+    assert "realized profit $2.50 after gas" in console.export_text(clear=False)
     insert(db, f"topup:devnet:{ACCOUNT}:41", "devnet", "top_up", "skipped", detail="already sent")
     w.stop()  # polls once more
     text = console.export_text()

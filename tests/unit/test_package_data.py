@@ -48,3 +48,20 @@ def test_no_package_data_and_no_compiler_is_a_clear_error(monkeypatch):
             pd.own_contracts()
     finally:
         pd.own_contracts.cache_clear()
+
+
+def test_the_slower_read_is_announced_once_with_its_reason():
+    from structlog.testing import capture_logs
+
+    from keeper.protocols import aave_reader
+
+    aave_reader._fallback_logged.clear()
+    try:
+        with capture_logs() as logs:
+            aave_reader.log_fallback("devnet", DevnetError("no lens bytecode"))
+            aave_reader.log_fallback("other", DevnetError("no lens bytecode"))
+    finally:
+        aave_reader._fallback_logged.clear()
+    assert [(x["log_level"], x["event"]) for x in logs] == [("warning", "reader.unavailable"),
+                                                            ("debug", "reader.unavailable")]
+    assert logs[0]["reason"] == "no lens bytecode" and logs[0]["fallback"] == "multicall3"
