@@ -53,7 +53,7 @@ def test_no_package_data_and_no_compiler_is_a_clear_error(monkeypatch):
 def test_the_slower_read_is_announced_once_with_its_reason():
     from structlog.testing import capture_logs
 
-    from keeper.protocols import aave_reader
+    from keeper.protocols.aave_v3 import lens as aave_reader
 
     aave_reader._fallback_logged.clear()
     try:
