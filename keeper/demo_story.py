@@ -31,6 +31,14 @@ def usd(base: int, decimals: int = 8) -> str:
     return f"{'-' if base < 0 else ''}${int(whole):,}.{cents or '00'}"
 
 
+def amount(base: int, decimals: int, unit: str) -> str:
+    """``usd`` for USD values; "1,234.56 USDC" for a Morpho market's loan-token values."""
+    if unit == "USD":
+        return usd(base, decimals)
+    whole, _, cents = format_fixed(abs(base), decimals, 2).partition(".")
+    return f"{'-' if base < 0 else ''}{int(whole):,}.{cents or '00'} {unit}"
+
+
 def protocol_name(protocol: str) -> str:
     """How a person reads a protocol's name."""
     return display_name(protocol)
@@ -67,7 +75,8 @@ def riskiest_table(positions, n: int = 8) -> Table:
                 if p.drop_to_liquidation_bps is not None else "-")
         t.add_row(short(p.account), protocol_name(p.protocol),
                   format_hf(p.health_factor_wad), f"[{_STYLE[p.status.value]}]{p.status.value}[/]",
-                  usd(p.collateral_base, p.base_decimals), usd(p.debt_base, p.base_decimals), drop)
+                  amount(p.collateral_base, p.base_decimals, p.base_unit),
+                  amount(p.debt_base, p.base_decimals, p.base_unit), drop)
     return t
 
 
@@ -76,9 +85,8 @@ def alert_line(a: dict) -> str:
     if a.get("kind") in ("flagged", "escalated"):
         what = str(a.get("status", "")).replace("_", " ").upper()
     proto = protocol_name(a.get("protocol", ""))
-    # (debt_usd is left out: the alert formats every protocol's base units at Aave's 1e8 scale)
     return (f"  [cyan]alert[/]  {what:16} {short(a.get('account', ''))} on {proto} "
-            f"(HF {a.get('health_factor', '?')})")
+            f"(HF {a.get('health_factor', '?')}, debt {a.get('debt_usd', '?')})")
 
 
 def action_line(row: dict) -> str:

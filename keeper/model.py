@@ -45,6 +45,7 @@ class Position:
     main_collateral: str | None = None  # symbol of the largest collateral
     drop_to_liquidation_bps: int | None = None  # price drop of main collateral -> HF < 1
     assets: frozenset[Address] = frozenset()  # every asset it holds or owes
+    base_unit: str = "USD"  # what collateral_base / debt_base count (a token symbol on Morpho Blue)
     base_decimals: int = 8  # decimals of collateral_base / debt_base (1e8 USD on Aave V3;
     # the loan token's on Morpho Blue, the base token's on Compound V3)
 

@@ -33,7 +33,7 @@ from keeper.notify.config import (
     TelegramChannel,
     WebhookChannel,
 )
-from keeper.notify.message import format_hf, format_usd, render
+from keeper.notify.message import format_amount, format_hf, render
 from keeper.notify.policy import Alert
 
 SIGNATURE_HEADER = "X-Keeper-Signature"
@@ -73,8 +73,10 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
         "health_factor": format_hf(alert.health_factor_wad),
         "collateral_base": str(alert.collateral_base),
         "debt_base": str(alert.debt_base),
-        "collateral_usd": format_usd(alert.collateral_base),
-        "debt_usd": format_usd(alert.debt_base),
+        "collateral_usd": format_amount(alert, alert.collateral_base),  # in base_unit
+        "debt_usd": format_amount(alert, alert.debt_base),
+        "base_unit": alert.base_unit,
+        "base_decimals": alert.base_decimals,
         "drop_to_liquidation_bps": alert.drop_to_liquidation_bps,
         "main_collateral": alert.main_collateral,
         "reliable": alert.reliable,

@@ -40,11 +40,17 @@ def format_hf(hf_wad: int | None) -> str:
     return units.format_hf(hf_wad)
 
 
-def format_usd(base: int) -> str:
-    """1234567_89000000 -> "$1,234,567.89" (cents truncated toward zero)."""
-    text = format_fixed(abs(base), BASE_DECIMALS, 2)
+def format_usd(base: int, decimals: int = BASE_DECIMALS, unit: str = "USD") -> str:
+    """1234567_89000000 -> "$1,234,567.89" (cents truncated toward zero); in another unit
+    (a Morpho market counts its loan token): "1,234,567.89 USDC"."""
+    text = format_fixed(abs(base), decimals, 2)
     whole, _, cents = text.partition(".")
-    return f"{'-' if base < 0 else ''}${int(whole):,}.{cents}"
+    sign = "-" if base < 0 else ""
+    return f"{sign}${int(whole):,}.{cents}" if unit == "USD" else f"{sign}{int(whole):,}.{cents} {unit}"
+
+
+def format_amount(alert: Alert, base: int) -> str:
+    return format_usd(base, alert.base_decimals, alert.base_unit)
 
 
 def format_drop(alert: Alert) -> str | None:
@@ -82,8 +88,8 @@ def render(alert: Alert) -> Message:
         f"Status:        {status_words(alert.status)}"
         + (f" (previously alerted: {status_words(alert.previous)})" if alert.previous else ""),
         f"Health factor: {hf}",
-        f"Collateral:    {format_usd(alert.collateral_base)}",
-        f"Debt:          {format_usd(alert.debt_base)}",
+        f"Collateral:    {format_amount(alert, alert.collateral_base)}",
+        f"Debt:          {format_amount(alert, alert.debt_base)}",
     ]
     drop = format_drop(alert)
     if drop is not None:

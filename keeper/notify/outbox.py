@@ -76,8 +76,10 @@ _SCHEMA = (
 )
 _ALERT_COLUMNS = (
     "key, kind, market, protocol, account, status, previous, hf_wad, collateral_base,"
-    " debt_base, drop_bps, main_collateral, reliable, block, action, created_at"
+    " debt_base, drop_bps, main_collateral, reliable, block, action, created_at, base_unit,"
+    " base_decimals"
 )
+_ADDED_COLUMNS = (("base_unit", "TEXT NOT NULL DEFAULT 'USD'"), ("base_decimals", "INTEGER NOT NULL DEFAULT 8"))
 
 
 class Delivery(NamedTuple):
@@ -115,6 +117,10 @@ class Outbox:
         with store.transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
+            have = {row[1] for row in db.execute("PRAGMA table_info(alerts)")}
+            for name, kind in _ADDED_COLUMNS:  # an outbox written before alerts named their unit
+                if name not in have:
+                    db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {kind}")
         rows = store.query("SELECT market, account, channel, status, alerted_at, block"
                            " FROM alert_state")
         self._states: dict[tuple[str, str, str], AlertState] = {}
@@ -189,14 +195,14 @@ class Outbox:
     def _enqueue(db: sqlite3.Connection, alert: Alert, channels: Iterable[str],
                  now: float | None) -> bool:
         cur = db.execute(
-            f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+            f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({', '.join('?' * 18)})"
             " ON CONFLICT (key) DO NOTHING",
             (alert.key, alert.kind, alert.market, alert.protocol, alert.account,
              alert.status.value, alert.previous.value if alert.previous else None,
              None if alert.health_factor_wad is None else str(alert.health_factor_wad),
              str(alert.collateral_base), str(alert.debt_base), alert.drop_to_liquidation_bps,
              alert.main_collateral, int(alert.reliable), alert.block, alert.action,
-             alert.created_at),
+             alert.created_at, alert.base_unit, alert.base_decimals),
         )
         due = alert.created_at if now is None else now
         db.executemany(
@@ -269,11 +275,12 @@ class Outbox:
 
 def _alert(row: Sequence) -> Alert:
     (key, kind, market, protocol, account, status, previous, hf, coll, debt, drop, main,
-     reliable, block, action, created_at) = row
+     reliable, block, action, created_at, unit, decimals) = row
     return Alert(
         key=key, kind=kind, market=market, protocol=protocol, account=account,
         status=Status(status), previous=Status(previous) if previous else None,
         health_factor_wad=None if hf is None else int(hf), collateral_base=int(coll),
         debt_base=int(debt), drop_to_liquidation_bps=drop, block=block, action=action,
         created_at=created_at, main_collateral=main, reliable=bool(reliable),
+        base_unit=unit, base_decimals=decimals,
     )

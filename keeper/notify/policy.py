@@ -49,7 +49,7 @@ class Alert:
     status: Status
     previous: Status | None  # last alerted status (None for "flagged")
     health_factor_wad: int | None  # None: no debt
-    collateral_base: int  # oracle base units (1e8 = 1 USD)
+    collateral_base: int  # in base_unit with base_decimals (1e8 = 1 USD on Aave V3 and Comet)
     debt_base: int
     drop_to_liquidation_bps: int | None
     block: int
@@ -57,6 +57,8 @@ class Alert:
     created_at: int  # unix seconds
     main_collateral: str | None = None
     reliable: bool = True  # False: a price feed it depends on is stale or invalid
+    base_unit: str = "USD"  # what collateral_base / debt_base count (Morpho Blue: the loan token)
+    base_decimals: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ def _alert(pos: Position, kind: str, previous: Status | None, now: int,
         created_at=now,
         main_collateral=pos.main_collateral,
         reliable=pos.reliable,
+        base_unit=pos.base_unit,
+        base_decimals=pos.base_decimals,
     )
 
 

@@ -107,7 +107,11 @@ async def test_morpho_only_keeper_liquidates_every_liquidatable_borrower(devnet,
     assert done == truth, rows
     assert all(r == "done" for _, r, *_ in rows), rows
     assert all(int(realized) > 0 for _, _, _, realized, _ in rows), rows  # USD e8 after gas
-    assert set(liquidated_alerts(sink)) == truth
+    alerts = liquidated_alerts(sink)
+    assert set(alerts) == truth
+    # Morpho values count the loan token (USDC, 6 decimals), and the alert says so
+    assert all(a["base_unit"] == "USDC" and a["base_decimals"] == 6 and a["debt_usd"].endswith(" USDC")
+               for a in alerts.values())
 
 
 async def test_comet_only_keeper_absorbs_every_liquidatable_account(devnet, w3, others, sink, tmp_path):

@@ -28,6 +28,9 @@ def test_usd_from_base_units():
     assert format_usd(-250_000_000) == "-$2.50"
     big = 10**30  # far beyond float precision: still exact
     assert format_usd(big) == "$" + f"{10**22:,}" + ".00"
+    # a Morpho Blue position counts its loan token, with that token's decimals
+    assert format_usd(42_606_123456, 6, "USDC") == "42,606.12 USDC"
+    assert format_usd(-5 * 10**17, 18, "WETH") == "-0.50 WETH"
 
 
 def test_drop_words():

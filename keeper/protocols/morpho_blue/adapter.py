@@ -74,7 +74,8 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
 
     def evaluator(self, market: MorphoMarket) -> _Evaluator:
         return _Evaluator(market, self.token_symbols.get(market.params.collateral_token),
-                          self.decimals.get(market.params.loan_token, 18))
+                          self.decimals.get(market.params.loan_token, 18),
+                          self.token_symbols.get(market.params.loan_token, "loan token"))
 
     @staticmethod
     def keys_of(pos: MorphoPosition) -> list[str]:
@@ -187,12 +188,13 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
 
 
 class _Evaluator:
-    def __init__(self, market: MorphoMarket, symbol: str | None, loan_decimals: int):
+    def __init__(self, market: MorphoMarket, symbol: str | None, loan_decimals: int, loan_symbol: str):
         self.market, self.symbol, self.loan_decimals = market, symbol, loan_decimals
+        self.loan_symbol = loan_symbol  # Morpho values count loan tokens, not USD
 
     def position(self, pos: MorphoPosition, thresholds: Thresholds, with_drop: bool) -> Position:
         p = math.position_from(self.market, pos, thresholds, self.symbol, with_drop)
-        return replace(p, base_decimals=self.loan_decimals)
+        return replace(p, base_decimals=self.loan_decimals, base_unit=self.loan_symbol)
 
     def drop(self, pos: MorphoPosition) -> int | None:
         return math.drop_to_liquidation_bps(self.market, pos)
