@@ -221,8 +221,13 @@ async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_on
         # one endpoint failing: the other takes it
         a.set("http500")
         raw2 = _transfer(devnet, nonce + 1, base_fee)
-        assert "result" in await rpc.raw("eth_sendRawTransaction", [raw2])
+        answer2 = await rpc.raw("eth_sendRawTransaction", [raw2])
+        assert "result" in answer2
         assert raw2 not in a.sent and b.sent[-1] == raw2
+        for _ in range(100):  # bounded: under load anvil may answer before the block is in
+            if await rpc.request("eth_getTransactionReceipt", [answer2["result"]]):
+                break
+            await asyncio.sleep(0.02)
         assert await _nonce(rpc) == nonce + 2
         # every endpoint failing: unknown whether it arrived -> SourceError; nothing was sent
         b.set("http503")
