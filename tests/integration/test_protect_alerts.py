@@ -44,6 +44,15 @@ def kinds(sink: HttpSink, account: str) -> list[str]:
     return [b["kind"] for b in bodies if b["account"] == account]
 
 
+async def protecting(devnet, tmp_path, account: str, hf: int):
+    """A loopback webhook and a live keeper protecting ``account``, alerting the webhook."""
+    sink = HttpSink()
+    await sink.start()
+    path = config(devnet, tmp_path, protect(account, hf)
+                  + f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n')
+    return sink, await build_keeper(load_config(path, env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY}))
+
+
 async def tick(k) -> None:
     await k.engine.on_block(await k.rpc.block_number())
     await k.executor.drain()
@@ -55,12 +64,7 @@ async def test_cannot_protect_alerts_once_and_recovers_when_the_wallet_is_funded
     for symbol in ("USDC", "DAI", "WETH"):  # the wallet holds none of the configured tokens
         assert await balance(w3, info.tokens[symbol], info.liquidator) == 0
     account, hf = await weakest_weth_borrower(w3, info)
-    sink = HttpSink()
-    await sink.start()
-    path = config(devnet, tmp_path, protect(account, hf)
-                  + f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n')
-    cfg = load_config(path, env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
-    k = await build_keeper(cfg)
+    sink, k = await protecting(devnet, tmp_path, account, hf)
     n0 = await nonce(w3, info.liquidator)
     try:
         for _ in range(3):  # three ticks below the trigger, nothing the wallet can pay
@@ -91,12 +95,7 @@ async def test_a_top_up_that_reverts_alerts_top_up_failed(devnet, w3, tmp_path):
     account, hf = await weakest_weth_borrower(w3, info)
     await mint(w3, info, "USDC", info.liquidator, 10**7 * 10**6)
     await mint(w3, info, "DAI", info.liquidator, 10**7 * 10**18)
-    sink = HttpSink()
-    await sink.start()
-    path = config(devnet, tmp_path, protect(account, hf)
-                  + f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n')
-    cfg = load_config(path, env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
-    k = await build_keeper(cfg)
+    sink, k = await protecting(devnet, tmp_path, account, hf)
     try:
         held = []
         k.executor.submit = lambda ds, adapter, market: held.extend((d, adapter, market) for d in ds) or 0
