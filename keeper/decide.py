@@ -78,7 +78,7 @@ def decide(adapter, market, tops: list[tuple[Position, ProtectRule]], due: list[
                                    f"cannot protect: the wallet cannot pay any of {held} on this market"))
         else:
             out.append(d)
-    if due and ctx is not None:
+    if ctx is not None:  # someone is due, or the protocol sells something (adapter.sells)
         out.extend(adapter.plan_liquidations(market, due, accounts, ctx))
     return out, refused
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from keeper import protect_alerts
 from keeper.chain.erc20 import balances
 from keeper.chain.feeds import Feeds
 from keeper.chain.multicall import Multicall
@@ -40,6 +41,7 @@ class Responder:
             executor.on_alert = self.action_alert
         self._positions: dict[tuple[str, str], Position] = {}
         self._feeds_block: int | None = None
+        self._refusals: dict[str, str] = {}  # this tick's: account -> why it cannot be protected
 
     def learn(self, adapter, market) -> None:
         """What a freshly loaded market says about prices (every tick, no IO)."""
@@ -57,23 +59,28 @@ class Responder:
         adapter = w.adapter
         self.learn(adapter, market)
         decisions: list[Decision] = []
+        self._refusals = {}
         if self.executor is not None:
             every = list(w.positions.values())
             tops = top_ups_due(self.policy, adapter.market_name, every)
             due = liquidations_due(self.policy, every)
-            if tops or due:
-                decisions = await self._decide(w, market, tops, due)
+            sale = self.policy.liquidate and adapter.sells(market)  # e.g. an interrupted absorb's buys
+            if tops or due or sale:
+                decisions = await self._decide(w, market, tops, due, sale)
         if self.notifications is not None:
             for p in changed:
                 self._positions[(w.key, p.account)] = p
             self.notifications.observe(changed, int(time.time()))
+            if self.executor is not None:  # "cannot protect": once, then once recovered
+                protect_alerts.update(self.notifications, w.key, self._refusals, w.positions,
+                                      int(time.time()))
         return decisions
 
-    async def _decide(self, w, market, tops, due) -> list[Decision]:
+    async def _decide(self, w, market, tops, due, sale: bool = False) -> list[Decision]:
         adapter, me = w.adapter, self.executor.tx.address
         wallet = await balances(self.mc, adapter.spend_tokens(market), me, market.block)
         ctx = None
-        if due:
+        if due or sale:
             await self.refresh_feeds(market.block)
             gas_price = int(await self.rpc.request("eth_gasPrice", []), 16)
             gas_usd = self.prices.gas_cost_usd(self.policy.liquidation_gas * gas_price)
@@ -99,9 +106,13 @@ class Responder:
     def _refused(self, key: str, r: Refusal) -> None:
         log.warning("protect.refused", market=key, account=r.account, health_factor=r.health_factor_wad,
                     reason=r.reason)
-        pos = self._positions.get((key, r.account))
-        if self.notifications is not None and pos is not None:
-            self._report(pos, "protect_failed", r.reason)
+        self._refusals[r.account] = r.reason
+
+    def remember(self, market: str, positions: Sequence[Position]) -> None:
+        """Positions known before any tick: an action finished at start-up (executors/recovery)
+        words its alert with the accounts as they were at the decision's block."""
+        for p in positions:
+            self._positions.setdefault((market, p.account), p)
 
     def action_alert(self, d: Decision, r) -> None:
         """An alert per account the action touched: liquidated, top-up done / partial / failed."""

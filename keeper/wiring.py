@@ -57,6 +57,10 @@ async def build_keeper(cfg: Config) -> Keeper:
 
             engine.responder = Responder(rpc, engine.mc, policy, executor, notifications, prices, feeds)
         k.executor, k.notifications, k.prices = executor, notifications, prices
+        if executor is not None:  # actions the journal settled at start-up get their row and alert
+            from keeper.executors.recovery import finish_interrupted
+
+            await finish_interrupted(executor, engine, getattr(engine.responder, "remember", None))
         return k
     except BaseException:
         await k.close()

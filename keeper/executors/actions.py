@@ -31,6 +31,7 @@ from keeper.chain.erc20 import allowance_call, approve_call
 from keeper.chain.rpc import Rpc
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
+from keeper.executors.pending import PendingActions
 from keeper.executors.tx import TxManager
 from keeper.model import Approval, Decision, Liquidate, TxStep
 from keeper.prices import PriceBook
@@ -61,7 +62,8 @@ class ActionResult:
 
 def action_key(d: Decision) -> str:
     kind = "liq" if isinstance(d, Liquidate) else "topup"
-    return f"{kind}:{d.market}:{d.account}:{d.block}"
+    who = d.accounts[0] if d.accounts else "protocol"  # a purchase from the protocol names no one
+    return f"{kind}:{d.market}:{who}:{d.block}"
 
 
 class ActionExecutor:
@@ -74,6 +76,7 @@ class ActionExecutor:
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
         self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per market
+        self.pending = PendingActions(store)  # decisions a crash may interrupt (executors/recovery.py)
         with store.transaction() as db:
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(actions)")}
@@ -84,7 +87,7 @@ class ActionExecutor:
         """Start each decision as its own task (the tick does not wait for receipts)."""
         started = 0
         for d in decisions:
-            slots = {f"{d.market}:{a}" for a in d.accounts}
+            slots = {f"{d.market}:{a}" for a in d.accounts or ("protocol",)}
             if slots & self.in_flight:
                 continue
             self.in_flight |= slots
@@ -111,7 +114,7 @@ class ActionExecutor:
             log.warning("action.failed", action_key=r.action_key, error=str(e))
         finally:
             self.in_flight -= slots
-        self._record(d, r)
+        self.record(d, r)
         if r.result in ("done", "lost", "failed", "dry_run"):
             self.on_alert(d, r)
         return r
@@ -124,7 +127,7 @@ class ActionExecutor:
         if self.tx.already_done(key):
             return ActionResult(key, kind, "skipped", detail="already sent")
         logc = log.bind(action_key=key, protocol=d.protocol, accounts=list(d.accounts))
-        if liquidation:
+        if liquidation and d.accounts:
             views = await adapter.contract_health(list(d.accounts), await self.rpc.block_number())
             healed = [v.account for v in views if not v.liquidatable]
             if healed:  # healed or liquidated by someone else since the tick: spend nothing
@@ -133,6 +136,7 @@ class ActionExecutor:
                                     detail=f"no longer liquidatable: {', '.join(healed)}")
         budget = self.prices.usd_to_wei(d.profit_usd_e8) if liquidation else TOP_UP_GAS_CAP_WEI
         outs: list[TxOutcome] = []
+        self.pending.save(key, d)  # before the first send: a restart finishes it from here
         for i, step in enumerate(adapter.encode(d, self.tx.address)):
             out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc)
             if isinstance(out, str):  # "dry_run" | "lost" | "skipped"
@@ -144,6 +148,13 @@ class ActionExecutor:
                     raise ExecutionError(f"{key}: {step.purpose} reverted")
                 return ActionResult(key, kind, "dry_run", expected=expected)
             outs.append(out)
+        return await self.finish(d, adapter, market, outs, logc)
+
+    async def finish(self, d: Decision, adapter, market, outs: list[TxOutcome], logc) -> ActionResult:
+        """The outcome of an action whose steps were mined (live, or after a restart)."""
+        key, liquidation = action_key(d), isinstance(d, Liquidate)
+        kind = "liquidate" if liquidation else "top_up"
+        expected = d.profit_usd_e8 if liquidation else d.plan.expected_hf_wad
         outcome = adapter.realized(market, d, outs, self.prices)
         if not outcome.ok:
             raise ExecutionError(f"{key}: {outcome.detail} ({outs[0].hash})")
@@ -199,7 +210,7 @@ class ActionExecutor:
                 raise ExecutionError(f"approve for {key} reverted ({out.hash})")
             return out
 
-    def _record(self, d: Decision, r: ActionResult) -> None:
+    def record(self, d: Decision, r: ActionResult) -> None:
         with self.store.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO actions (action_key, kind, market, account, block, result, "
@@ -208,3 +219,4 @@ class ActionExecutor:
                  None if r.expected is None else str(r.expected),
                  None if r.realized is None else str(r.realized), r.tx_hash, r.detail, time.time(),
                  d.protocol))
+            db.execute("DELETE FROM action_pending WHERE action_key = ?", (r.action_key,))

@@ -10,7 +10,7 @@ IO (chain reads, pinned block)  discover, load_market, iter_accounts, read_accou
                                 contract_health, doctor
 pure                            event_sources, event_topics, touched, evaluator, keys_of,
                                 moved, apply_shocks, symbols, prices_usd, tokens,
-                                spend_tokens, agrees, plan_top_up, plan_liquidations,
+                                spend_tokens, agrees, plan_top_up, sells, plan_liquidations,
                                 encode, realized, allowed_calls
 ==============================  ===========================================================
 """
@@ -151,6 +151,11 @@ class MarketAdapter(ABC, Generic[M, A]):
     def plan_liquidations(self, market: M, due: Sequence[Position], accounts: Mapping[Address, A],
                           ctx: PlanContext) -> list[Liquidate]:
         """Profitable liquidations of the liquidatable ``due`` positions."""
+
+    def sells(self, market: M) -> bool:
+        """Does the protocol itself offer something to buy at this block, with no account to
+        liquidate (Comet's collateral reserves)? Then ``plan_liquidations`` runs with none due."""
+        return False
 
     @abstractmethod
     def encode(self, decision: Decision, sender: Address) -> list[TxStep]:

@@ -57,6 +57,9 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
                           accounts: Mapping[Address, CometAccount], ctx: PlanContext) -> list[Liquidate]:
         return plan.liquidations(self.label, market, due, accounts, ctx)
 
+    def sells(self, market: CometMarket) -> bool:
+        return plan.for_sale(market)
+
     def encode(self, decision: Decision, sender: Address) -> list[TxStep]:
         if self.static is None:
             raise RuntimeError("the Comet market has not been loaded yet")

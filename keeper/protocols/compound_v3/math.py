@@ -94,6 +94,7 @@ class CometMarket:
     base_borrow_min: int = 0
     base_symbol: str = ""
     reserves: int = 0  # getReserves() at the block (signed)
+    collateral_reserves: Mapping[Address, int] = field(default_factory=dict)  # asset -> held, > 0
     unreliable_assets: frozenset[Address] = frozenset()  # getPrice reverted / feed stale
 
     def price(self, asset: Address) -> int:

@@ -6,6 +6,9 @@ wallet's base token; profit = collateral value - base paid - gas, in the feeds' 
 Absorbing pays nothing on-chain by itself, so it is decided only when the purchase after it
 pays for both. The purchases are optional steps: Comet sells only while its reserves are
 under target, and a purchase whose simulation reverts is skipped.
+With nobody left to absorb and collateral for sale (``getCollateralReserves``, reserves under
+target: e.g. an absorb whose purchases a crash interrupted), the purchases alone are decided
+from the block's state (``buy_reserves``).
 Top-up: ``supplyTo`` of base (repay) or of a collateral asset.
 """
 
@@ -60,21 +63,8 @@ def liquidations(key: str, m: cm.CometMarket, due: Iterable[Position],
         for asset, amount, _value in o.seized:
             seized[asset] = seized.get(asset, 0) + amount
     if not absorbed:
-        return []
-    buys, profit, budget = [], -ctx.gas_usd_e8, ctx.wallet.get(m.base_token, 0)
-    base_price = after.price(after.base_token)
-    for asset, amount in sorted(seized.items()):
-        if amount == 0 or budget == 0:
-            continue
-        base = min(_base_for(after, asset, amount), budget)
-        out_amount = min(cm.quote_collateral(after, asset, base), amount)
-        value = mul_div_down(out_amount, after.price(asset), after.asset_info(asset).scale)
-        cost = mul_div_up(base, base_price, after.base_scale)
-        if value - cost <= 0:
-            continue
-        buys.append((asset, base, out_amount))
-        profit += value - cost
-        budget -= base
+        return buy_reserves(key, m, ctx)
+    buys, profit = _buys(after, seized, ctx)
     if profit < ctx.min_profit_usd_e8:
         return []
     return [Liquidate(key, "compound_v3", tuple(p.account for p in absorbed), m.block,
@@ -82,6 +72,49 @@ def liquidations(key: str, m: cm.CometMarket, due: Iterable[Position],
                       sum(o for _, _, o in buys), profit, ctx.gas_usd_e8,
                       f"{len(absorbed)} liquidatable; buy {len(buys)} collateral(s) at the "
                       f"store-front discount, profit {profit} (1e8 USD) after gas {ctx.gas_usd_e8}")]
+
+
+def for_sale(m: cm.CometMarket) -> bool:
+    """Comet sells collateral it holds while its reserves are under target (buyCollateral
+    reverts NotForSale when ``reserves >= 0 && reserves >= targetReserves``)."""
+    return bool(m.collateral_reserves) and m.reserves < m.target_reserves
+
+
+def buy_reserves(key: str, m: cm.CometMarket, ctx) -> list[Liquidate]:
+    """Nobody left to absorb, collateral for sale (an absorb whose purchases a crash
+    interrupted, or anyone else's): buy it, decided from this block's state alone. No
+    account is liquidated: the decision names none, and every purchase is a required step."""
+    if not for_sale(m):
+        return []
+    held = {a: n for a, n in m.collateral_reserves.items() if a not in m.unreliable_assets}
+    buys, profit = _buys(m, held, ctx)
+    if not buys or profit < ctx.min_profit_usd_e8:
+        return []
+    return [Liquidate(key, "compound_v3", (), m.block, 0, tuple(buys), sum(o for _, _, o in buys),
+                      profit, ctx.gas_usd_e8,
+                      f"Comet holds collateral for sale (reserves {m.reserves} under target "
+                      f"{m.target_reserves}); buy {len(buys)} at the store-front discount, "
+                      f"profit {profit} (1e8 USD) after gas {ctx.gas_usd_e8}")]
+
+
+def _buys(m: cm.CometMarket, available: Mapping[Address, int], ctx) -> tuple[list, int]:
+    """Purchases of ``available`` collateral with the wallet's base, each worth more than it
+    costs: [(asset, base, collateral out)], and their profit after one transaction's gas."""
+    buys, profit, budget = [], -ctx.gas_usd_e8, ctx.wallet.get(m.base_token, 0)
+    base_price = m.price(m.base_token)
+    for asset, amount in sorted(available.items()):
+        if amount == 0 or budget == 0:
+            continue
+        base = min(_base_for(m, asset, amount), budget)
+        out_amount = min(cm.quote_collateral(m, asset, base), amount)
+        value = mul_div_down(out_amount, m.price(asset), m.asset_info(asset).scale)
+        cost = mul_div_up(base, base_price, m.base_scale)
+        if value - cost <= 0:
+            continue
+        buys.append((asset, base, out_amount))
+        profit += value - cost
+        budget -= base
+    return buys, profit
 
 
 def top_up(key: str, m: cm.CometMarket, acct: cm.CometAccount, hf: int, rule: ProtectRule,
@@ -98,11 +131,12 @@ def top_up(key: str, m: cm.CometMarket, acct: cm.CometAccount, hf: int, rule: Pr
 def encode(comet: Address, base_token: Address, d: Decision, sender: Address) -> list[TxStep]:
     if isinstance(d, Liquidate):
         steps = [TxStep(comet, call_data(ABSORB, addr_arg(sender), _addresses(d.accounts)),
-                        f"absorb {len(d.accounts)} on Comet")]
-        for asset, base, min_out in d.quote:
+                        f"absorb {len(d.accounts)} on Comet")] if d.accounts else []
+        for asset, base, min_out in d.quote:  # after an absorb optional; alone, the action itself
             steps.append(TxStep(comet, call_data(BUY, addr_arg(asset), uint_arg(min_out), uint_arg(base),
                                                  addr_arg(sender)),
-                                f"buy {asset} from Comet", (Approval(base_token, comet, base),), optional=True))
+                                f"buy {asset} from Comet", (Approval(base_token, comet, base),),
+                                optional=bool(d.accounts)))
         return steps
     p = d.plan
     return [TxStep(comet, call_data(SUPPLY_TO, addr_arg(d.account), addr_arg(p.asset), uint_arg(p.amount)),
@@ -136,8 +170,10 @@ def realized(m: cm.CometMarket, d: Decision, receipts) -> Outcome:
                 bought += amount
                 gross += (mul_div_down(amount, m.price(asset), m.asset_info(asset).scale)
                           - mul_div_up(base, base_price, m.base_scale))
-    if absorbed == 0:
+    if absorbed == 0 and d.accounts:
         return Outcome(False, detail="mined without an AbsorbDebt event")
+    if not d.accounts and bought == 0:
+        return Outcome(False, detail="mined without a BuyCollateral event")
     return Outcome(True, bought, gross, f"absorbed {absorbed}, bought {bought} collateral units")
 
 

@@ -159,10 +159,14 @@ class CometAdapter:
         for f in feeds:
             calls += [Call(c, call_data("getPrice(address)", addr_arg(f))), Call(f, call_data("latestRoundData()"))]
         calls += [Call(c, call_data("getAssetInfo(uint8)", uint_arg(a.offset))) for a in st.assets]
+        calls += [Call(c, call_data("getCollateralReserves(address)", addr_arg(a.asset))) for a in st.assets]
         res = await self.mc.run(calls, block)
         if not all(ok for ok, _ in res[:head - 1]):
             raise SourceError(f"{self.label}: Comet market read failed at block {block}")
-        infos = [_asset_info(r) if ok else None for ok, r in res[head + 2 * len(feeds):]]
+        first, n = head + 2 * len(feeds), len(st.assets)
+        infos = [_asset_info(r) if ok else None for ok, r in res[first:first + n]]
+        for_sale = {a.asset: word(r) for a, (ok, r) in zip(st.assets, res[first + n:])
+                    if ok and len(r) >= 32 and word(r) > 0}  # collateral Comet holds, to sell
         if (word(res[1][1]) != len(st.assets) or address_word(res[2][1]) != st.base_token
                 or address_word(res[3][1]) != st.base_feed
                 or any(i is None or (i.asset, i.price_feed) != (a.asset, a.price_feed)
@@ -189,6 +193,7 @@ class CometAdapter:
             prices_e8=prices, store_front_price_factor=word(res[13][1]),
             target_reserves=word(res[14][1]), base_borrow_min=word(res[15][1]),
             base_symbol=st.base_symbol, reserves=signed_word(reserves) if ok_r else 0,
+            collateral_reserves=for_sale,
             unreliable_assets=frozenset(unreliable))
         return market
 
