@@ -10,7 +10,8 @@ and ``[liquidator] contract`` is configured. It reads, at the tick's pinned bloc
 Uniswap V3 pool of every pair of the market's tokens at each fee tier (``getPool``, cached:
 a pool never moves), each pool's state for the exact V3 math (``read_pool``, the tickBitmap
 words around the price), and what every lender holds of each token (Morpho Blue, Aave's
-aTokens, the pools themselves) with Aave's flash premium. Failures are SourceErrors; the
+aTokens, the pools themselves) with Aave's flash premium. Markets ticking at the same block
+share the pool states read for the first of them. Failures are SourceErrors; the
 responder then plans with own capital only for that tick.
 """
 
@@ -39,6 +40,7 @@ class DexReader:
         self.rpc, self.factory, self.contract = rpc, factory, contract
         self.fees, self.words, self.slack_bps = tuple(fees), words, slack_bps
         self._pools: dict[PoolKey, str | None] = {}  # getPool answers
+        self._states: tuple[int, dict[PoolKey, PoolState]] = (-1, {})  # this block's pool states
 
     async def read(self, block: int, tokens: Sequence[str], lenders: Sequence[FlashLender]) -> DexView:
         tokens = sorted(set(tokens), key=str.lower)
@@ -59,12 +61,14 @@ class DexReader:
             for k, raw in zip(todo, raws, strict=True):
                 (address,) = decode(["address"], raw)
                 self._pools[k] = None if int(address, 16) == 0 else address
-        out = {}
+        if self._states[0] != block:  # markets of one tick share the block: read each pool once
+            self._states = (block, {})
+        states = self._states[1]
         for k in keys:
             address = self._pools[k]
-            if address is not None:
-                out[k] = await read_pool(self.rpc, address, block, self.words)
-        return out
+            if address is not None and k not in states:
+                states[k] = await read_pool(self.rpc, address, block, self.words)
+        return {k: states[k] for k in keys if k in states}
 
     async def _sources(self, tokens: Sequence[str], lenders: Sequence[FlashLender],
                        pools: Sequence[PoolState], block: int) -> dict[str, tuple[FlashSource, ...]]:

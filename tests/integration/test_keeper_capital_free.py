@@ -100,6 +100,7 @@ async def test_keeper_run_liquidates_capital_free_on_all_three(devnet, world, tm
         assert k.executor.tx.address == OPERATOR
         for token in info.tokens.values():  # the wallet holds only the gas coin
             assert await balance(k.rpc, token, OPERATOR) == 0
+        first = await nonce(k.rpc)
         for _ in range(MAX_TICKS):
             before = k.engine.responder.decided
             head = await k.rpc.block_number()
@@ -126,6 +127,7 @@ async def test_keeper_run_liquidates_capital_free_on_all_three(devnet, world, tm
             assert int(realized_usd) > 0
         for token in info.tokens.values():
             assert await balance(k.rpc, token, world.contract) == 0
+        assert await nonce(k.rpc) - first == len(done)  # one transaction each: no approve, ever
         # nothing paying is left: keeper's own finders (exact math, pools) agree
         assert (await next_morpho(k.rpc, info, world.minfo, world.uinfo))[1] is None
         assert (await next_comet(k.rpc, info, world.minfo, world.cinfo, world.uinfo))[1] is None
