@@ -107,6 +107,7 @@ class Liquidate:
     profit_usd_e8: int  # expected, after gas
     gas_usd_e8: int
     reason: str
+    route: str = "own capital"  # or "capital-free: flash ...; sell ... via ..." (keeper.dex.view)
 
     @property
     def account(self) -> Address:

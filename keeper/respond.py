@@ -20,6 +20,7 @@ from keeper.chain.erc20 import balances
 from keeper.chain.feeds import Feeds
 from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
+from keeper.errors import SourceError
 from keeper.decide import Policy, Refusal, decide, liquidations_due, top_ups_due
 from keeper.model import Decision, Liquidate, Position
 from keeper.prices import PriceBook
@@ -30,7 +31,8 @@ log = structlog.get_logger("keeper.respond")
 
 class Responder:
     def __init__(self, rpc: Rpc, multicall: Multicall, policy: Policy, executor=None,
-                 notifications=None, prices: PriceBook | None = None, feeds: Feeds | None = None):
+                 notifications=None, prices: PriceBook | None = None, feeds: Feeds | None = None,
+                 dex=None):
         self.rpc, self.mc, self.policy = rpc, multicall, policy
         self.executor = executor
         self.notifications = notifications
@@ -42,11 +44,15 @@ class Responder:
         self._positions: dict[tuple[str, str], Position] = {}
         self._feeds_block: int | None = None
         self._refusals: dict[str, str] = {}  # this tick's: account -> why it cannot be protected
+        self.dex = dex  # keeper.dex.reader.DexReader when [liquidator] contract is configured
+        self._lenders: dict[str, list] = {}  # market key -> its flash lenders
 
     def learn(self, adapter, market) -> None:
         """What a freshly loaded market says about prices (every tick, no IO)."""
         self.prices.learn_symbols(adapter.tokens(market))
         self.prices.learn(adapter.prices_usd(market))
+        if self.dex is not None:
+            self._lenders[adapter.label] = adapter.flash_lenders(market)
 
     async def refresh_feeds(self, block: int) -> None:
         if self.feeds is not None and self._feeds_block != block:
@@ -90,7 +96,8 @@ class Responder:
                                    f"[prices] feeds or a market whose oracle prices it")
             else:
                 ctx = PlanContext(me, wallet, gas_usd, self.policy.min_profit_usd_e8, self.prices,
-                                  self.policy.receive_a_token, frozenset(self.policy.protect))
+                                  self.policy.receive_a_token, frozenset(self.policy.protect),
+                                  await self._dex(w, market))
         decisions, refused = decide(adapter, market, tops, due, w.accounts, wallet, ctx)
         for r in refused:
             self._refused(w.key, r)
@@ -102,6 +109,18 @@ class Responder:
         if decisions:
             self.executor.submit(decisions, adapter, market)
         return decisions
+
+    async def _dex(self, w, market):
+        """The DEX at the market's block for capital-free plans (None: own capital only)."""
+        if self.dex is None:
+            return None
+        lenders = [ln for group in self._lenders.values() for ln in group]
+        try:
+            return await self.dex.read(market.block, list(w.adapter.tokens(market)), lenders)
+        except SourceError as e:
+            log.warning("dex.unread", market=w.key, block=market.block, error=str(e),
+                        consequence="own-capital liquidations only this tick")
+            return None
 
     def _refused(self, key: str, r: Refusal) -> None:
         log.warning("protect.refused", market=key, account=r.account, health_factor=r.health_factor_wad,

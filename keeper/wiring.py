@@ -55,7 +55,8 @@ async def build_keeper(cfg: Config) -> Keeper:
         if executor is not None or notifications is not None:
             from keeper.respond import Responder
 
-            engine.responder = Responder(rpc, engine.mc, policy, executor, notifications, prices, feeds)
+            engine.responder = Responder(rpc, engine.mc, policy, executor, notifications, prices, feeds,
+                                         _dex_reader(cfg, rpc) if executor is not None else None)
         k.executor, k.notifications, k.prices = executor, notifications, prices
         if executor is not None:  # actions the journal settled at start-up get their row and alert
             from keeper.executors.recovery import finish_interrupted
@@ -65,6 +66,15 @@ async def build_keeper(cfg: Config) -> Keeper:
     except BaseException:
         await k.close()
         raise
+
+
+def _dex_reader(cfg: Config, rpc: Rpc):
+    """Capital-free liquidation is planned when the contract and the DEX are configured."""
+    if cfg.liquidator.contract is None or not cfg.liquidator.enabled or not cfg.dex.configured:
+        return None
+    from keeper.dex.reader import DexReader
+
+    return DexReader(rpc, cfg.dex.uniswap_v3_factory, cfg.liquidator.contract)
 
 
 async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, prices: PriceBook,
@@ -83,6 +93,10 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, p
         pairs += w.adapter.allowed_calls(market)
         prices.learn_symbols(w.adapter.tokens(market))
         prices.learn(w.adapter.prices_usd(market))
+    if cfg.liquidator.contract is not None:  # capital-free: only the contract's entry points
+        from keeper.dex.liquidator import liquidator_calls
+
+        pairs += liquidator_calls(cfg.liquidator.contract)
     if feeds is not None:
         prices.learn_feeds(await feeds.read(block))
     if cfg.liquidator.enabled and cfg.mode == "live" and prices.gas_usd_e8 is None:

@@ -147,7 +147,11 @@ def deploy_code(creation_code: str, router: str) -> str:
     return creation_code + encode(["address"], [router]).hex()
 
 
+def liquidator_calls(contract: str) -> list[tuple[str, str]]:
+    """(contract, signature) of its three liquidation entries and ``rescue``."""
+    return [(contract, sig) for sig in ENTRY_POINTS]
+
+
 def liquidator_allow_list(contract: str) -> AllowList:
-    """The guard's entries for the contract: its three liquidation entries and ``rescue``.
-    The contract spends no operator tokens, so no ``approve`` is needed."""
-    return AllowList.of([(contract, sig) for sig in ENTRY_POINTS])
+    """The guard's entries for the contract. It spends no operator tokens: no ``approve``."""
+    return AllowList.of(liquidator_calls(contract))

@@ -12,7 +12,9 @@ TxManager.send, which simulates first, journals before it signs and sends, and i
 * Liquidate: a simulation that reverts, or a mined revert, means the race was lost (someone
   was first or the position healed): recorded as ``lost``, never retried blindly (the next
   tick decides again from fresh state). Expected and realized profit (USD e8, after gas)
-  are logged and stored in the ``actions`` table.
+  are logged and stored in the ``actions`` table with the decision's ``route`` (own capital,
+  or capital-free: flash source and swap path); ``detail`` adds the amounts the protocol or
+  the liquidator contract reported (for capital-free: the profit in the profit token).
 * TopUp: after the receipt the protocol's own health factor is read again and recorded; a
   partial top-up (the wallet could not cover the plan) raises an alert.
 """
@@ -45,7 +47,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
   action_key TEXT PRIMARY KEY, kind TEXT NOT NULL, market TEXT NOT NULL, account TEXT NOT NULL,
   block INTEGER NOT NULL, result TEXT NOT NULL, expected TEXT, realized TEXT, tx_hash TEXT,
-  detail TEXT, created_at REAL NOT NULL, protocol TEXT)
+  detail TEXT, created_at REAL NOT NULL, protocol TEXT, route TEXT)
 """
 
 
@@ -82,6 +84,8 @@ class ActionExecutor:
             columns = {row[1] for row in db.execute("PRAGMA table_info(actions)")}
             if "protocol" not in columns:  # a store written before actions named their protocol
                 db.execute("ALTER TABLE actions ADD COLUMN protocol TEXT")
+            if "route" not in columns:  # ... or their route (own capital / capital-free)
+                db.execute("ALTER TABLE actions ADD COLUMN route TEXT")
 
     def submit(self, decisions: list[Decision], adapter, market) -> int:
         """Start each decision as its own task (the tick does not wait for receipts)."""
@@ -165,7 +169,7 @@ class ActionExecutor:
                       realized_profit_usd_e8=profit, realized=outcome.realized, gas_usd_e8=gas_usd,
                       detail=outcome.detail)
             return ActionResult(key, kind, "done", outs[0].hash, expected, profit,
-                                detail=f"{outcome.detail}; expected collateral {d.expected}, "
+                                detail=f"{d.route}; {outcome.detail}; expected {d.expected}, "
                                        f"realized {outcome.realized}")
         (view,) = await adapter.contract_health([d.account], await self.rpc.block_number())
         logc.info("topup.done", tx=outs[0].hash, health_factor_after=view.health_factor_wad)
@@ -214,9 +218,10 @@ class ActionExecutor:
         with self.store.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO actions (action_key, kind, market, account, block, result, "
-                "expected, realized, tx_hash, detail, created_at, protocol) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "expected, realized, tx_hash, detail, created_at, protocol, route) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.action_key, r.kind, d.market, ",".join(d.accounts), d.block, r.result,
                  None if r.expected is None else str(r.expected),
                  None if r.realized is None else str(r.realized), r.tx_hash, r.detail, time.time(),
-                 d.protocol))
+                 d.protocol, d.route if isinstance(d, Liquidate) else None))
             db.execute("DELETE FROM action_pending WHERE action_key = ?", (r.action_key,))

@@ -60,6 +60,7 @@ class PlanContext:
     prices: PriceBook
     receive_a_token: bool = False
     exclude: frozenset[str] = field(default_factory=frozenset)  # lower-case own accounts
+    dex: Any = None  # keeper.dex.view.DexView when [liquidator] contract is set: plan capital-free too
 
 
 class MarketAdapter(ABC, Generic[M, A]):
@@ -170,6 +171,11 @@ class MarketAdapter(ABC, Generic[M, A]):
     @abstractmethod
     def allowed_calls(self, market: M) -> list[tuple[Address, str]]:
         """(contract, function signature) pairs the guard lets this market's actions call."""
+
+    def flash_lenders(self, market: M) -> list[Any]:
+        """keeper.dex.view.FlashLender values: this protocol lends tokens for one transaction
+        (capital-free liquidations on any market may borrow from it). Default: none."""
+        return []
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ TX = "0x" + "ab" * 32
 
 def insert(db, key, market, kind, result, tx=None, detail=None, protocol="aave_v3", realized=None):
     con = sqlite3.connect(db)
-    con.execute("INSERT INTO actions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    con.execute("INSERT INTO actions (action_key, kind, market, account, block, result, expected, realized, "
+                "tx_hash, detail, created_at, protocol) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key, kind, market, ACCOUNT, 33, result, None, realized, tx, detail, 1.0, protocol))
     con.commit()
     con.close()

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from keeper.checks import Check
+from keeper.dex.liquidator import FLASH_AAVE
+from keeper.dex.view import FlashLender
 from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp
 from keeper.prices import PriceBook
 from keeper.protocols.aave_v3 import plan
@@ -74,6 +76,10 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
 
     def allowed_calls(self, market: AaveMarketState) -> list[tuple[Address, str]]:
         return enc.allowed_calls(market.pool, [r.asset for r in market.reserves])
+
+    def flash_lenders(self, market: AaveMarketState) -> list[FlashLender]:
+        """flashLoanSimple of every reserve (its aToken holds the underlying)."""
+        return [FlashLender(FLASH_AAVE, market.pool, tuple((r.asset, r.a_token) for r in market.reserves))]
 
     def _pool(self) -> Address:
         if self.static is None:

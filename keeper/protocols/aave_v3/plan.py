@@ -11,7 +11,9 @@ from eth_utils import to_checksum_address
 
 from keeper.chain.abi import topic, word
 from keeper.model import Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp, TxStep
+from keeper.dex import view
 from keeper.protocols.aave_v3 import encode as enc
+from keeper.protocols.aave_v3 import flash
 from keeper.protocols.aave_v3.liquidation import best_liquidation
 from keeper.protocols.aave_v3.liquidation36 import best_liquidation36
 from keeper.protocols.aave_v3.math36 import is_v36
@@ -63,18 +65,23 @@ def liquidations(key: str, market: AaveMarketState, due: Sequence[Position],
             continue
         quote = (best_liquidation36(market, acct, gas_base, min_base, ctx.wallet, ctx.sender) if v36
                  else best_liquidation(market, acct, gas_base, min_base, ctx.wallet))
-        if quote is None:
-            continue
-        profit = quote.profit_base(gas_base)
-        why = (f"health factor {pos.health_factor_wad} < 1; profit {profit} base after gas "
-               f"{gas_base} >= minimum {min_base}")
-        out.append(Liquidate(key, "aave_v3", (pos.account,), market.block, pos.health_factor_wad,
-                             (quote, ctx.receive_a_token), quote.collateral_to_receive,
-                             to_usd(market, profit), ctx.gas_usd_e8, why))
+        own = None
+        if quote is not None:
+            profit = quote.profit_base(gas_base)
+            why = (f"health factor {pos.health_factor_wad} < 1; profit {profit} base after gas "
+                   f"{gas_base} >= minimum {min_base}")
+            own = Liquidate(key, "aave_v3", (pos.account,), market.block, pos.health_factor_wad,
+                            (quote, ctx.receive_a_token), quote.collateral_to_receive,
+                            to_usd(market, profit), ctx.gas_usd_e8, why)
+        best = flash.choose(key, market, pos, acct, own, ctx)  # own capital unless [liquidator] contract
+        if best is not None:
+            out.append(best)
     return out
 
 
 def encode(pool: Address, d: Decision) -> list[TxStep]:
+    if isinstance(d, Liquidate) and (steps := view.steps(d, f"liquidate {d.account}")) is not None:
+        return steps
     if isinstance(d, Liquidate):
         q, receive_a_token = d.quote
         cover = q.debt_to_repay if q.debt_to_cover is None else q.debt_to_cover  # 3.6: may be max
@@ -92,6 +99,8 @@ def realized(market: AaveMarketState, d: Decision, receipts) -> Outcome:
     valued at the decision's prices. A top-up: mined is done."""
     if not isinstance(d, Liquidate):
         return Outcome(all(r.ok for r in receipts))
+    if (capital_free := view.outcome(d, receipts)) is not None:
+        return capital_free
     q, _ = d.quote
     for r in receipts:
         for lg in r.logs:

@@ -55,7 +55,7 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
 
     def plan_liquidations(self, market: CometMarket, due: Sequence[Position],
                           accounts: Mapping[Address, CometAccount], ctx: PlanContext) -> list[Liquidate]:
-        return plan.liquidations(self.label, market, due, accounts, ctx)
+        return plan.liquidations(self.label, market, due, accounts, ctx, self.comet)
 
     def sells(self, market: CometMarket) -> bool:
         return plan.for_sale(market)

@@ -20,7 +20,10 @@ from eth_utils import to_checksum_address
 
 from keeper.chain.abi import addr_arg, call_data, topic, uint_arg, word
 from keeper.model import Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule, Status, TopUp, TxStep
+from keeper.dex import view
 from keeper.protocols.compound_v3 import math as cm
+from keeper.protocols.compound_v3.flash import base_for
+from keeper.protocols.compound_v3 import flash
 from keeper.protocols.compound_v3.topup import plan_comet_top_up
 from keeper.units import mul_div_down, mul_div_up
 
@@ -32,23 +35,8 @@ BUY_COLLATERAL = topic("BuyCollateral(address,address,uint256,uint256)")
 ABSORB_DEBT = topic("AbsorbDebt(address,address,uint256,uint256)")
 
 
-def _base_for(m: cm.CometMarket, asset: Address, collateral: int) -> int:
-    """The largest base amount whose quoteCollateral does not exceed ``collateral`` (what the
-    protocol holds: buying more reverts with InsufficientReserves), by bisection."""
-    lo, hi = 0, 1
-    while cm.quote_collateral(m, asset, hi) < collateral:
-        hi *= 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if cm.quote_collateral(m, asset, mid) >= collateral:
-            hi = mid
-        else:
-            lo = mid
-    return hi if cm.quote_collateral(m, asset, hi) <= collateral else hi - 1
-
-
 def liquidations(key: str, m: cm.CometMarket, due: Iterable[Position],
-                 accounts: Mapping[Address, cm.CometAccount], ctx) -> list[Liquidate]:
+                 accounts: Mapping[Address, cm.CometAccount], ctx, comet: Address = "") -> list[Liquidate]:
     """At most one decision per tick: absorb all liquidatable accounts, then buy."""
     todo = [p for p in due if p.status == Status.LIQUIDATABLE and p.reliable and p.account in accounts]
     seized: dict[Address, int] = {}
@@ -64,14 +52,22 @@ def liquidations(key: str, m: cm.CometMarket, due: Iterable[Position],
             seized[asset] = seized.get(asset, 0) + amount
     if not absorbed:
         return buy_reserves(key, m, ctx)
+    own = _own(key, m, after, absorbed, seized, ctx)
+    best = flash.choose(key, comet, m, after, absorbed, seized, own, ctx)  # own unless a contract
+    return [best] if best is not None else []
+
+
+def _own(key: str, m: cm.CometMarket, after: cm.CometMarket, absorbed: list[Position],
+         seized: Mapping[Address, int], ctx) -> Liquidate | None:
+    """Buy what the wallet's base token pays for, if that pays for the absorb too."""
     buys, profit = _buys(after, seized, ctx)
     if profit < ctx.min_profit_usd_e8:
-        return []
-    return [Liquidate(key, "compound_v3", tuple(p.account for p in absorbed), m.block,
-                      min(p.health_factor_wad or 0 for p in absorbed), tuple(buys),
-                      sum(o for _, _, o in buys), profit, ctx.gas_usd_e8,
-                      f"{len(absorbed)} liquidatable; buy {len(buys)} collateral(s) at the "
-                      f"store-front discount, profit {profit} (1e8 USD) after gas {ctx.gas_usd_e8}")]
+        return None
+    return Liquidate(key, "compound_v3", tuple(p.account for p in absorbed), m.block,
+                     min(p.health_factor_wad or 0 for p in absorbed), tuple(buys),
+                     sum(o for _, _, o in buys), profit, ctx.gas_usd_e8,
+                     f"{len(absorbed)} liquidatable; buy {len(buys)} collateral(s) at the "
+                     f"store-front discount, profit {profit} (1e8 USD) after gas {ctx.gas_usd_e8}")
 
 
 def for_sale(m: cm.CometMarket) -> bool:
@@ -84,7 +80,9 @@ def buy_reserves(key: str, m: cm.CometMarket, ctx) -> list[Liquidate]:
     """Nobody left to absorb, collateral for sale (an absorb whose purchases a crash
     interrupted, or anyone else's): buy it, decided from this block's state alone. No
     account is liquidated: the decision names none, and every purchase is a required step."""
-    if not for_sale(m):
+    if not for_sale(m) or ctx.dex is not None:
+        # a capital-free keeper ([liquidator] contract) holds no inventory: its absorbs buy in
+        # the same transaction, and buying the protocol's collateral would leave it holding some
         return []
     held = {a: n for a, n in m.collateral_reserves.items() if a not in m.unreliable_assets}
     buys, profit = _buys(m, held, ctx)
@@ -105,7 +103,7 @@ def _buys(m: cm.CometMarket, available: Mapping[Address, int], ctx) -> tuple[lis
     for asset, amount in sorted(available.items()):
         if amount == 0 or budget == 0:
             continue
-        base = min(_base_for(m, asset, amount), budget)
+        base = min(base_for(m, asset, amount), budget)
         out_amount = min(cm.quote_collateral(m, asset, base), amount)
         value = mul_div_down(out_amount, m.price(asset), m.asset_info(asset).scale)
         cost = mul_div_up(base, base_price, m.base_scale)
@@ -129,6 +127,8 @@ def top_up(key: str, m: cm.CometMarket, acct: cm.CometAccount, hf: int, rule: Pr
 
 
 def encode(comet: Address, base_token: Address, d: Decision, sender: Address) -> list[TxStep]:
+    if isinstance(d, Liquidate) and (steps := view.steps(d, f"absorb {len(d.accounts)} on Comet")) is not None:
+        return steps
     if isinstance(d, Liquidate):
         steps = [TxStep(comet, call_data(ABSORB, addr_arg(sender), _addresses(d.accounts)),
                         f"absorb {len(d.accounts)} on Comet")] if d.accounts else []
@@ -153,6 +153,8 @@ def realized(m: cm.CometMarket, d: Decision, receipts) -> Outcome:
     purchase (the receipts are the keeper's own transactions), at the decision's prices."""
     if not isinstance(d, Liquidate):
         return Outcome(all(r.ok for r in receipts))
+    if (capital_free := view.outcome(d, receipts)) is not None:
+        return capital_free
     absorbed, bought, gross = 0, 0, 0
     base_price = m.price(m.base_token)
     for r in receipts:

@@ -16,6 +16,8 @@ from keeper.chain.abi import call_data, selector, string_or_bytes32
 from keeper.chain.logs import Log
 from keeper.chain.multicall import Call
 from keeper.checks import Check
+from keeper.dex.liquidator import FLASH_MORPHO
+from keeper.dex.view import FlashLender
 from keeper.errors import SourceError
 from keeper.model import ContractView, Decision, Liquidate, Outcome, ProtectRule, TopUp, TxStep
 from keeper.prices import PriceBook
@@ -172,7 +174,8 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
 
     def plan_liquidations(self, market: MorphoMarket, due: Sequence[Position],
                           accounts: Mapping[Address, MorphoPosition], ctx: PlanContext) -> list[Liquidate]:
-        return plan.liquidations(self.label, market, due, accounts, ctx, self._loan_decimals(market))
+        return plan.liquidations(self.label, market, due, accounts, ctx, self._loan_decimals(market),
+                                 self.base.morpho, self.token_symbols)
 
     def encode(self, decision: Decision, sender: Address) -> list[TxStep]:
         return plan.encode(self.base.morpho, self.base.params[self.id], decision)
@@ -182,6 +185,10 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
 
     def allowed_calls(self, market: MorphoMarket) -> list[tuple[Address, str]]:
         return plan.allowed_calls(self.base.morpho, market.params)
+
+    def flash_lenders(self, market: MorphoMarket) -> list[FlashLender]:
+        """Morpho Blue's free flashLoan of anything it holds (every market's tokens)."""
+        return [FlashLender(FLASH_MORPHO, self.base.morpho)]
 
     def _loan_decimals(self, market: MorphoMarket) -> int:
         return self.decimals.get(market.params.loan_token, 18)

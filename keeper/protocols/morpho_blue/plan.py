@@ -12,7 +12,9 @@ from eth_utils import to_checksum_address
 
 from keeper.chain.abi import selector, topic, word
 from keeper.model import Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule, Status, TopUp, TxStep
+from keeper.dex import view
 from keeper.prices import PriceBook
+from keeper.protocols.morpho_blue import flash
 from keeper.protocols.morpho_blue import math as mm
 from keeper.protocols.morpho_blue.topup import plan_morpho_top_up, repay_args
 from keeper.units import mul_div_down
@@ -26,7 +28,8 @@ LIQUIDATE_EVENT = topic("Liquidate(bytes32,address,address,uint256,uint256,uint2
 
 
 def liquidations(key: str, m: mm.MorphoMarket, due: Sequence[Position],
-                 accounts: Mapping[Address, mm.MorphoPosition], ctx, loan_decimals: int) -> list[Liquidate]:
+                 accounts: Mapping[Address, mm.MorphoPosition], ctx, loan_decimals: int,
+                 morpho: Address = "", symbols: Mapping[Address, str] | None = None) -> list[Liquidate]:
     loan = m.params.loan_token
     gas_loan = ctx.prices.tokens_for_usd(loan, ctx.gas_usd_e8, loan_decimals)
     if gas_loan is None or m.unreliable:  # no USD price of the loan token: cannot weigh gas
@@ -37,25 +40,35 @@ def liquidations(key: str, m: mm.MorphoMarket, due: Sequence[Position],
         pos = accounts.get(p.account)
         if pos is None or p.status != Status.LIQUIDATABLE or not p.reliable:
             continue
-        try:
-            q = mm.max_liquidation(m, pos)
-            if q.repaid_assets > wallet:  # own capital: repay only what the wallet holds
-                seized = q.seized_assets * wallet // max(q.repaid_assets, 1)
-                if seized == 0:
-                    continue
-                q = mm.liquidate_quote(m, pos, seized_assets=seized)
-        except mm.LiquidationRevert:
-            continue
-        value = mul_div_down(q.seized_assets, m.price, mm.ORACLE_PRICE_SCALE)
-        profit = value - q.repaid_assets - gas_loan
-        profit_usd = ctx.prices.value_usd(loan, profit, loan_decimals) or 0
-        if profit_usd < ctx.min_profit_usd_e8 or q.repaid_assets > wallet:
-            continue
-        out.append(Liquidate(key, "morpho_blue", (p.account,), m.block, p.health_factor_wad or 0,
-                             q, q.seized_assets, profit_usd, ctx.gas_usd_e8,
-                             f"health factor {p.health_factor_wad} < 1; profit {profit} loan units "
-                             f"after gas {gas_loan}"))
+        own = _own(key, m, p, pos, ctx, loan_decimals, gas_loan, wallet)
+        best = flash.choose(key, morpho, m, p, pos, own, ctx, loan_decimals, dict(symbols or {}))
+        if best is not None:
+            out.append(best)
     return out
+
+
+def _own(key: str, m: mm.MorphoMarket, p: Position, pos: mm.MorphoPosition, ctx, loan_decimals: int,
+         gas_loan: int, wallet: int) -> Liquidate | None:
+    """The largest liquidation the wallet's loan token pays for, if it pays enough."""
+    try:
+        q = mm.max_liquidation(m, pos)
+        if q.repaid_assets > wallet:  # own capital: repay only what the wallet holds
+            seized = q.seized_assets * wallet // max(q.repaid_assets, 1)
+            if seized == 0:
+                return None
+            q = mm.liquidate_quote(m, pos, seized_assets=seized)
+    except mm.LiquidationRevert:
+        return None
+    loan = m.params.loan_token
+    value = mul_div_down(q.seized_assets, m.price, mm.ORACLE_PRICE_SCALE)
+    profit = value - q.repaid_assets - gas_loan
+    profit_usd = ctx.prices.value_usd(loan, profit, loan_decimals) or 0
+    if profit_usd < ctx.min_profit_usd_e8 or q.repaid_assets > wallet:
+        return None
+    return Liquidate(key, "morpho_blue", (p.account,), m.block, p.health_factor_wad or 0,
+                     q, q.seized_assets, profit_usd, ctx.gas_usd_e8,
+                     f"health factor {p.health_factor_wad} < 1; profit {profit} loan units "
+                     f"after gas {gas_loan}")
 
 
 def top_up(key: str, m: mm.MorphoMarket, pos: mm.MorphoPosition, hf: int, rule: ProtectRule,
@@ -71,6 +84,8 @@ def top_up(key: str, m: mm.MorphoMarket, pos: mm.MorphoPosition, hf: int, rule: 
 
 
 def encode(morpho: Address, params: mm.MarketParams, d: Decision) -> list[TxStep]:
+    if isinstance(d, Liquidate) and (steps := view.steps(d, f"liquidate {d.account} on Morpho")) is not None:
+        return steps
     if isinstance(d, Liquidate):
         q = d.quote
         data = selector(LIQUIDATE) + abi_encode([PARAMS, "address", "uint256", "uint256", "bytes"],
@@ -93,6 +108,8 @@ def realized(m: mm.MorphoMarket, d: Decision, receipts, prices: PriceBook, loan_
     """The Liquidate event (repaidAssets, repaidShares, seizedAssets, ...) of the borrower."""
     if not isinstance(d, Liquidate):
         return Outcome(all(r.ok for r in receipts))
+    if (capital_free := view.outcome(d, receipts)) is not None:
+        return capital_free
     for r in receipts:
         for lg in r.logs:
             t = lg.get("topics", [])
