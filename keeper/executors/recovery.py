@@ -78,7 +78,7 @@ async def finish_interrupted(executor, engine, remember=None) -> list:
         kind = "liquidate" if liquidation else "top_up"
         expected = d.profit_usd_e8 if liquidation else d.plan.expected_hf_wad
         market = await engine.load(w, d.block)
-        if remember is not None:
+        if remember is not None and d.accounts:
             ev = w.adapter.evaluator(market)
             accounts = await w.adapter.read_accounts(list(d.accounts), market)
             remember(d.market, [ev.position(a, engine.thresholds, False) for a in accounts])
