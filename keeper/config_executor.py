@@ -84,7 +84,10 @@ class ExecutorConfig(BaseModel):
     max_replacements: int = Field(default=5, strict=True, ge=0)
     receipt_timeout_s: Seconds = 180.0  # total wait for a receipt, replacements included
     poll_interval_s: Seconds = 1.0
-    gas_margin_bps: int = Field(default=2000, strict=True, ge=0, le=100_000)  # +20% on estimate
+    # +50% on the estimate: it runs at the pending block with no time elapsed, while the block
+    # that mines it is later, and protocols that accrue interest per second (Morpho Blue, Comet,
+    # Aave) then run their accrual too (measured: a Morpho liquidate ran out of gas at +20%)
+    gas_margin_bps: int = Field(default=5000, strict=True, ge=0, le=100_000)
     min_gas_balance_wei: Wei | None = None  # below it: an operator alert (keeper.ops_alerts)
 
     @field_validator("keystore", "password_file", mode="before")

@@ -77,7 +77,7 @@ class ActionExecutor:
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
-        self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per market
+        self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per configured market
         self.pending = PendingActions(store)  # decisions a crash may interrupt (executors/recovery.py)
         with store.transaction() as db:
             db.execute(_SCHEMA)
@@ -108,10 +108,10 @@ class ActionExecutor:
     async def _run(self, d: Decision, adapter, market, slots: set[str]) -> ActionResult:
         kind = "liquidate" if isinstance(d, Liquidate) else "top_up"
         try:
-            # actions on one market go one after another, each simulated on the state the
-            # previous one left: a liquidation that moves the market's totals (bad debt, an
-            # absorb) cannot make the next one revert after it was simulated
-            async with self._markets.setdefault(d.market, asyncio.Lock()):
+            # actions on one configured market (one Pool, one Morpho, one Comet) go one after
+            # another, each simulated on the state the previous one left: a liquidation that
+            # moves the contract's state cannot make the next one revert after it was simulated
+            async with self._markets.setdefault(adapter.market_name, asyncio.Lock()):
                 r = await self.act(d, adapter, market)
         except (ExecutionError, SourceError) as e:
             r = ActionResult(action_key(d), kind, "failed", detail=str(e))
