@@ -102,6 +102,7 @@ class Runner:
             return
         if head <= self.head:
             return
+        log.debug("block.seen", head=head)  # bench/race.py measures block seen -> tx sent from it
 
         async def go() -> None:
             await self.engine.on_block(head)
