@@ -31,6 +31,7 @@ from keeper.chain.erc20 import allowance_call, approve_call
 from keeper.chain.rpc import Rpc
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
+from keeper.executors.approvals import Approvals
 from keeper.executors.tx import TxManager
 from keeper.model import Approval, Decision, Liquidate, TxStep
 from keeper.prices import PriceBook
@@ -73,6 +74,7 @@ class ActionExecutor:
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
+        self.approvals = Approvals(tx, rpc, tx.guard.max_spend_per_tx_wei)  # set up ahead (start-up)
         self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per market
         with store.transaction() as db:
             db.execute(_SCHEMA)
@@ -95,8 +97,8 @@ class ActionExecutor:
         return started
 
     async def drain(self, timeout_s: float = 60.0) -> None:
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=timeout_s)
+        if self.tasks or self.approvals.tasks:
+            await asyncio.wait([*self.tasks, *self.approvals.tasks], timeout=timeout_s)
 
     async def _run(self, d: Decision, adapter, market, slots: set[str]) -> ActionResult:
         kind = "liquidate" if isinstance(d, Liquidate) else "top_up"
@@ -185,7 +187,10 @@ class ActionExecutor:
     async def _ensure_allowance(self, ap: Approval, key: str, max_cost_wei: int) -> TxOutcome | None:
         """The spender (allow-listed) gets an unlimited allowance once per token, as liquidation
         bots do: per-action approvals would race each other (each ``approve`` overwrites the
-        last) when several actions use one token at once."""
+        last) when several actions use one token at once. A pair made ready at start-up
+        (keeper.executors.approvals) costs nothing here."""
+        if self.approvals.is_ready(ap.token, ap.spender):
+            return None
         lock = self._approvals.setdefault(f"{ap.token}:{ap.spender}".lower(), asyncio.Lock())
         async with lock:
             have = word(await self.rpc.call(ap.token, allowance_call(ap.token, self.tx.address, ap.spender)))
