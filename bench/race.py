@@ -238,7 +238,7 @@ async def chain_results(node: Node, info, start: int, end: int, price_blocks: li
             "liquidated": len(first)}
 
 
-async def trial(scenario: str, borrowers: int, seed: int, workdir: Path) -> dict:
+async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_share_bps: int) -> dict:
     anvil = start_anvil(0)
     node = Node(anvil.rpc_url)
     keeper = None
@@ -249,7 +249,8 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path) -> dict
         await node("evm_setIntervalMining", [1])
         cfg = workdir / "keeper.toml"
         cfg.write_text('mode = "live"\n' + keeper_config_toml(info) + f'\n[store]\npath = "{workdir / "k.sqlite"}"\n'
-                       "\n[liquidator]\nenabled = true\nmin_profit_base = 0\n")
+                       "\n[liquidator]\nenabled = true\nmin_profit_base = 0\n"
+                       + (f"bid_share_bps = {bid_share_bps}\n" if bid_share_bps else ""))
         log_path = workdir / "keeper.log"
         env = {**os.environ, "KEEPER_PRIVATE_KEY": anvil_account(LIQUIDATOR).private_key}
         with open(log_path, "wb") as out:
@@ -321,6 +322,7 @@ async def main() -> None:
     ap.add_argument("--scenario", choices=("crash", "decline", "both"), default="both")
     ap.add_argument("--borrowers", type=int, default=60)
     ap.add_argument("--trials", type=int, default=1)
+    ap.add_argument("--bid-share-bps", type=int, default=100, help="keeper's [liquidator] bid_share_bps (0: none)")
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (keeper logs)")
     args = ap.parse_args()
     print("| scenario | borrowers | trials | keeper first | keeper: B to inclusion | competitor: B to inclusion"
@@ -330,7 +332,7 @@ async def main() -> None:
         results = []
         for t in range(args.trials):
             workdir = Path(tempfile.mkdtemp(prefix=f"race-{scenario}-"))
-            results.append(await trial(scenario, args.borrowers, seed=1 + t, workdir=workdir))
+            results.append(await trial(scenario, args.borrowers, 1 + t, workdir, args.bid_share_bps))
             if args.keep:
                 print(f"# {scenario} trial {t}: {workdir}", file=sys.stderr)
         print(report(scenario, args.borrowers, results), flush=True)

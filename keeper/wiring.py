@@ -91,6 +91,6 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, p
     tx = build_tx_manager(cfg.executor, mode=cfg.mode, private_key=cfg.private_key, rpc=rpc,
                           store=store, allow=AllowList.of(pairs))
     await tx.reconcile()  # settle what a crash left in the journal before anything new
-    executor = ActionExecutor(tx, rpc, store, prices)
+    executor = ActionExecutor(tx, rpc, store, prices, bid_share_bps=cfg.liquidator.bid_share_bps)
     await executor.approvals.ensure(approvals)  # in place before any action needs them
     return executor

@@ -32,6 +32,7 @@ from keeper.chain.rpc import Rpc
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
 from keeper.executors.approvals import Approvals
+from keeper.executors.fees import bid_wei
 from keeper.executors.tx import TxManager
 from keeper.model import Approval, Decision, Liquidate, TxStep
 from keeper.prices import PriceBook
@@ -67,8 +68,10 @@ def action_key(d: Decision) -> str:
 
 class ActionExecutor:
     def __init__(self, tx: TxManager, rpc: Rpc, store: Store, prices: PriceBook | None = None,
-                 on_alert: Callable[[Decision, ActionResult], None] | None = None):
+                 on_alert: Callable[[Decision, ActionResult], None] | None = None,
+                 bid_share_bps: int = 0):
         self.tx, self.rpc, self.store = tx, rpc, store
+        self.bid_share_bps = bid_share_bps  # [liquidator]: share of the profit bid as priority fee
         self.prices = prices or PriceBook()
         self.on_alert = on_alert or (lambda _d, _r: None)
         self.in_flight: set[str] = set()  # "market:account"
@@ -135,8 +138,9 @@ class ActionExecutor:
                                     detail=f"no longer liquidatable: {', '.join(healed)}")
         budget = self.prices.usd_to_wei(d.profit_usd_e8) if liquidation else TOP_UP_GAS_CAP_WEI
         outs: list[TxOutcome] = []
+        bid = bid_wei(budget, self.bid_share_bps) if liquidation else 0
         for i, step in enumerate(adapter.encode(d, self.tx.address)):
-            out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc)
+            out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc, bid)
             if isinstance(out, str):  # "dry_run" | "lost" | "skipped"
                 if out == "skipped":
                     continue
@@ -163,7 +167,7 @@ class ActionExecutor:
         return ActionResult(key, kind, "done", outs[0].hash, expected, view.health_factor_wad,
                             detail="partial: wallet short" if d.plan.partial else "")
 
-    async def _step(self, step: TxStep, key: str, budget: int, logc) -> TxOutcome | str:
+    async def _step(self, step: TxStep, key: str, budget: int, logc, bid: int = 0) -> TxOutcome | str:
         """One step: approvals, then the send. A string when it ends the action early."""
         for ap in step.approvals:
             out = await self._ensure_allowance(ap, key, budget)
@@ -172,7 +176,7 @@ class ActionExecutor:
                 return "dry_run"
         try:
             out = await self.tx.send(TxRequest(to=step.to, data=step.data, purpose=step.purpose,
-                                               action_key=key, max_cost_wei=budget))
+                                               action_key=key, max_cost_wei=budget, bid_wei=bid))
         except SimulationReverted as e:
             logc.info("step.reverted_in_simulation", step=step.purpose, optional=step.optional, reason=str(e))
             return "skipped" if step.optional else "lost"
