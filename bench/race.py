@@ -238,7 +238,8 @@ async def chain_results(node: Node, info, start: int, end: int, price_blocks: li
             "liquidated": len(first)}
 
 
-async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_share_bps: int) -> dict:
+async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_share_bps: int,
+                ws: bool) -> dict:
     anvil = start_anvil(0)
     node = Node(anvil.rpc_url)
     keeper = None
@@ -248,7 +249,10 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_sha
         await setup_funds(node, info, competitor.address)
         await node("evm_setIntervalMining", [1])
         cfg = workdir / "keeper.toml"
-        cfg.write_text('mode = "live"\n' + keeper_config_toml(info) + f'\n[store]\npath = "{workdir / "k.sqlite"}"\n'
+        toml = keeper_config_toml(info)
+        if ws:  # pushed heads: anvil serves WebSocket on the same port
+            toml = toml.replace("[chain]\n", f'[chain]\nws_url = "{anvil.rpc_url.replace("http://", "ws://")}"\n', 1)
+        cfg.write_text('mode = "live"\n' + toml + f'\n[store]\npath = "{workdir / "k.sqlite"}"\n'
                        "\n[liquidator]\nenabled = true\nmin_profit_base = 0\n"
                        + (f"bid_share_bps = {bid_share_bps}\n" if bid_share_bps else ""))
         log_path = workdir / "keeper.log"
@@ -323,6 +327,7 @@ async def main() -> None:
     ap.add_argument("--borrowers", type=int, default=60)
     ap.add_argument("--trials", type=int, default=1)
     ap.add_argument("--bid-share-bps", type=int, default=100, help="keeper's [liquidator] bid_share_bps (0: none)")
+    ap.add_argument("--no-ws", action="store_true", help="keeper polls for blocks (no [chain] ws_url)")
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (keeper logs)")
     args = ap.parse_args()
     print("| scenario | borrowers | trials | keeper first | keeper: B to inclusion | competitor: B to inclusion"
@@ -332,7 +337,8 @@ async def main() -> None:
         results = []
         for t in range(args.trials):
             workdir = Path(tempfile.mkdtemp(prefix=f"race-{scenario}-"))
-            results.append(await trial(scenario, args.borrowers, 1 + t, workdir, args.bid_share_bps))
+            results.append(await trial(scenario, args.borrowers, 1 + t, workdir, args.bid_share_bps,
+                                       not args.no_ws))
             if args.keep:
                 print(f"# {scenario} trial {t}: {workdir}", file=sys.stderr)
         print(report(scenario, args.borrowers, results), flush=True)
