@@ -106,11 +106,23 @@ class ActionExecutor:
     async def _run(self, d: Decision, adapter, market, slots: set[str]) -> ActionResult:
         kind = "liquidate" if isinstance(d, Liquidate) else "top_up"
         try:
-            # actions on one market go one after another, each simulated on the state the
-            # previous one left: a liquidation that moves the market's totals (bad debt, an
-            # absorb) cannot make the next one revert after it was simulated
-            async with self._markets.setdefault(d.market, asyncio.Lock()):
-                r = await self.act(d, adapter, market)
+            # actions on one market are simulated one after another, each at "pending" on the
+            # state the previous one left (a liquidation that moves the market's totals, bad
+            # debt or an absorb, cannot make the next one revert after it was simulated); the
+            # next one starts once this one's last transaction is broadcast, not mined, so
+            # all the liquidations of a tick go out in one block with consecutive nonces
+            lock = self._markets.setdefault(d.market, asyncio.Lock())
+            await lock.acquire()
+            held = [True]
+
+            def release() -> None:
+                if held[0]:
+                    held[0] = False
+                    lock.release()
+            try:
+                r = await self.act(d, adapter, market, release)
+            finally:
+                release()
         except (ExecutionError, SourceError) as e:
             r = ActionResult(action_key(d), kind, "failed", detail=str(e))
             log.warning("action.failed", action_key=r.action_key, error=str(e))
@@ -121,7 +133,9 @@ class ActionExecutor:
             self.on_alert(d, r)
         return r
 
-    async def act(self, d: Decision, adapter, market) -> ActionResult:
+    async def act(self, d: Decision, adapter, market,
+                  on_sent: Callable[[], None] | None = None) -> ActionResult:
+        """``on_sent``: called once the action's last transaction is broadcast."""
         key = action_key(d)
         liquidation = isinstance(d, Liquidate)
         kind = "liquidate" if liquidation else "top_up"
@@ -139,8 +153,10 @@ class ActionExecutor:
         budget = self.prices.usd_to_wei(d.profit_usd_e8) if liquidation else TOP_UP_GAS_CAP_WEI
         outs: list[TxOutcome] = []
         bid = bid_wei(budget, self.bid_share_bps) if liquidation else 0
-        for i, step in enumerate(adapter.encode(d, self.tx.address)):
-            out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc, bid)
+        steps = adapter.encode(d, self.tx.address)
+        for i, step in enumerate(steps):
+            last = on_sent if i == len(steps) - 1 else None
+            out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc, bid, last)
             if isinstance(out, str):  # "dry_run" | "lost" | "skipped"
                 if out == "skipped":
                     continue
@@ -167,7 +183,8 @@ class ActionExecutor:
         return ActionResult(key, kind, "done", outs[0].hash, expected, view.health_factor_wad,
                             detail="partial: wallet short" if d.plan.partial else "")
 
-    async def _step(self, step: TxStep, key: str, budget: int, logc, bid: int = 0) -> TxOutcome | str:
+    async def _step(self, step: TxStep, key: str, budget: int, logc, bid: int = 0,
+                    on_sent: Callable[[], None] | None = None) -> TxOutcome | str:
         """One step: approvals, then the send. A string when it ends the action early."""
         for ap in step.approvals:
             out = await self._ensure_allowance(ap, key, budget)
@@ -176,7 +193,8 @@ class ActionExecutor:
                 return "dry_run"
         try:
             out = await self.tx.send(TxRequest(to=step.to, data=step.data, purpose=step.purpose,
-                                               action_key=key, max_cost_wei=budget, bid_wei=bid))
+                                               action_key=key, max_cost_wei=budget, bid_wei=bid),
+                                     on_sent=on_sent)
         except SimulationReverted as e:
             logc.info("step.reverted_in_simulation", step=step.purpose, optional=step.optional, reason=str(e))
             return "skipped" if step.optional else "lost"

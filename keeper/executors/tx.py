@@ -89,7 +89,9 @@ class TxManager:
     def already_done(self, action_key: str) -> bool:
         return self.journal.already_done(action_key)
 
-    async def send(self, req: TxRequest) -> TxOutcome:
+    async def send(self, req: TxRequest, on_sent: Callable[[], None] | None = None) -> TxOutcome:
+        """``on_sent``: called once the tx is broadcast (or journaled, when the broadcast is
+        unconfirmed), before the wait for its receipt."""
         log = self._log.bind(action_key=req.action_key, purpose=req.purpose, to=req.to,
                              selector="0x" + req.selector.hex(), value=req.value)
         with _refusals_logged(log):
@@ -113,6 +115,8 @@ class TxManager:
                              max_fee_per_gas=fees.max_fee_per_gas)
         # shielded: a caller cancelled mid-broadcast must not leave a taken nonce half-sent
         row = await asyncio.shield(self._locked_send(req, gas_limit, fees, worst, log))
+        if on_sent is not None:
+            on_sent()
         return await self._wait([row], log)
 
     async def _locked_send(self, req: TxRequest, gas_limit: int, fees: Fees, worst: int,
