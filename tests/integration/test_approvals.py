@@ -19,11 +19,11 @@ from tests.integration.test_keeper_actions import LIQUIDATOR_KEY, liquidations, 
 SELECTOR_LIQUIDATION = "0x00a718a9"  # liquidationCall(address,address,address,uint256,bool)
 
 
-def _config(devnet, tmp_path: Path, mode: str) -> Path:
+def _config(devnet, tmp_path: Path, mode: str, extra: str = "") -> Path:
     path = tmp_path / f"keeper-{mode}.toml"
     path.write_text(f'mode = "{mode}"\n' + devnet.config_path.read_text()
                     + f'\n[store]\npath = "{tmp_path / "k.sqlite"}"\n'
-                    + "\n[liquidator]\nenabled = true\nmin_profit_base = 0\n")
+                    + "\n[liquidator]\nenabled = true\nmin_profit_base = 0\n" + extra)
     return path
 
 
@@ -40,9 +40,9 @@ async def _nonce(w3, address: str) -> int:
     return int(await rpc(w3, "eth_getTransactionCount", [address, "latest"]), 16)
 
 
-async def _build(devnet, tmp_path: Path, mode: str):
+async def _build(devnet, tmp_path: Path, mode: str, extra: str = ""):
     env = {"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY}
-    return await build_keeper(load_config(_config(devnet, tmp_path, mode), env=env))
+    return await build_keeper(load_config(_config(devnet, tmp_path, mode, extra), env=env))
 
 
 async def test_live_start_approves_every_reserve_once(devnet, w3, tmp_path):
