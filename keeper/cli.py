@@ -216,6 +216,10 @@ async def _run(cfg, path: str = "config"):
         runner = Runner(k.engine, m.scan_interval_s, m.index_interval_s,
                         cfg.chain.block_poll_interval_s, k.notifications)
         runner.drain = k.executor.drain if k.executor is not None else None
+        if cfg.chain.ws_url is not None:
+            from keeper.chain.heads import HeadSubscription
+
+            runner.heads = HeadSubscription(cfg.chain.ws_url.reveal(), runner.on_head)
         if cfg.metrics.listen:
             from keeper.metrics import start_metrics
 

@@ -54,6 +54,14 @@ class ChainConfig(_Model):
     logs_max_range: PositiveInt = 10_000
     request_timeout_s: Seconds = 10.0
     block_poll_interval_s: Seconds = 0.5
+    ws_url: RpcUrl | None = None  # ws(s)://: new heads pushed (eth_subscribe newHeads); polling stays the fallback
+
+    @field_validator("ws_url")
+    @classmethod
+    def _websocket(cls, value: Secret | None) -> Secret | None:
+        if value is not None and not value.reveal().lower().startswith(("ws://", "wss://")):
+            raise _fail("must be a ws:// or wss:// URL (the node's WebSocket endpoint)")
+        return value
 
     @model_validator(mode="after")
     def _one_or_several(self) -> ChainConfig:
@@ -202,7 +210,7 @@ class Config(_Model):
 
     def secrets(self) -> list[str]:
         """Values to hand to ``keeper.log.register_secret`` at start-up."""
-        out = [s.reveal() for s in (*self.chain.rpc_urls, self.private_key) if s is not None]
+        out = [s.reveal() for s in (*self.chain.rpc_urls, self.chain.ws_url, self.private_key) if s is not None]
         for channel in self._notify_secrets.values():
             out.extend(channel.reveal_all())
         return out

@@ -73,6 +73,9 @@ class LiquidatorConfig(_Model):
     liquidation_gas: int = Field(default=600_000, gt=0, strict=True)  # estimate before simulation
     receive_a_token: bool = False  # Aave V3: take the collateral as aTokens
     contract: Address | None = None  # keeper's KeeperLiquidator (`keeper liquidator deploy`)
+    # share of a liquidation's expected profit bid as priority fee (keeper.executors.fees);
+    # 0: the [executor] priority_fee_gwei alone. Below 10000: a bid of it all leaves no profit.
+    bid_share_bps: int = Field(default=0, ge=0, lt=10_000, strict=True)
 
     @field_validator("min_profit_usd")
     @classmethod

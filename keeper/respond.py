@@ -64,6 +64,8 @@ class Responder:
         positions this tick recomputed."""
         adapter = w.adapter
         self.learn(adapter, market)
+        if self.executor is not None:  # a new reserve: its approvals in the background
+            self.executor.approvals.ensure_soon(adapter.approvals(market))
         decisions: list[Decision] = []
         self._refusals = {}
         if self.executor is not None:

@@ -5,6 +5,12 @@ Jobs: ``index`` (borrower discovery), ``scan`` (full re-read every N seconds) an
 share one lock: a tick that finds the previous one still running is skipped and
 logged (``tick.skipped``), never queued.
 
+Pushed heads (``heads``, a keeper.chain.heads.HeadSubscription, when ``[chain] ws_url`` is
+set): each announced block wakes a worker that waits for the lock (a pushed head is never
+skipped) and applies the newest head; heads that came while a tick ran are caught up in one
+tick from the last processed block. Polling stays on as the fallback (a dead socket costs
+latency, not blocks); whichever sees a head first runs its tick, the other finds it done.
+
 SIGINT/SIGTERM: stop taking new work (the scheduler stops, no new tick starts), wait for
 the running tick, then for the sends already started (``drain``: each reaches the journal
 and its outcome, or the drain times out and the journal settles it at the next start),
@@ -47,9 +53,12 @@ class Runner:
         self.metrics = None  # keeper.metrics.Metrics: told of each tick
         self.ops: Callable[[], Awaitable[object]] | None = None  # operator alerts, every OPS_S
         self.drain: Callable[[], Awaitable[None]] | None = None  # in-flight sends, awaited at stop
+        self.heads = None  # keeper.chain.heads.HeadSubscription: pushed heads (else polling alone)
+        self._pushed = -1
+        self._wake = asyncio.Event()
 
-    async def _guarded(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
-        if self.lock.locked():
+    async def _guarded(self, name: str, fn: Callable[[], Awaitable[None]], wait: bool = False) -> None:
+        if self.lock.locked() and not wait:
             self.skipped += 1
             log.info("tick.skipped", job=name, reason="previous tick still running")
             return
@@ -102,11 +111,31 @@ class Runner:
             return
         if head <= self.head:
             return
+        log.debug("block.seen", head=head, source="poll")  # bench/race.py: block seen -> tx sent
+        await self._tick(head)
 
+    def on_head(self, head: int) -> None:
+        """A head pushed by the node (HeadSubscription): wake the block worker."""
+        if head > max(self._pushed, self.head):
+            log.debug("block.seen", head=head, source="ws")
+        self._pushed = max(self._pushed, head)
+        self._wake.set()
+
+    async def _block_worker(self) -> None:
+        while not self.stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.stopping:
+                return
+            await self._tick(self._pushed, wait=True)
+
+    async def _tick(self, head: int, wait: bool = False) -> None:
         async def go() -> None:
-            await self.engine.on_block(head)
+            if head <= self.head:  # the other path (poll or push) got there first
+                return
+            await self.engine.on_block(head)  # applies (last processed block, head]
             self.head = head
-        await self._guarded("block", go)
+        await self._guarded("block", go, wait=wait)
 
     async def deliver(self) -> None:
         """Send due alerts: its own job, outside the tick lock (a slow channel never delays a tick)."""
@@ -146,6 +175,9 @@ class Runner:
         log.info("keeper.started", markets=[w.key for w in self.engine.watches])
         await self.scan()  # the first full pass right away
         sched.start()
+        pushed = []
+        if self.heads is not None:
+            pushed = [asyncio.create_task(self.heads.run(self.stop)), asyncio.create_task(self._block_worker())]
         try:
             await self.stop.wait()
         finally:
@@ -153,6 +185,9 @@ class Runner:
             self.stopping = True  # no new work from here on
             if sched.running:
                 sched.pause()
+            self._wake.set()  # the block worker sees ``stopping`` and ends
+            if pushed:
+                await asyncio.wait(pushed, timeout=30)
             async with self.lock:  # let a running tick finish
                 if self.drain is not None:
                     await self.drain()  # sends already started reach the journal and their outcome

@@ -88,9 +88,11 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, p
 
     block = await rpc.block_number()
     pairs: list[tuple[str, str]] = []
+    approvals: list[tuple[str, str]] = []
     for w in engine.watches:
         market = await w.adapter.load_market(block, cfg.monitor.heartbeat_for)
         pairs += w.adapter.allowed_calls(market)
+        approvals += w.adapter.approvals(market)
         prices.learn_symbols(w.adapter.tokens(market))
         prices.learn(w.adapter.prices_usd(market))
     if cfg.liquidator.contract is not None:  # capital-free: only the contract's entry points
@@ -107,4 +109,6 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, p
     tx = build_tx_manager(cfg.executor, mode=cfg.mode, private_key=cfg.private_key, rpc=rpc,
                           store=store, allow=AllowList.of(pairs))
     await tx.reconcile()  # settle what a crash left in the journal before anything new
-    return ActionExecutor(tx, rpc, store, prices)
+    executor = ActionExecutor(tx, rpc, store, prices, bid_share_bps=cfg.liquidator.bid_share_bps)
+    await executor.approvals.ensure(approvals)  # in place before any action needs them
+    return executor

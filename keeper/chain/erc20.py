@@ -14,6 +14,10 @@ async def balances(mc: Multicall, tokens: Sequence[str], owner: str, block: int 
     return {t: word(raw) if ok and len(raw) >= 32 else 0 for t, (ok, raw) in zip(tokens, raws)}
 
 
+def balance_call(owner: str) -> bytes:
+    return call_data("balanceOf(address)", addr_arg(owner))
+
+
 def allowance_call(token: str, owner: str, spender: str) -> bytes:
     return call_data("allowance(address,address)", addr_arg(owner), addr_arg(spender))
 

@@ -40,6 +40,7 @@ class TxRequest:
     max_cost_wei: int
     value: int = 0
     gas_limit: int | None = None
+    bid_wei: int = 0  # a liquidation's bid, in total (keeper.executors.fees): the tip above the configured one
 
     def __post_init__(self) -> None:
         if not isinstance(self.to, str) or not is_address(self.to):
@@ -49,7 +50,7 @@ class TxRequest:
             raise TypeError("TxRequest.data must be bytes")
         if not self.action_key or not self.purpose:
             raise ValueError("TxRequest needs an action_key and a purpose")
-        for name in ("max_cost_wei", "value", "gas_limit"):
+        for name in ("max_cost_wei", "value", "gas_limit", "bid_wei"):
             v = getattr(self, name)
             if v is None and name == "gas_limit":
                 continue

@@ -33,6 +33,8 @@ from keeper.chain.erc20 import allowance_call, approve_call
 from keeper.chain.rpc import Rpc
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
+from keeper.executors.approvals import Approvals
+from keeper.executors.fees import bid_wei
 from keeper.executors.pending import PendingActions
 from keeper.executors.tx import TxManager
 from keeper.model import Approval, Decision, Liquidate, TxStep
@@ -70,13 +72,16 @@ def action_key(d: Decision) -> str:
 
 class ActionExecutor:
     def __init__(self, tx: TxManager, rpc: Rpc, store: Store, prices: PriceBook | None = None,
-                 on_alert: Callable[[Decision, ActionResult], None] | None = None):
+                 on_alert: Callable[[Decision, ActionResult], None] | None = None,
+                 bid_share_bps: int = 0):
         self.tx, self.rpc, self.store = tx, rpc, store
+        self.bid_share_bps = bid_share_bps  # [liquidator]: share of the profit bid as priority fee
         self.prices = prices or PriceBook()
         self.on_alert = on_alert or (lambda _d, _r: None)
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
+        self.approvals = Approvals(tx, rpc, tx.guard.max_spend_per_tx_wei)  # set up ahead (start-up)
         self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per configured market
         self.pending = PendingActions(store)  # decisions a crash may interrupt (executors/recovery.py)
         with store.transaction() as db:
@@ -102,17 +107,29 @@ class ActionExecutor:
         return started
 
     async def drain(self, timeout_s: float = 60.0) -> None:
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=timeout_s)
+        if self.tasks or self.approvals.tasks:
+            await asyncio.wait([*self.tasks, *self.approvals.tasks], timeout=timeout_s)
 
     async def _run(self, d: Decision, adapter, market, slots: set[str]) -> ActionResult:
         kind = "liquidate" if isinstance(d, Liquidate) else "top_up"
         try:
-            # actions on one configured market (one Pool, one Morpho, one Comet) go one after
-            # another, each simulated on the state the previous one left: a liquidation that
-            # moves the contract's state cannot make the next one revert after it was simulated
-            async with self._markets.setdefault(adapter.market_name, asyncio.Lock()):
-                r = await self.act(d, adapter, market)
+            # actions on one configured market (one Pool, one Morpho, one Comet) are simulated one after another, each at "pending" on the
+            # state the previous one left (a liquidation that moves the market's totals, bad
+            # debt or an absorb, cannot make the next one revert after it was simulated); the
+            # next one starts once this one's last transaction is broadcast, not mined, so
+            # all the liquidations of a tick go out in one block with consecutive nonces
+            lock = self._markets.setdefault(adapter.market_name, asyncio.Lock())
+            await lock.acquire()
+            held = [True]
+
+            def release() -> None:
+                if held[0]:
+                    held[0] = False
+                    lock.release()
+            try:
+                r = await self.act(d, adapter, market, release)
+            finally:
+                release()
         except (ExecutionError, SourceError) as e:
             r = ActionResult(action_key(d), kind, "failed", detail=str(e))
             log.warning("action.failed", action_key=r.action_key, error=str(e))
@@ -123,7 +140,9 @@ class ActionExecutor:
             self.on_alert(d, r)
         return r
 
-    async def act(self, d: Decision, adapter, market) -> ActionResult:
+    async def act(self, d: Decision, adapter, market,
+                  on_sent: Callable[[], None] | None = None) -> ActionResult:
+        """``on_sent``: called once the action's last transaction is broadcast."""
         key = action_key(d)
         liquidation = isinstance(d, Liquidate)
         kind = "liquidate" if liquidation else "top_up"
@@ -141,8 +160,11 @@ class ActionExecutor:
         budget = self.prices.usd_to_wei(d.profit_usd_e8) if liquidation else TOP_UP_GAS_CAP_WEI
         outs: list[TxOutcome] = []
         self.pending.save(key, d)  # before the first send: a restart finishes it from here
-        for i, step in enumerate(adapter.encode(d, self.tx.address)):
-            out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc)
+        bid = bid_wei(budget, self.bid_share_bps) if liquidation else 0
+        steps = adapter.encode(d, self.tx.address)
+        for i, step in enumerate(steps):
+            last = on_sent if i == len(steps) - 1 else None
+            out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc, bid, last)
             if isinstance(out, str):  # "dry_run" | "lost" | "skipped"
                 if out == "skipped":
                     continue
@@ -176,7 +198,8 @@ class ActionExecutor:
         return ActionResult(key, kind, "done", outs[0].hash, expected, view.health_factor_wad,
                             detail="partial: wallet short" if d.plan.partial else "")
 
-    async def _step(self, step: TxStep, key: str, budget: int, logc) -> TxOutcome | str:
+    async def _step(self, step: TxStep, key: str, budget: int, logc, bid: int = 0,
+                    on_sent: Callable[[], None] | None = None) -> TxOutcome | str:
         """One step: approvals, then the send. A string when it ends the action early."""
         for ap in step.approvals:
             out = await self._ensure_allowance(ap, key, budget)
@@ -185,7 +208,8 @@ class ActionExecutor:
                 return "dry_run"
         try:
             out = await self.tx.send(TxRequest(to=step.to, data=step.data, purpose=step.purpose,
-                                               action_key=key, max_cost_wei=budget))
+                                               action_key=key, max_cost_wei=budget, bid_wei=bid),
+                                     on_sent=on_sent)
         except SimulationReverted as e:
             logc.info("step.reverted_in_simulation", step=step.purpose, optional=step.optional, reason=str(e))
             return "skipped" if step.optional else "lost"
@@ -200,7 +224,10 @@ class ActionExecutor:
     async def _ensure_allowance(self, ap: Approval, key: str, max_cost_wei: int) -> TxOutcome | None:
         """The spender (allow-listed) gets an unlimited allowance once per token, as liquidation
         bots do: per-action approvals would race each other (each ``approve`` overwrites the
-        last) when several actions use one token at once."""
+        last) when several actions use one token at once. A pair made ready at start-up
+        (keeper.executors.approvals) costs nothing here."""
+        if self.approvals.is_ready(ap.token, ap.spender):
+            return None
         lock = self._approvals.setdefault(f"{ap.token}:{ap.spender}".lower(), asyncio.Lock())
         async with lock:
             have = word(await self.rpc.call(ap.token, allowance_call(ap.token, self.tx.address, ap.spender)))

@@ -10,6 +10,9 @@
   one tx of a nonce is ever mined, so the bill is bounded by one attempt's worst case.
 * Replacement: tip and fee cap both +12.5% (nodes want >= 10%), the cap at least
   ``2 * baseFee + tip``, within the same ceiling; none if that does not fit.
+* Bid (keeper.executors.fees): a liquidation may ask for a higher tip than
+  ``priority_fee_wei``; it is cut to what the ceiling leaves above the base fee (never below
+  the configured tip), so a bid never lifts a bill over a cap.
 * Spend per rolling day: spent + in flight + this tx's worst case <= ``max_spend_per_day``.
 
 Every refusal is an :class:`ExecutionError` whose message is the reason (logged by the
@@ -113,11 +116,14 @@ class Guard:
         )
         return min(bounds, key=lambda b: b[0])
 
-    def initial_fees(self, base_fee: int, gas_limit: int, value: int, max_cost_wei: int) -> Fees:
+    def initial_fees(self, base_fee: int, gas_limit: int, value: int, max_cost_wei: int,
+                     bid_tip: int | None = None) -> Fees:
         if value > self.max_spend_per_tx_wei:
             raise ExecutionError(f"value {value} wei above max_spend_per_tx_wei {self.max_spend_per_tx_wei}")
         tip = self.priority_fee_wei
         ceiling, bound = self.fee_ceiling(gas_limit, value, max_cost_wei)
+        if bid_tip is not None and bid_tip > tip:  # within the caps: what the ceiling leaves
+            tip = max(tip, min(bid_tip, ceiling - base_fee))
         if ceiling < base_fee + tip:
             raise ExecutionError(
                 f"gas price too high: base fee {base_fee} + tip {tip} wei/gas, but {bound}"

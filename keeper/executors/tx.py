@@ -6,7 +6,9 @@
 2. ``eth_call`` from the sender at "pending": a revert raises SimulationReverted with the
    decoded reason (Aave error code, Error(string), panic), nothing signed (tx.refused);
 3. ``eth_estimateGas`` + ``gas_margin_bps`` (or ``req.gas_limit``) -> tx.simulated;
-4. fees from the pending block's base fee within the guard's ceilings; dry_run stops here
+4. fees from the next block's base fee bound (the latest block's + 12.5%, or the pending
+   block's if higher; keeper.executors.fees) and the request's bid, within the guard's
+   ceilings; dry_run stops here
    (tx.dry_run) and returns ``TxOutcome(status="dry_run")``;
 5. under one asyncio.Lock: daily cap, nonce, sign, journal row COMMITTED, broadcast (tx.sent);
    the broadcast happens under the lock, so the node sees nonces in order and a refused
@@ -32,6 +34,7 @@ from keeper.chain.rpc import Rpc
 from keeper.config import Secret
 from keeper.errors import ExecutionError, SimulationReverted, SourceError, TxTimeout
 from keeper.executors import ExecutorConfig, TxOutcome, TxRequest
+from keeper.executors.fees import bid_tip, next_base_fee_bound
 from keeper.executors.guard import AllowList, Fees, Guard, Mode, decode_revert
 from keeper.executors.journal import (
     Journal,
@@ -86,7 +89,9 @@ class TxManager:
     def already_done(self, action_key: str) -> bool:
         return self.journal.already_done(action_key)
 
-    async def send(self, req: TxRequest) -> TxOutcome:
+    async def send(self, req: TxRequest, on_sent: Callable[[], None] | None = None) -> TxOutcome:
+        """``on_sent``: called once the tx is broadcast (or journaled, when the broadcast is
+        unconfirmed), before the wait for its receipt."""
         log = self._log.bind(action_key=req.action_key, purpose=req.purpose, to=req.to,
                              selector="0x" + req.selector.hex(), value=req.value)
         with _refusals_logged(log):
@@ -97,7 +102,8 @@ class TxManager:
         base_fee = await self._base_fee()
         log.info("tx.simulated", gas_limit=gas_limit, base_fee=base_fee, reason="eth_call succeeded")
         with _refusals_logged(log):
-            fees = self.guard.initial_fees(base_fee, gas_limit, req.value, req.max_cost_wei)
+            tip = bid_tip(self.guard.priority_fee_wei, req.bid_wei, gas_limit) if req.bid_wei else None
+            fees = self.guard.initial_fees(base_fee, gas_limit, req.value, req.max_cost_wei, tip)
             worst = fees.worst_cost(gas_limit, req.value)
             if not self.guard.live:
                 self.guard.check_daily_spend(worst, self.journal.spent_in_day())
@@ -109,6 +115,8 @@ class TxManager:
                              max_fee_per_gas=fees.max_fee_per_gas)
         # shielded: a caller cancelled mid-broadcast must not leave a taken nonce half-sent
         row = await asyncio.shield(self._locked_send(req, gas_limit, fees, worst, log))
+        if on_sent is not None:
+            on_sent()
         return await self._wait([row], log)
 
     async def _locked_send(self, req: TxRequest, gas_limit: int, fees: Fees, worst: int,
@@ -160,11 +168,12 @@ class TxManager:
             raise SimulationReverted(f"{req.purpose}: simulation reverted: {why}") from None
 
     async def _base_fee(self) -> int:
-        block = await self.rpc.block("pending")
-        if block.get("baseFeePerGas") is not None:
-            return int(block["baseFeePerGas"], 16)
-        latest = await self.rpc.block("latest")  # a node without a "pending" block
-        return -(-int(latest["baseFeePerGas"], 16) * 9 // 8)
+        """The next block's base fee bound (keeper.executors.fees): latest and pending in one
+        round trip; a node without a "pending" block answers for "latest" alone."""
+        latest, pending = await self.rpc.batch([("eth_getBlockByNumber", ["latest", False]),
+                                                ("eth_getBlockByNumber", ["pending", False])])
+        fee = (pending or {}).get("baseFeePerGas")
+        return next_base_fee_bound(int(latest["baseFeePerGas"], 16), None if fee is None else int(fee, 16))
 
     async def _sign(self, to: str, value: int, data: bytes, gas_limit: int, nonce: int,
                     fees: Fees) -> SignedTx:

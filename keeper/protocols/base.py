@@ -10,8 +10,8 @@ IO (chain reads, pinned block)  discover, load_market, iter_accounts, read_accou
                                 contract_health, doctor
 pure                            event_sources, event_topics, touched, evaluator, keys_of,
                                 moved, apply_shocks, symbols, prices_usd, tokens,
-                                spend_tokens, agrees, plan_top_up, sells, plan_liquidations,
-                                encode, realized, allowed_calls
+                                spend_tokens, approvals, agrees, plan_top_up, sells,
+                                plan_liquidations, encode, realized, allowed_calls
 ==============================  ===========================================================
 """
 
@@ -136,6 +136,12 @@ class MarketAdapter(ABC, Generic[M, A]):
     @abstractmethod
     def spend_tokens(self, market: M) -> list[Address]:
         """Tokens a liquidation or top-up on this market may spend from the wallet."""
+
+    @abstractmethod
+    def approvals(self, market: M) -> list[tuple[Address, Address]]:
+        """(token, spender) of every allowance a liquidation or top-up on this market may
+        need: the executor sets them up at start-up (and when a new token appears), never
+        on the send path."""
 
     @abstractmethod
     def agrees(self, position: Position, view: ContractView) -> bool:

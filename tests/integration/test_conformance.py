@@ -365,6 +365,9 @@ class AdapterConformance:
         d = decisions[0]
         steps = adapter.encode(d, me)
         assert steps and all(allow.allows(s.to, s.data) for s in steps)
+        ahead = {(t.lower(), sp.lower()) for t, sp in adapter.approvals(market)}  # set up at start-up
+        assert all((ap.token.lower(), ap.spender.lower()) in ahead for s in steps for ap in s.approvals)
+        assert all(allow.allows(t, selector_of("approve(address,uint256)")) for t, _ in adapter.approvals(market))
         receipts = await execute(self.w3, me, steps)
         outcome = adapter.realized(market, d, receipts, book)
         assert outcome.ok, outcome
@@ -394,6 +397,8 @@ class AdapterConformance:
         assert d.plan.expected_hf_wad >= target
         steps = adapter.encode(d, me)
         assert all(AllowList.of(adapter.allowed_calls(market)).allows(s.to, s.data) for s in steps)
+        ahead = {(t.lower(), sp.lower()) for t, sp in adapter.approvals(market)}  # set up at start-up
+        assert all((ap.token.lower(), ap.spender.lower()) in ahead for s in steps for ap in s.approvals)
         receipts = await execute(self.w3, me, steps)
         assert adapter.realized(market, d, receipts, PriceBook()).ok
         after = await self.snapshot(adapter, [pos.account], await self.pin())

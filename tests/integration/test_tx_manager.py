@@ -163,12 +163,15 @@ async def test_max_gas_price_refusal(devnet, node, make, token):
 
 
 async def test_daily_spend_cap_refuses_the_next_tx(devnet, node, make, token):
+    # each cap is set from a dry-run probe of the same tx at the same head (no block mined in
+    # between, so the same fees): the base fee moves from block to block, the probe follows it
     probe = await make(mode="dry_run").send(approve_req(token, devnet.info.pool, 1, "cap:probe"))
-    worst = probe.gas_limit * probe.max_fee_per_gas
-    m = make(max_spend_per_day_wei=worst + worst // 2)
+    m = make(max_spend_per_day_wei=probe.gas_limit * probe.max_fee_per_gas)  # exactly one fits
     first = await m.send(approve_req(token, devnet.info.pool, 1, "cap:1"))
     assert first.ok
     n1 = await nonce(node, devnet.info.liquidator, "pending")
+    probe = await make(mode="dry_run").send(approve_req(token, devnet.info.spare[0], 2, "cap:probe2"))
+    m = make(max_spend_per_day_wei=m.journal.spent_in_day() + probe.gas_limit * probe.max_fee_per_gas - 1)
     with pytest.raises(ExecutionError, match="daily spend cap"):
         await m.send(approve_req(token, devnet.info.spare[0], 2, "cap:2"))
     assert await nonce(node, devnet.info.liquidator, "pending") == n1

@@ -431,3 +431,11 @@ def test_min_profit_usd_and_prices(tmp_path):
     assert cfg.gas_coin == "WETH"  # [prices] gas_coin, else the liquidator's gas_price_asset
     assert "min_profit_usd" in str(error(tmp_path, MINIMAL + '\n[liquidator]\nmin_profit_usd = "-1"\n'))
     assert "prices.feeds" in str(error(tmp_path, MINIMAL + '\n[prices]\nfeeds = { WETH = "0x12" }\n'))
+
+
+def test_ws_url_must_be_a_websocket_and_is_a_secret(tmp_path):
+    cfg = load(tmp_path, MINIMAL.replace('[chain]\n', '[chain]\nws_url = "ws://127.0.0.1:8545"\n'))
+    assert cfg.chain.ws_url.reveal() == "ws://127.0.0.1:8545"
+    assert "ws://127.0.0.1:8545" in cfg.secrets()
+    e = error(tmp_path, MINIMAL.replace('[chain]\n', '[chain]\nws_url = "http://127.0.0.1:8545"\n'))
+    assert "chain.ws_url" in str(e) and "ws:// or wss://" in str(e)

@@ -46,3 +46,15 @@ def test_negative_min_profit(tmp_path):
     with pytest.raises(ConfigError) as e:
         load(tmp_path, "\n[liquidator]\nmin_profit_base = -1\n")
     assert "liquidator.min_profit_base" in str(e.value)
+
+
+def test_bid_share_bps_default_and_value(tmp_path):
+    assert load(tmp_path, "").liquidator.bid_share_bps == 0
+    assert load(tmp_path, "\n[liquidator]\nbid_share_bps = 250\n").liquidator.bid_share_bps == 250
+
+
+@pytest.mark.parametrize("value", ["10000", "-1", '"1%"', "1.5"])
+def test_bid_share_bps_refused_names_the_key(tmp_path, value):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, f"\n[liquidator]\nbid_share_bps = {value}\n")
+    assert "liquidator.bid_share_bps" in str(e.value)

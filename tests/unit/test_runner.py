@@ -117,3 +117,36 @@ async def test_a_node_down_is_logged_at_a_decaying_rate_and_its_recovery_once():
     assert [e["in_a_row"] for e in failed] == [1, 2, 4, 8, 16]
     assert "HTTP 503" in failed[0]["error"]
     assert [e["failed_in_a_row"] for e in logs if e["event"] == "tick.recovered"] == [20]
+
+
+async def test_pushed_heads_wait_for_the_lock_and_catch_up_to_the_newest():
+    """A head pushed while a tick runs is not skipped: the worker waits, then applies the
+    newest head once (the engine catches up every block since the last one it did)."""
+
+    class Recording(SlowEngine):
+        def __init__(self):
+            super().__init__()
+            self.blocks = []
+
+        async def on_block(self, block):
+            self.blocks.append(block)
+            await asyncio.sleep(0.05)
+            return []
+
+    engine = Recording()
+    runner = Runner(engine, 1, 1, 1)
+    runner.head = 10
+    worker = asyncio.create_task(runner._block_worker())
+    runner.on_head(11)
+    await asyncio.sleep(0.01)  # the tick of 11 is under way
+    runner.on_head(12)
+    runner.on_head(13)
+    runner.on_head(12)  # an older head pushed late: nothing new
+    for _ in range(100):  # bounded wait until both ticks ran
+        await asyncio.sleep(0.01)
+        if runner.head == 13:
+            break
+    runner.stopping = True
+    runner._wake.set()
+    await worker
+    assert engine.blocks == [11, 13] and runner.skipped == 0

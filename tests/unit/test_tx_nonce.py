@@ -135,7 +135,8 @@ async def test_replacements_stop_at_max_replacements(make, node):
 
 async def test_dry_run_never_takes_a_nonce_or_broadcasts(make, node):
     out = await make(mode="dry_run").send(req("a"))
-    assert out.dry_run and out.gas_limit == 60_000 and out.max_fee_per_gas == 3 * GWEI
+    # 2 * the next block's base fee bound (1 gwei latest + 12.5%) + the 1 gwei tip
+    assert out.dry_run and out.gas_limit == 75_000 and out.max_fee_per_gas == 2 * (GWEI * 9 // 8) + GWEI
     assert "eth_sendRawTransaction" not in node.methods and "eth_getTransactionCount" not in node.methods
 
 

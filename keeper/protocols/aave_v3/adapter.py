@@ -53,6 +53,9 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
     def spend_tokens(self, market: AaveMarketState) -> list[Address]:
         return [r.asset for r in market.reserves]
 
+    def approvals(self, market: AaveMarketState) -> list[tuple[Address, Address]]:
+        return [(r.asset, market.pool) for r in market.reserves]  # plan.encode: Approval(.., pool, ..)
+
     def agrees(self, position: Position, view: ContractView) -> bool:
         hf = UINT256_MAX if position.health_factor_wad is None else position.health_factor_wad
         mine = (hf, position.collateral_base, position.debt_base)

@@ -45,6 +45,9 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
     def spend_tokens(self, market: CometMarket) -> list[Address]:
         return list(self.tokens(market))
 
+    def approvals(self, market: CometMarket) -> list[tuple[Address, Address]]:
+        return [(t, self.comet) for t in self.tokens(market)]  # plan.encode: Approval(.., comet, ..)
+
     def agrees(self, position: Position, view: ContractView) -> bool:
         """Comet's isLiquidatable reads stored indexes: compare at a block where it accrued."""
         return (position.status == Status.LIQUIDATABLE) == view.liquidatable

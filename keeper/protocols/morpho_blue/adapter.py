@@ -161,6 +161,9 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
     def spend_tokens(self, market: MorphoMarket) -> list[Address]:
         return [market.params.loan_token, market.params.collateral_token]
 
+    def approvals(self, market: MorphoMarket) -> list[tuple[Address, Address]]:
+        return [(t, self.base.morpho) for t in self.spend_tokens(market)]  # plan.encode's Approvals
+
     def agrees(self, position: Position, view: ContractView) -> bool:
         from keeper.model import Status
 
