@@ -113,6 +113,12 @@ class Liquidate:
     def account(self) -> Address:
         return self.accounts[0]
 
+    @property
+    def lane(self) -> str | None:
+        """Every capital-free liquidation shares one lane: they trade in the same pools, so one
+        sent beside another could revert on chain. None: the market's own lane."""
+        return None if self.route == "own capital" else "capital-free"
+
 
 Decision = TopUp | Liquidate
 

@@ -118,7 +118,9 @@ class ActionExecutor:
             # debt or an absorb, cannot make the next one revert after it was simulated); the
             # next one starts once this one's last transaction is broadcast, not mined, so
             # all the liquidations of a tick go out in one block with consecutive nonces
-            lock = self._markets.setdefault(adapter.market_name, asyncio.Lock())
+            # (capital-free liquidations of every market share one lane: the pools they trade in)
+            lane = (d.lane if isinstance(d, Liquidate) else None) or adapter.market_name
+            lock = self._markets.setdefault(lane, asyncio.Lock())
             await lock.acquire()
             held = [True]
 
