@@ -59,8 +59,10 @@ async def test_a_liquidation_killed_after_broadcast_gets_its_row_profit_and_aler
 
         ours = [e for e in await liquidations(w3, info.pool, start)
                 if e["liquidator"] == to_checksum_address(info.liquidator)]
-        assert len(ours) == 1  # mined before the kill (automine), never seen by the keeper
-        victim = ours[0]["user"]
+        # mined before the kill (automine), never seen by the keeper; sends do not wait for
+        # receipts, so under load a second one may have gone out before the kill landed
+        assert ours
+        victims = sorted(e["user"] for e in ours)
         n1 = await nonce(w3, info.liquidator)
         assert n1 > n0
         cfg = load_config(path, env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
@@ -74,16 +76,17 @@ async def test_a_liquidation_killed_after_broadcast_gets_its_row_profit_and_aler
             await k.close()
         assert await nonce(w3, info.liquidator) == n1  # nothing sent at the restart
         assert pending == []
-        (key, result, expected, realized, tx_hash, account, protocol), = rows
-        assert (result, account, protocol) == ("done", victim, "aave_v3")
-        assert key.startswith("liq:") and tx_hash
-        receipt = await rpc(w3, "eth_getTransactionReceipt", [tx_hash])
-        assert int(receipt["status"], 16) == 1 and int(receipt["blockNumber"], 16) > start
-        assert realized is not None and int(realized) > 0 and int(expected) > 0
+        done = [r for r in rows if r[1] == "done"]
+        assert sorted(r[5] for r in done) == victims, rows
         alerts = [json.loads(r.body) for r in sink.accepted("/hook")]
         liquidated = [a for a in alerts if a["kind"] == "liquidated"]
-        assert [a["account"] for a in liquidated] == [victim], alerts
-        assert tx_hash in json.dumps(liquidated[0])
+        assert sorted(a["account"] for a in liquidated) == victims, alerts
+        for key, result, expected, realized, tx_hash, account, protocol in done:
+            assert protocol == "aave_v3" and key.startswith("liq:") and tx_hash
+            receipt = await rpc(w3, "eth_getTransactionReceipt", [tx_hash])
+            assert int(receipt["status"], 16) == 1 and int(receipt["blockNumber"], 16) > start
+            assert realized is not None and int(realized) > 0 and int(expected) > 0
+            assert any(tx_hash in json.dumps(a) for a in liquidated if a["account"] == account)
     finally:
         await sink.stop()
 
