@@ -86,7 +86,7 @@ def decide(adapter, market, tops: list[tuple[Position, ProtectRule]], due: list[
 def policy_from(cfg) -> Policy:  # cfg: keeper.config.Config (not imported: decide stays pure)
     rules = {
         p.account.lower(): ProtectRule(p.account, p.trigger_hf, p.target_hf, tuple(p.parsed_actions()),
-                                       p.market)
+                                       p.market, p.contract, p.max_slippage_bps, cfg.dex.uniswap_v3_factory)
         for p in cfg.protect
     }
     lq = cfg.liquidator

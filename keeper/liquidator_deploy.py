@@ -41,7 +41,14 @@ async def _view_address(rpc: Rpc, contract: str, signature: str) -> str:
 
 
 async def deploy_liquidator(rpc: Rpc, signer: Signer, router: str, chain_id: int | None = None) -> str:
-    code = creation_code(router)
+    return await deploy_checked(rpc, signer, creation_code(router),
+                                {"owner()": signer.address, "router()": router}, chain_id)
+
+
+async def deploy_checked(rpc: Rpc, signer: Signer, code: str, expect: dict[str, str],
+                         chain_id: int | None = None) -> str:
+    """Deploy ``code`` (creation code with its arguments) as above; then each view in
+    ``expect`` (a signature returning an address) must return the address given."""
     sender = signer.address
     try:
         runtime = await rpc.request("eth_call", [{"from": sender, "data": code}, "latest"])
@@ -68,9 +75,9 @@ async def deploy_liquidator(rpc: Rpc, signer: Signer, router: str, chain_id: int
     if int(receipt["status"], 16) != 1:
         raise ExecutionError(f"deployment reverted (tx {signed.hash})")
     address = to_checksum_address(receipt["contractAddress"])
-    if await _view_address(rpc, address, "owner()") != sender or \
-            await _view_address(rpc, address, "router()") != to_checksum_address(router):
-        raise ExecutionError(f"the contract at {address} does not have the expected owner and router")
+    for view, want in expect.items():
+        if await _view_address(rpc, address, view) != to_checksum_address(want):
+            raise ExecutionError(f"the contract at {address} does not return {want} from {view}")
     return address
 
 

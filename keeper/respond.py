@@ -72,6 +72,8 @@ class Responder:
     async def _decide(self, w, market, tops, due) -> list[Decision]:
         adapter, me = w.adapter, self.executor.tx.address
         wallet = await balances(self.mc, adapter.spend_tokens(market), me, market.block)
+        if tops:
+            await adapter.prepare_protect(market, [rule for _, rule in tops])
         ctx = None
         if due:
             await self.refresh_feeds(market.block)

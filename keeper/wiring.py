@@ -77,6 +77,7 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, p
     for w in engine.watches:
         market = await w.adapter.load_market(block, cfg.monitor.heartbeat_for)
         pairs += w.adapter.allowed_calls(market)
+        pairs += [c for rule in cfg.protect if rule.contract for c in w.adapter.protect_calls(rule.contract)]
         prices.learn_symbols(w.adapter.tokens(market))
         prices.learn(w.adapter.prices_usd(market))
     if feeds is not None:

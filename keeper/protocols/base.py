@@ -166,6 +166,17 @@ class MarketAdapter(ABC, Generic[M, A]):
     def allowed_calls(self, market: M) -> list[tuple[Address, str]]:
         """(contract, function signature) pairs the guard lets this market's actions call."""
 
+    # -- protection from the position itself (optional) -------------------------------
+    async def prepare_protect(self, market: M, rules: Sequence[ProtectRule]) -> None:
+        """IO before ``plan_top_up`` for accounts due (e.g. the DEX pools a deleverage sells
+        on, at ``market``'s block). Default: nothing to read."""
+        return None
+
+    def protect_calls(self, contract: Address) -> list[tuple[Address, str]]:
+        """(contract, signature) pairs a ``[[protect]] contract`` is called with (deleverage).
+        Default: this protocol cannot deleverage."""
+        return []
+
 
 @dataclass(frozen=True)
 class ChainReaders:
