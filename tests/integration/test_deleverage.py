@@ -41,25 +41,32 @@ TARGET = 130 * WAD // 100
 BLOCKS = 16  # -2% a block: WETH ends 28% lower
 
 
-async def setup(devnet, w3, tmp_path: Path):
-    """Uniswap pools, the contract (deployed by the keeper key), the riskiest WETH/USDC
-    borrower and its delegation."""
-    info = devnet.info
-    uinfo = await deploy_uniswap(w3, info)
-    node = Rpc(devnet.rpc_url, timeout_s=60.0)
-    code = load_own("KeeperProtection").bytecode + encode(["address"], [uinfo.router]).hex()
-    contract = await deploy_checked(node, Signer(Secret(LIQUIDATOR_KEY)), code, {"router()": uinfo.router})
+async def riskiest_weth_usdc_borrower(devnet, node: Rpc, tmp_path: Path) -> str:
+    """The devnet borrower with WETH as main collateral and USDC debt closest to HF 1.15."""
     store = Store(tmp_path / "scan.sqlite")
     eng = Engine(load_config(devnet.config_path), node, store)
     head = await node.block_number()
     await eng.index(head)
     positions = await eng.full_scan(head)
     store.close()
-    await node.close()
-    usdc = info.tokens["USDC"]
+    usdc = devnet.info.tokens["USDC"]
     candidates = [p for p in positions if p.main_collateral == "WETH" and p.health_factor_wad
                   and usdc in p.assets and p.health_factor_wad > 115 * WAD // 100]
-    borrower = min(candidates, key=lambda p: p.health_factor_wad).account
+    return min(candidates, key=lambda p: p.health_factor_wad).account
+
+
+async def setup(devnet, w3, tmp_path: Path):
+    """Uniswap pools, the contract (deployed by the keeper key), the riskiest WETH/USDC
+    borrower and its delegation."""
+    info = devnet.info
+    uinfo = await deploy_uniswap(w3, info)
+    node = Rpc(devnet.rpc_url, timeout_s=60.0)
+    try:
+        code = load_own("KeeperProtection").bytecode + encode(["address"], [uinfo.router]).hex()
+        contract = await deploy_checked(node, Signer(Secret(LIQUIDATOR_KEY)), code, {"router()": uinfo.router})
+        borrower = await riskiest_weth_usdc_borrower(devnet, node, tmp_path)
+    finally:
+        await node.close()
     await rpc(w3, "anvil_impersonateAccount", [borrower])
     await rpc(w3, "anvil_setBalance", [borrower, hex(10**18)])
     await send(w3, borrower, info.a_tokens["WETH"], enc.approve(contract, 2**256 - 1))

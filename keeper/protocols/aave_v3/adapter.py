@@ -11,7 +11,7 @@ from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Po
 from keeper.prices import PriceBook
 from keeper.protocols.aave_v3 import deleverage as dl
 from keeper.protocols.aave_v3 import plan
-from keeper.protocols.aave_v3.deleverage_reader import read_dex_inputs
+from keeper.protocols.aave_v3.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.aave_v3.doctor import aave_checks
 from keeper.protocols.aave_v3 import encode as enc
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
@@ -79,6 +79,10 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         if wanted and factory is not None:
             self._dex = (market.block, await read_dex_inputs(self.rpc, market.pool, factory, wanted,
                                                              market.block))
+
+    async def protect_delegation(self, market: AaveMarketState, rule: ProtectRule, contract: Address,
+                                 keeper: Address):
+        return await delegation(self.rpc, market, rule, contract, keeper, market.block)
 
     def protect_calls(self, contract: Address) -> list[tuple[Address, str]]:
         return [(contract, dl.DELEVERAGE_AAVE)]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from keeper.chain.abi import selector, word
+from keeper.chain.abi import addr_arg, address_word, selector, word
 from keeper.chain.rpc import Rpc
 from keeper.dex.quoter import read_route_pools
 from keeper.dex.route import Route
 from keeper.protocols.aave_v3.deleverage import DEFAULT_FEES, FLASH_AAVE, DexInputs
+from keeper.protocols.base import Delegation
+from keeper.units import UINT256_MAX
 
 
 async def read_dex_inputs(rpc: Rpc, pool: str, factory: str, pairs: Iterable[tuple[str, str]],
@@ -19,3 +21,29 @@ async def read_dex_inputs(rpc: Rpc, pool: str, factory: str, pairs: Iterable[tup
     pools = await read_route_pools(rpc, factory, routes, block) if routes else {}
     premium = word(await rpc.call(pool, selector("FLASHLOAN_PREMIUM_TOTAL()"), block))
     return DexInputs(pools, FLASH_AAVE, pool, premium)
+
+
+async def delegation(rpc: Rpc, market, rule, contract: str, keeper: str, block: int) -> list[Delegation]:
+    """The transactions the borrower sends once so that ``contract`` may deleverage it: an
+    unlimited aToken allowance per collateral its deleverage actions sell, and ``setKeeper``
+    when another key than the borrower's runs keeper. ``done`` says what the chain already has."""
+    from keeper.protocols.aave_v3 import encode as enc
+    from keeper.protocols.aave_v3.deleverage import pairs, set_keeper_calldata
+
+    out: list[Delegation] = []
+    listed = {r.symbol.upper(): r for r in market.reserves}
+    for coll in dict.fromkeys(c for c, _ in pairs(rule)):
+        r = listed.get(coll)
+        if r is None:
+            continue
+        have = word(await rpc.call(r.a_token, enc.allowance(rule.account, contract), block))
+        out.append(Delegation(r.a_token, enc.approve(contract, UINT256_MAX), have >= UINT256_MAX // 2,
+                              f"approve {contract} to move your a{coll} ({r.a_token}): the contract "
+                              f"may withdraw {coll} collateral only inside a deleverage you or your "
+                              f"keeper call, sold for your debt within max_slippage_bps of the oracle, "
+                              f"and only if your health factor ends at or above the target"))
+    if keeper.lower() != rule.account.lower():
+        now = address_word(await rpc.call(contract, selector("keeperOf(address)") + addr_arg(rule.account), block))
+        out.append(Delegation(contract, set_keeper_calldata(keeper), now.lower() == keeper.lower(),
+                              f"name {keeper} as the key that may call the contract for you"))
+    return out
