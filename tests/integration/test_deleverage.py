@@ -155,3 +155,46 @@ async def test_a_swap_beyond_max_slippage_reverts_in_simulation_and_alerts(devne
     assert int(await rpc(w3, "eth_getTransactionCount", [info.liquidator, "latest"]), 16) == nonce0  # never sent
     assert await logs(w3, contract, DELEVERAGED, start) == []
     assert ("top_up_failed", borrower) in [(kd, a) for kd, a in alerts]
+
+
+async def test_only_the_borrower_or_its_keeper_may_call_and_the_target_is_checked_on_chain(devnet, w3, tmp_path):
+    from eth_utils import keccak
+
+    from keeper.devnet.uniswap import FAR_DEADLINE
+    from keeper.protocols.aave_v3.deleverage import FLASH_AAVE, DeleverageQuote, deleverage_calldata
+
+    info, uinfo, contract, borrower = await setup(devnet, w3, tmp_path)
+    weth, usdc = info.tokens["WETH"], info.tokens["USDC"]
+    repay = 1_000 * 10**6
+    withdraw = 1_010 * 10**8 * 10**18 // await get_price(w3, info, "WETH")  # covers the fee and premium
+
+    def calldata(min_hf: int, slippage_bps: int = 100) -> str:
+        q = DeleverageQuote(info.pool, contract, borrower, weth, usdc, repay, withdraw, 500, 0, 0, 0, 0,
+                            min_hf, slippage_bps, FLASH_AAVE, info.pool)
+        return "0x" + deleverage_calldata(q, FAR_DEADLINE).hex()
+
+    async def reverts_with(sender: str, data: str) -> str:
+        try:
+            await rpc(w3, "eth_call", [{"from": sender, "to": contract, "data": data}, "latest"])
+        except Exception as e:  # noqa: BLE001  the node's revert, whatever web3 wraps it in
+            return str(e)
+        return ""
+
+    def sel(signature: str) -> str:
+        return keccak(text=signature)[:4].hex()
+
+    stranger = info.spare[0]
+    assert sel("NotAllowed(address,address)") in await reverts_with(stranger, calldata(0))
+    assert await reverts_with(info.liquidator, calldata(0)) == ""  # the designated keeper may
+    assert sel("HealthFactorTooLow(uint256,uint256)") in await reverts_with(info.liquidator, calldata(100 * WAD))
+    assert sel("SlippageTooHigh(uint256,uint256)") in await reverts_with(info.liquidator, calldata(0, 0))
+    # the borrower itself may call; what the swap paid beyond the flash loan is the borrower's
+    before = await balance(w3, usdc, borrower)
+    hf0 = await pool_hf(w3, info.pool, borrower)
+    await rpc(w3, "anvil_impersonateAccount", [borrower])
+    await send(w3, borrower, contract, bytes.fromhex(calldata(0)[2:]))
+    await rpc(w3, "anvil_stopImpersonatingAccount", [borrower])
+    assert await balance(w3, usdc, borrower) > before
+    assert await pool_hf(w3, info.pool, borrower) > hf0
+    for token in info.tokens.values():
+        assert await balance(w3, token, contract) == 0
