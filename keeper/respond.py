@@ -121,6 +121,7 @@ class Responder:
             words = (f"top-up {r.result}: {p.action} {p.amount} of {p.asset}"
                      + (f" (partial: wallet short by {p.shortfall})" if p.partial else "")
                      + (f", health factor now {r.realized}" if r.realized is not None else "")
+                     + (f", {r.detail}" if r.detail and not p.partial else "")
                      + (f", tx {r.tx_hash}" if r.tx_hash else ""))
         for account in d.accounts:
             pos = self._positions.get((d.market, account))

@@ -99,11 +99,16 @@ async def decline(w3, info, uinfo, k) -> None:
 
 
 async def test_decline_is_deleveraged_to_the_target_and_never_liquidatable(devnet, w3, tmp_path):
+    from tests.notify_servers import HttpSink
+
     info, uinfo, contract, borrower = await setup(devnet, w3, tmp_path)
     assert all([await balance(w3, info.tokens[s], info.liquidator) == 0 for s in ("USDC", "WETH")])
     start = int(await rpc(w3, "eth_blockNumber", []), 16)
-    cfg = load_config(config(devnet, tmp_path, dex_config_toml(uinfo, None) + rule(borrower, contract, 100)),
-                      env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
+    sink = HttpSink()
+    await sink.start()
+    extra = (dex_config_toml(uinfo, None) + rule(borrower, contract, 100)
+             + f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n')
+    cfg = load_config(config(devnet, tmp_path, extra), env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
     k = await build_keeper(cfg)
     lowest = 2**256
     try:
@@ -111,8 +116,12 @@ async def test_decline_is_deleveraged_to_the_target_and_never_liquidatable(devne
             await decline(w3, info, uinfo, k)
             lowest = min(lowest, await pool_hf(w3, info.pool, borrower))
         done = k.store.query("SELECT realized FROM actions WHERE kind = 'top_up' AND result = 'done'")
+        alerts = k.store.query("SELECT action FROM alerts WHERE kind = 'top_up_done'")
     finally:
         await k.close()
+        await sink.stop()
+    assert len(alerts) == len(done) and all("deleveraged: sold" in a and "below the oracle" in a
+                                            for (a,) in alerts), alerts
     events = [e for e in await logs(w3, contract, DELEVERAGED, start)
               if to_checksum_address("0x" + e["topics"][1][-40:]) == borrower]
     assert len(events) >= 2, "the decline should need more than one deleverage"

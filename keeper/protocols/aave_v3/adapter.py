@@ -98,6 +98,8 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         return plan.encode(self._pool(), decision)
 
     def realized(self, market: AaveMarketState, decision: Decision, receipts, prices: PriceBook) -> Outcome:
+        if isinstance(decision, TopUp) and isinstance(decision.quote, dl.DeleverageQuote):
+            return dl.realized(decision.quote, receipts)
         return plan.realized(market, decision, receipts)
 
     def allowed_calls(self, market: AaveMarketState) -> list[tuple[Address, str]]:

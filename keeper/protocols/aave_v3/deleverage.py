@@ -27,7 +27,8 @@ from keeper.chain.abi import selector
 from keeper.dex.route import Route, RouteError, quote_route
 from keeper.dex.v3_math import V3MathError
 from keeper.dex.v3_pool import PoolState
-from keeper.model import Address, ProtectRule, TopUp, TopUpPlan
+from keeper.chain.abi import topic, word
+from keeper.model import Address, Outcome, ProtectRule, TopUp, TopUpPlan
 from keeper.protocols.aave_v3.health import account_data
 from keeper.protocols.aave_v3.liquidation import user_reserve
 from keeper.protocols.aave_v3.math36 import is_v36
@@ -39,6 +40,7 @@ FLASH_AAVE, FLASH_MORPHO = 1, 2  # KeeperProtection.FLASH_*
 DELEVERAGE_AAVE = ("deleverageAave((address,address,address,address,uint256,uint256,uint24,uint256,uint256,"
                    "uint256,uint8,address))")
 SET_KEEPER = "setKeeper(address)"
+DELEVERAGED = topic("Deleveraged(address,address,address,uint256,uint256,uint256,uint256)")
 DEFAULT_FEES = (500, 3000)
 HORIZON_S = 120  # sized for the state this many seconds after the tick (as top-ups are)
 DEADLINE_S = 1800  # the swap's deadline after the tick
@@ -197,3 +199,19 @@ def deleverage_top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: 
                    f"health factor to {q.expected_hf_wad}")
             return TopUp(key, "aave_v3", acct.account, market.block, hf, as_plan(q), why, q)
     return None
+
+
+def realized(q: DeleverageQuote, receipts) -> Outcome:
+    """The contract's Deleveraged event for the borrower: sold, repaid, received, HF after."""
+    for r in receipts:
+        for lg in r.logs:
+            t = lg.get("topics", [])
+            if (t and bytes.fromhex(t[0][2:]) == DELEVERAGED and str(lg.get("address", "")).lower()
+                    == q.contract.lower() and t[1][-40:].lower() == q.borrower[2:].lower()):
+                data = bytes.fromhex(lg["data"][2:])
+                sold, repaid, received, hf = (word(data, i) for i in range(4))
+                impact = 0 if q.oracle_out == 0 else max(0, (q.oracle_out - received) * 10_000 // q.oracle_out)
+                return Outcome(True, hf, detail=f"deleveraged: sold {sold} of {q.collateral}, repaid {repaid} "
+                                                f"of {q.debt}, swap paid {received} ({impact} bps below the "
+                                                f"oracle), health factor after {hf}")
+    return Outcome(False, detail="mined without a Deleveraged event")
