@@ -29,6 +29,24 @@ _ACTION = re.compile(r"^(supply|repay):([A-Za-z0-9._\-]{1,32})$"
                      r"|^deleverage:([A-Za-z0-9._\-]{1,32})->([A-Za-z0-9._\-]{1,32})$")
 
 
+class ClosePrice(_Model):
+    """``close_below_price = { asset = "WETH", usd = "1800" }``: at or below this oracle price,
+    repay all of the deleverage's debt from the collateral; the rest stays the borrower's."""
+
+    asset: str
+    usd: str
+
+    @field_validator("usd")
+    @classmethod
+    def _usd(cls, value: str) -> str:
+        try:
+            if parse_fixed(value, 8) <= 0:
+                raise ValueError
+        except ValueError:
+            raise _fail(f"not a positive USD price with at most 8 decimals: {value!r}") from None
+        return value
+
+
 class ProtectConfig(_Model):
     """An account of the user's own: top it up below ``trigger_hf`` back to ``target_hf``."""
 
@@ -39,6 +57,7 @@ class ProtectConfig(_Model):
     market: str | None = None  # a market name; default: every configured market
     contract: Address | None = None  # KeeperProtection, for deleverage:COLLATERAL->DEBT actions
     max_slippage_bps: int = Field(default=100, ge=0, lt=10_000, strict=True)
+    close_below_price: ClosePrice | None = None  # stop-loss: repay the debt from collateral
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -56,7 +75,16 @@ class ProtectConfig(_Model):
         if self.target_hf <= self.trigger_hf:
             raise _fail(f"must be greater than trigger_hf ({format_fixed(self.trigger_hf, 18)})",
                         field="target_hf")
+        close = self.close_below_price
+        if close is not None and not any(k == "deleverage" and s.split("->")[0] == close.asset.upper()
+                                         for k, s in self.parsed_actions()):
+            raise _fail(f"a stop-loss on {close.asset} sells it: add a deleverage:{close.asset.upper()}->DEBT "
+                        "action", field="close_below_price")
         return self
+
+    def close_below(self) -> tuple[str, int] | None:
+        c = self.close_below_price
+        return None if c is None else (c.asset.upper(), parse_fixed(c.usd, 8))
 
     def parsed_actions(self) -> list[tuple[Literal["supply", "repay", "deleverage"], str]]:
         """("supply" | "repay", SYMBOL) or ("deleverage", "COLLATERAL->DEBT"), upper-cased."""

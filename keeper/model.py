@@ -75,6 +75,7 @@ class ProtectRule:
     contract: Address | None = None  # KeeperProtection (deleverage)
     max_slippage_bps: int = 100  # a deleverage's swap vs the oracle
     dex_factory: Address | None = None  # [dex] uniswap_v3_factory: the pools a deleverage sells on
+    close_below: tuple[str, int] | None = None  # (SYMBOL, USD e8): stop-loss at or below this price
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,7 @@ class Responder:
         decisions: list[Decision] = []
         if self.executor is not None:
             every = list(w.positions.values())
-            tops = top_ups_due(self.policy, adapter.market_name, every)
+            tops = top_ups_due(self.policy, adapter.market_name, every, self.prices.by_symbol.get)
             due = liquidations_due(self.policy, every)
             if tops or due:
                 decisions = await self._decide(w, market, tops, due)

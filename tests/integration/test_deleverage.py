@@ -207,3 +207,34 @@ async def test_only_the_borrower_or_its_keeper_may_call_and_the_target_is_checke
     assert await pool_hf(w3, info.pool, borrower) > hf0
     for token in info.tokens.values():
         assert await balance(w3, token, contract) == 0
+
+
+async def test_stop_loss_closes_the_debt_when_the_price_crosses_and_leaves_the_rest(devnet, w3, tmp_path):
+    info, uinfo, contract, borrower = await setup(devnet, w3, tmp_path)
+    start = int(await rpc(w3, "eth_blockNumber", []), 16)
+    price0 = await get_price(w3, info, "WETH")
+    stop = price0 * 93 // 100  # crossed on the 4th -2% block
+    stop_text = f"{stop // 10**8}.{stop % 10**8:08d}"
+    stop_rule = (rule(borrower, contract, 100).replace('trigger_hf = "1.15"', 'trigger_hf = "1.01"')
+                 + f'close_below_price = {{ asset = "WETH", usd = "{stop_text}" }}\n')
+    cfg = load_config(config(devnet, tmp_path, dex_config_toml(uinfo, None) + stop_rule),
+                      env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY})
+    debt_token, a_weth = info.variable_debt_tokens["USDC"], info.a_tokens["WETH"]
+    k = await build_keeper(cfg)
+    closed_at = None
+    try:
+        for n in range(6):
+            await decline(w3, info, uinfo, k)
+            if closed_at is None and await balance(w3, debt_token, borrower) == 0:
+                closed_at = (n, await get_price(w3, info, "WETH"))
+    finally:
+        await k.close()
+    assert closed_at is not None, "the stop-loss never closed the USDC debt"
+    n, price = closed_at
+    assert price <= stop and n == 3  # on the first block at or below the stop, not before
+    (event,) = [e for e in await logs(w3, contract, DELEVERAGED, start)]
+    assert await balance(w3, a_weth, borrower) > 0  # what was not sold stays the borrower's
+    for token in info.tokens.values():
+        assert await balance(w3, token, contract) == 0
+    assert not [e for e in await logs(w3, info.pool, LIQUIDATION_CALL, start)
+                if to_checksum_address("0x" + e["topics"][3][-40:]) == borrower]

@@ -62,3 +62,17 @@ def test_negative_min_profit(tmp_path):
     with pytest.raises(ConfigError) as e:
         load(tmp_path, "\n[liquidator]\nmin_profit_base = -1\n")
     assert "liquidator.min_profit_base" in str(e.value)
+
+
+def test_protect_stop_loss_needs_a_deleverage_selling_its_asset(tmp_path):
+    dex = ('\n[dex]\nuniswap_v3_factory = "0x1F98431c8aD98523631AE4a59f267346ea31F984"\n'
+           'uniswap_v3_router = "0xE592427A0AEce92De3Edee1F18E0157C05861564"\n'
+           'uniswap_v3_quoter = "0x61fFE014bA17989E743c5F6cB21bF9697530B21e"\n')
+    rule = (f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.1"\ntarget_hf = "1.2"\n'
+            'actions = ["deleverage:WETH->USDC"]\n')
+    cfg = load(tmp_path, rule + 'close_below_price = { asset = "weth", usd = "1800.5" }\n' + dex)
+    assert cfg.protect[0].close_below() == ("WETH", 180_050_000_000)
+    with pytest.raises(ConfigError, match="close_below_price.*deleverage:WBTC->DEBT"):
+        load(tmp_path, rule + 'close_below_price = { asset = "WBTC", usd = "1" }\n' + dex)
+    with pytest.raises(ConfigError, match="positive USD price"):
+        load(tmp_path, rule + 'close_below_price = { asset = "WETH", usd = "-1" }\n' + dex)

@@ -95,3 +95,20 @@ def test_no_plan_without_a_pool_debt_or_contract():
     d = deleverage_top_up("k", m, acct, 0, with_contract, dex(weth_usdc_pool(3000, 200 * E18)))
     assert d is not None and d.plan.action == "deleverage" and d.plan.asset == WETH.asset
     assert d.quote.contract == CONTRACT and d.plan.amount == d.quote.withdraw
+
+
+def test_stop_loss_repays_all_of_the_debt_below_the_price_only():
+    from keeper.protocols.aave_v3.deleverage import close_top_up, closing
+
+    m, acct = market(), account({WETH: 10 * E18}, {USDC: 15_000 * E6})
+    d = dex(weth_usdc_pool(3000, 1000 * E18))
+    base = dict(contract=CONTRACT, actions=(("deleverage", "WETH->USDC"),))
+    above = ProtectRule(acct.account, parse_fixed("1.05", 18), TARGET, close_below=("WETH", 1_999 * 10**8), **base)
+    at = ProtectRule(acct.account, parse_fixed("1.05", 18), TARGET, close_below=("WETH", 2_000 * 10**8), **base)
+    assert not closing(m, above) and closing(m, at)
+    top = close_top_up("k", m, acct, 0, at, d)
+    q = top.quote
+    assert q.repay >= 15_000 * E6 and q.expected_out >= q.repay + q.flash_fee
+    after_close = apply_transfer_out(m, apply_repay(m, acct, USDC.asset, q.repay), WETH.asset, q.withdraw)
+    assert account_data(m, after_close).total_debt_base == 0  # no debt left
+    assert 0 < q.withdraw < 10 * E18  # the rest of the WETH stays the borrower's

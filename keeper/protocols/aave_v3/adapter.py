@@ -65,6 +65,9 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         """A wallet top-up first; a deleverage (from the position itself) when the wallet
         cannot pay for the whole target and the rule allows one."""
         hf = self.evaluator(market).position(acct, DEFAULT_THRESHOLDS, False).health_factor_wad
+        if dl.closing(market, rule):  # stop-loss: close from the collateral, whatever the HF
+            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+            return dl.close_top_up(self.label, market, acct, hf or 0, rule, dex)
         d = plan.top_up(self.label, market, acct, hf or 0, rule, wallet)
         if (d is None or d.plan.partial) and dl.pairs(rule):
             dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None

@@ -111,9 +111,10 @@ def _smallest_input(route: Route, pools: Mapping[PoolKey, PoolState], need: int,
 def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: int, collateral: Address,
                     debt: Address, dex: DexInputs, *, pool: Address, contract: Address,
                     max_slippage_bps: int, min_hf_wad: int | None = None,
-                    fees: Sequence[int] = DEFAULT_FEES) -> DeleverageQuote | None:
+                    fees: Sequence[int] = DEFAULT_FEES, repay_exactly: int | None = None) -> DeleverageQuote | None:
     """The deleverage that brings ``acct`` to ``target_hf_wad`` selling the least collateral,
-    or None (no debt of ``debt``, no pool, or the target cannot be reached)."""
+    or None (no debt of ``debt``, no pool, or the target cannot be reached). ``repay_exactly``:
+    repay that much (a stop-loss: all of it), whatever the health factor after."""
     d_res, c_res = market.by_asset(debt), market.by_asset(collateral)
     scaled_debt = user_reserve(acct, d_res.id).scaled_variable_debt
     variable = ray_mul(scaled_debt, get_normalized_debt(d_res, market.timestamp)) if scaled_debt else 0
@@ -132,7 +133,7 @@ def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: i
             withdraw = _smallest_input(route, dex.pools, repay + flash_fee, held)
             if withdraw is None:
                 return False
-            try:
+            try:  # Aave repays min(repay, debt): a stop-loss may flash a little more than it owes
                 after = apply_transfer_out(market, apply_repay(market, acct, debt, repay), collateral, withdraw)
             except TopUpInvalid:
                 return False
@@ -140,7 +141,10 @@ def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: i
             sizes[repay] = (withdraw, flash_fee, hf)
             return hf >= target_hf_wad
 
-        repay = _first_true(reaches, 0, variable)
+        if repay_exactly is not None:
+            repay = repay_exactly if (reaches(repay_exactly) or repay_exactly in sizes) else None
+        else:
+            repay = _first_true(reaches, 0, variable)
         if repay is None:
             continue
         withdraw, flash_fee, hf = sizes[repay]
@@ -175,6 +179,41 @@ def set_keeper_calldata(keeper: Address) -> bytes:
 def pairs(rule: ProtectRule) -> list[tuple[str, str]]:
     """(COLLATERAL, DEBT) symbols of the rule's deleverage actions, in preference order."""
     return [tuple(s.split("->", 1)) for k, s in rule.actions if k == "deleverage"]  # type: ignore[misc]
+
+
+def closing(market: AaveMarketState, rule: ProtectRule) -> bool:
+    """The rule's stop-loss price is reached on this market's oracle (USD markets only)."""
+    if rule.close_below is None or market.base_currency_unit != 10**8:
+        return False
+    r = next((r for r in market.reserves if r.symbol.upper() == rule.close_below[0]), None)
+    return r is not None and r.price_base <= rule.close_below[1]
+
+
+def close_top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: int, rule: ProtectRule,
+                 dex: DexInputs | None) -> TopUp | None:
+    """Stop-loss: repay all of the debt token of the first deleverage action selling the
+    stop-loss asset, from that collateral; what is not sold stays the borrower's."""
+    if rule.contract is None or dex is None or is_v36(market) or rule.close_below is None:
+        return None
+    later = replace(market, timestamp=market.timestamp + HORIZON_S)
+    listed = {r.symbol.upper(): r for r in market.reserves}
+    for coll, debt in pairs(rule):
+        if coll != rule.close_below[0] or debt not in listed or coll not in listed:
+            continue
+        d_res = listed[debt]
+        scaled = user_reserve(acct, d_res.id).scaled_variable_debt
+        owed = ray_mul(scaled, get_normalized_debt(d_res, later.timestamp)) if scaled else 0
+        if owed == 0:
+            continue
+        q = plan_deleverage(later, acct, 2**256 - 1, listed[coll].asset, d_res.asset, dex, pool=market.pool,
+                            contract=rule.contract, max_slippage_bps=rule.max_slippage_bps, repay_exactly=owed)
+        if q is None:
+            continue
+        q = replace(q, deadline=market.timestamp + DEADLINE_S, min_hf_wad=min(q.expected_hf_wad, rule.target_hf_wad))
+        why = (f"{coll} at or below the stop-loss {rule.close_below[1]} (USD e8): close, sell {q.withdraw} "
+               f"{coll} (price impact {q.price_impact_bps} bps) to repay all {q.repay} {debt}")
+        return TopUp(key, "aave_v3", acct.account, market.block, hf, as_plan(q), why, q)
+    return None
 
 
 def deleverage_top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: int, rule: ProtectRule,
