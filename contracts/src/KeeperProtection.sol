@@ -17,6 +17,10 @@ import {TokenCalls} from "./TokenCalls.sol";
 /// and reverts otherwise. Only the borrower itself or the keeper key it designated with
 /// `setKeeper` may call it for that borrower. It keeps nothing: what is left of the debt
 /// token (and any collateral) goes to the borrower before the call returns.
+/// Morpho Blue (`deleverageMorpho`): the same with Morpho's free flash loan, `Morpho.repay` on
+/// behalf, `withdrawCollateral` through the borrower's `setAuthorization(this, true)`, the
+/// market's oracle for the slippage bound and Morpho's own health numbers
+/// (maxBorrow * 1e18 / borrowed) for the check.
 /// What the delegation lets this contract do: move the borrower's aTokens, only inside a
 /// deleverage called by the borrower or its keeper, only to sell them for the borrower's debt
 /// token within the slippage bound and only if the borrower ends above the target HF.
@@ -46,6 +50,26 @@ interface IPMorpho {
     function flashLoan(address token, uint256 assets, bytes calldata data) external;
 }
 
+struct MorphoParams {
+    address loanToken;
+    address collateralToken;
+    address oracle;
+    address irm;
+    uint256 lltv;
+}
+
+interface IPMorphoBlue {
+    function repay(MorphoParams memory mp, uint256 assets, uint256 shares, address onBehalf, bytes memory data)
+        external returns (uint256, uint256);
+    function withdrawCollateral(MorphoParams memory mp, uint256 assets, address onBehalf, address receiver) external;
+    function position(bytes32 id, address user) external view returns (uint256, uint128, uint128);
+    function market(bytes32 id) external view returns (uint128, uint128, uint128, uint128, uint128, uint128);
+}
+
+interface IPMorphoOracle {
+    function price() external view returns (uint256);
+}
+
 interface IPSwapRouter {
     struct ExactInputSingleParams {
         address tokenIn;
@@ -65,6 +89,29 @@ contract KeeperProtection {
     uint8 public constant FLASH_MORPHO = 2;
     uint256 public constant BPS = 10_000;
     uint256 private constant RESERVE_DATA_A_TOKEN_WORD = 8; // getReserveData's 15-word layout (3.0.2 and 3.6)
+
+    uint8 private constant KIND_AAVE = 1;
+    uint8 private constant KIND_MORPHO = 2;
+    uint256 private constant WAD = 1e18;
+    uint256 private constant ORACLE_PRICE_SCALE = 1e36; // Morpho Blue
+    uint256 private constant VIRTUAL_SHARES = 1e6; // Morpho Blue SharesMathLib
+    uint256 private constant VIRTUAL_ASSETS = 1;
+
+    /// Morpho Blue: repay `repayAssets` of the loan token (by shares, `repayShares`, when
+    /// non-zero: all of it), withdraw `withdrawCollateral` through the borrower's
+    /// `setAuthorization(this, true)`, sell it; the flash loan is Morpho's own (free).
+    struct MorphoDeleverage {
+        address morpho;
+        MorphoParams market;
+        address borrower;
+        uint256 repayAssets; // flash-borrowed
+        uint256 repayShares; // 0: repay by assets
+        uint256 withdrawCollateral;
+        uint24 poolFee;
+        uint256 deadline;
+        uint256 minHealthFactor; // wad: maxBorrow * 1e18 / borrowed, as Morpho._isHealthy
+        uint256 maxSlippageBps; // vs the market's oracle
+    }
 
     struct AaveDeleverage {
         address pool;
@@ -107,10 +154,8 @@ contract KeeperProtection {
     }
 
     function deleverageAave(AaveDeleverage calldata d) external {
-        if (msg.sender != d.borrower && (msg.sender != keeperOf[d.borrower] || msg.sender == address(0))) {
-            revert NotAllowed(msg.sender, d.borrower);
-        }
-        bytes memory data = abi.encode(d);
+        _onlyFor(d.borrower);
+        bytes memory data = abi.encode(KIND_AAVE, abi.encode(d));
         _caller = d.lender;
         if (d.flashSource == FLASH_AAVE) {
             IPAavePool(d.lender).flashLoanSimple(address(this), d.debt, d.repayAmount, data, 0);
@@ -131,7 +176,7 @@ contract KeeperProtection {
         external returns (bool)
     {
         if (msg.sender != _caller || initiator != address(this)) revert UnexpectedCallback(msg.sender);
-        _deleverage(abi.decode(params, (AaveDeleverage)));
+        _act(params);
         _approve(asset, msg.sender, amount + premium);
         return true;
     }
@@ -139,9 +184,68 @@ contract KeeperProtection {
     /// Morpho Blue flashLoan (free): Morpho pulls `assets` back after the callback.
     function onMorphoFlashLoan(uint256 assets, bytes calldata data) external {
         if (msg.sender != _caller) revert UnexpectedCallback(msg.sender);
-        AaveDeleverage memory d = abi.decode(data, (AaveDeleverage));
-        _deleverage(d);
-        _approve(d.debt, msg.sender, assets);
+        address token = _act(data);
+        _approve(token, msg.sender, assets);
+    }
+
+    function deleverageMorpho(MorphoDeleverage calldata d) external {
+        _onlyFor(d.borrower);
+        _caller = d.morpho;
+        IPMorpho(d.morpho).flashLoan(d.market.loanToken, d.repayAssets, abi.encode(KIND_MORPHO, abi.encode(d)));
+        _caller = address(0);
+        uint256 hf = _morphoHealth(d.morpho, d.market, d.borrower);
+        if (hf < d.minHealthFactor) revert HealthFactorTooLow(hf, d.minHealthFactor);
+        _transfer(d.market.loanToken, d.borrower, _balance(d.market.loanToken));
+        _transfer(d.market.collateralToken, d.borrower, _balance(d.market.collateralToken));
+    }
+
+    /// The deleverage inside the flash loan; returns the token borrowed.
+    function _act(bytes memory data) internal returns (address) {
+        (uint8 kind, bytes memory inner) = abi.decode(data, (uint8, bytes));
+        if (kind == KIND_AAVE) {
+            AaveDeleverage memory a = abi.decode(inner, (AaveDeleverage));
+            _deleverage(a);
+            return a.debt;
+        }
+        MorphoDeleverage memory m = abi.decode(inner, (MorphoDeleverage));
+        _deleverageMorpho(m);
+        return m.market.loanToken;
+    }
+
+    function _deleverageMorpho(MorphoDeleverage memory d) internal {
+        MorphoParams memory mp = d.market;
+        _approve(mp.loanToken, d.morpho, d.repayAssets);
+        (uint256 repaid,) = IPMorphoBlue(d.morpho).repay(mp, d.repayShares == 0 ? d.repayAssets : 0, d.repayShares,
+            d.borrower, "");
+        IPMorphoBlue(d.morpho).withdrawCollateral(mp, d.withdrawCollateral, d.borrower, address(this));
+        _approve(mp.collateralToken, router, d.withdrawCollateral);
+        uint256 received = IPSwapRouter(router).exactInputSingle(
+            IPSwapRouter.ExactInputSingleParams(mp.collateralToken, mp.loanToken, d.poolFee, address(this), d.deadline,
+                d.withdrawCollateral, 0, 0)
+        );
+        uint256 value = d.withdrawCollateral * IPMorphoOracle(mp.oracle).price() / ORACLE_PRICE_SCALE;
+        uint256 minimum = value * (BPS - d.maxSlippageBps) / BPS;
+        if (received < minimum) revert SlippageTooHigh(received, minimum);
+        emit Deleveraged(d.borrower, mp.collateralToken, mp.loanToken, d.withdrawCollateral, repaid, received,
+            _morphoHealth(d.morpho, mp, d.borrower));
+    }
+
+    /// Morpho._isHealthy's numbers as a health factor: maxBorrow * 1e18 / borrowed (max: no debt).
+    function _morphoHealth(address morpho, MorphoParams memory mp, address borrower) internal view returns (uint256) {
+        bytes32 id = keccak256(abi.encode(mp));
+        (, uint128 borrowShares, uint128 collateral) = IPMorphoBlue(morpho).position(id, borrower);
+        if (borrowShares == 0) return type(uint256).max;
+        (,, uint128 tba, uint128 tbs,,) = IPMorphoBlue(morpho).market(id);
+        uint256 borrowed = (uint256(borrowShares) * (tba + VIRTUAL_ASSETS) + (tbs + VIRTUAL_SHARES) - 1)
+            / (tbs + VIRTUAL_SHARES); // toAssetsUp
+        uint256 maxBorrow = uint256(collateral) * IPMorphoOracle(mp.oracle).price() / ORACLE_PRICE_SCALE * mp.lltv / WAD;
+        return maxBorrow * WAD / borrowed;
+    }
+
+    function _onlyFor(address borrower) internal view {
+        if (msg.sender != borrower && (msg.sender != keeperOf[borrower] || msg.sender == address(0))) {
+            revert NotAllowed(msg.sender, borrower);
+        }
     }
 
     function _deleverage(AaveDeleverage memory d) internal {

@@ -24,10 +24,11 @@ from dataclasses import dataclass, replace
 from eth_abi import encode
 
 from keeper.chain.abi import selector
-from keeper.dex.route import Route, RouteError, quote_route
-from keeper.dex.v3_math import V3MathError
-from keeper.dex.v3_pool import PoolState
-from keeper.chain.abi import topic, word
+from keeper.dex.deleverage import (  # noqa: F401  (FLASH_*, DexInputs: this package's API too)
+    DEADLINE_S, DEFAULT_FEES, FLASH_AAVE, FLASH_MORPHO, HORIZON_S, SET_KEEPER, DexInputs, deleverage_outcome,
+    impact_bps, pairs_of, smallest_input,
+)
+from keeper.dex.route import Route, quote_route
 from keeper.model import Address, Outcome, ProtectRule, TopUp, TopUpPlan
 from keeper.protocols.aave_v3.health import account_data
 from keeper.protocols.aave_v3.liquidation import user_reserve
@@ -36,26 +37,9 @@ from keeper.protocols.aave_v3.math import get_normalized_debt, get_normalized_in
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
 from keeper.protocols.aave_v3.topup import TopUpInvalid, _first_true, _with_row, apply_repay
 
-FLASH_AAVE, FLASH_MORPHO = 1, 2  # KeeperProtection.FLASH_*
 DELEVERAGE_AAVE = ("deleverageAave((address,address,address,address,uint256,uint256,uint24,uint256,uint256,"
                    "uint256,uint8,address))")
-SET_KEEPER = "setKeeper(address)"
-DELEVERAGED = topic("Deleveraged(address,address,address,uint256,uint256,uint256,uint256)")
-DEFAULT_FEES = (500, 3000)
-HORIZON_S = 120  # sized for the state this many seconds after the tick (as top-ups are)
-DEADLINE_S = 1800  # the swap's deadline after the tick
-PoolKey = tuple[str, str, int]
 
-
-@dataclass(frozen=True, slots=True)
-class DexInputs:
-    """What the IO side read for a deleverage at the market's block: the pools that sell
-    collateral for debt (keyed by ``Hop.key()``) and the flash lender."""
-
-    pools: Mapping[PoolKey, PoolState]
-    flash_source: int  # FLASH_AAVE | FLASH_MORPHO
-    flash_lender: Address
-    flash_premium_bps: int  # Aave FLASHLOAN_PREMIUM_TOTAL (0 for Morpho Blue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +64,7 @@ class DeleverageQuote:
 
     @property
     def price_impact_bps(self) -> int:
-        return 0 if self.oracle_out == 0 else max(0, (self.oracle_out - self.expected_out) * 10_000 // self.oracle_out)
+        return impact_bps(self.oracle_out, self.expected_out)
 
 
 def apply_transfer_out(market: AaveMarketState, acct: AaveAccount, asset: Address, amount: int) -> AaveAccount:
@@ -96,16 +80,6 @@ def apply_transfer_out(market: AaveMarketState, acct: AaveAccount, asset: Addres
     if scaled == row.scaled_a_token:
         cfg &= ~(1 << (2 * reserve.id + 1))
     return _with_row(acct, replace(row, scaled_a_token=row.scaled_a_token - scaled), cfg)
-
-
-def _smallest_input(route: Route, pools: Mapping[PoolKey, PoolState], need: int, hi: int) -> int | None:
-    """Smallest collateral input whose exact output is at least ``need`` (None: not even ``hi``)."""
-    def pays(x: int) -> bool:
-        try:
-            return quote_route(route, pools, x) >= need
-        except (V3MathError, RouteError):
-            return False
-    return _first_true(pays, 0, hi)
 
 
 def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: int, collateral: Address,
@@ -130,7 +104,7 @@ def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: i
 
         def reaches(repay: int) -> bool:
             flash_fee = percent_mul(repay, dex.flash_premium_bps) if dex.flash_source == FLASH_AAVE else 0
-            withdraw = _smallest_input(route, dex.pools, repay + flash_fee, held)
+            withdraw = smallest_input(route, dex.pools, repay + flash_fee, held)
             if withdraw is None:
                 return False
             try:  # Aave repays min(repay, debt): a stop-loss may flash a little more than it owes
@@ -178,7 +152,7 @@ def set_keeper_calldata(keeper: Address) -> bytes:
 
 def pairs(rule: ProtectRule) -> list[tuple[str, str]]:
     """(COLLATERAL, DEBT) symbols of the rule's deleverage actions, in preference order."""
-    return [tuple(s.split("->", 1)) for k, s in rule.actions if k == "deleverage"]  # type: ignore[misc]
+    return pairs_of(rule.actions)
 
 
 def closing(market: AaveMarketState, rule: ProtectRule) -> bool:
@@ -242,15 +216,4 @@ def deleverage_top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: 
 
 def realized(q: DeleverageQuote, receipts) -> Outcome:
     """The contract's Deleveraged event for the borrower: sold, repaid, received, HF after."""
-    for r in receipts:
-        for lg in r.logs:
-            t = lg.get("topics", [])
-            if (t and bytes.fromhex(t[0][2:]) == DELEVERAGED and str(lg.get("address", "")).lower()
-                    == q.contract.lower() and t[1][-40:].lower() == q.borrower[2:].lower()):
-                data = bytes.fromhex(lg["data"][2:])
-                sold, repaid, received, hf = (word(data, i) for i in range(4))
-                impact = 0 if q.oracle_out == 0 else max(0, (q.oracle_out - received) * 10_000 // q.oracle_out)
-                return Outcome(True, hf, detail=f"deleveraged: sold {sold} of {q.collateral}, repaid {repaid} "
-                                                f"of {q.debt}, swap paid {received} ({impact} bps below the "
-                                                f"oracle), health factor after {hf}")
-    return Outcome(False, detail="mined without a Deleveraged event")
+    return deleverage_outcome(receipts, q.contract, q.borrower, q.collateral, q.debt, q.oracle_out)

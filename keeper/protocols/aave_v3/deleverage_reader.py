@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from keeper.chain.abi import addr_arg, address_word, selector, word
+from keeper.chain.abi import selector, word
 from keeper.chain.rpc import Rpc
-from keeper.dex.quoter import read_route_pools
-from keeper.dex.route import Route
-from keeper.protocols.aave_v3.deleverage import DEFAULT_FEES, FLASH_AAVE, DexInputs
+from keeper.dex.protection_reader import keeper_named, read_sale_pools
+from keeper.protocols.aave_v3.deleverage import FLASH_AAVE, DexInputs
 from keeper.protocols.base import Delegation
 from keeper.units import UINT256_MAX
 
@@ -17,8 +16,7 @@ from keeper.units import UINT256_MAX
 async def read_dex_inputs(rpc: Rpc, pool: str, factory: str, pairs: Iterable[tuple[str, str]],
                           block: int) -> DexInputs:
     """``pairs``: (collateral, debt) token addresses. The flash loan comes from the Pool itself."""
-    routes = [Route.single(c, fee, d) for c, d in pairs for fee in DEFAULT_FEES]
-    pools = await read_route_pools(rpc, factory, routes, block) if routes else {}
+    pools = await read_sale_pools(rpc, factory, pairs, block)
     premium = word(await rpc.call(pool, selector("FLASHLOAN_PREMIUM_TOTAL()"), block))
     return DexInputs(pools, FLASH_AAVE, pool, premium)
 
@@ -28,7 +26,7 @@ async def delegation(rpc: Rpc, market, rule, contract: str, keeper: str, block: 
     unlimited aToken allowance per collateral its deleverage actions sell, and ``setKeeper``
     when another key than the borrower's runs keeper. ``done`` says what the chain already has."""
     from keeper.protocols.aave_v3 import encode as enc
-    from keeper.protocols.aave_v3.deleverage import pairs, set_keeper_calldata
+    from keeper.protocols.aave_v3.deleverage import pairs
 
     out: list[Delegation] = []
     listed = {r.symbol.upper(): r for r in market.reserves}
@@ -43,7 +41,6 @@ async def delegation(rpc: Rpc, market, rule, contract: str, keeper: str, block: 
                               f"keeper call, sold for your debt within max_slippage_bps of the oracle, "
                               f"and only if your health factor ends at or above the target"))
     if keeper.lower() != rule.account.lower():
-        now = address_word(await rpc.call(contract, selector("keeperOf(address)") + addr_arg(rule.account), block))
-        out.append(Delegation(contract, set_keeper_calldata(keeper), now.lower() == keeper.lower(),
-                              f"name {keeper} as the key that may call the contract for you"))
+        data, done = await keeper_named(rpc, contract, rule.account, keeper, block)
+        out.append(Delegation(contract, data, done, f"name {keeper} as the key that may call the contract for you"))
     return out
