@@ -13,6 +13,8 @@ sent, and the borrower gets a ``top_up_failed`` alert.
 
 from __future__ import annotations
 
+from tests.integration.own_anvil import anvil, devnet, w3  # noqa: F401  (own anvil: many blocks)
+
 from pathlib import Path
 
 from eth_abi import encode

@@ -7,6 +7,8 @@ event names it, and the contract keeps nothing."""
 
 from __future__ import annotations
 
+from tests.integration.own_anvil import anvil, devnet, w3  # noqa: F401  (own anvil: many blocks)
+
 from eth_abi import encode
 from eth_utils import to_checksum_address
 

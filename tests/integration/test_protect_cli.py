@@ -5,6 +5,8 @@ delegation and the WETH price at which the rule fires, which the Pool agrees wit
 
 from __future__ import annotations
 
+from tests.integration.own_anvil import anvil, devnet, w3  # noqa: F401  (own anvil: many blocks)
+
 import re
 
 from keeper.chain.rpc import Rpc
