@@ -287,5 +287,12 @@ def _mount_liquidator() -> None:
     app.add_typer(liquidator_app, name="liquidator", help="keeper's capital-free liquidator contract.")
 
 
+def _mount_protect() -> None:
+    from keeper.protect_cli import protect_app
+
+    app.add_typer(protect_app, name="protect", help="Protection from the position itself (deleverage).")
+
+
 _mount_devnet()
 _mount_liquidator()
+_mount_protect()

@@ -198,6 +198,9 @@ class Config(_Model):
             if rule.market is not None and rule.market not in seen:
                 raise _fail(f"no configured market is named {rule.market!r} (markets: "
                             f"{', '.join(sorted(seen))})", f"protect[{i}].market")
+            if any(k == "deleverage" for k, _ in rule.parsed_actions()) and not self.dex.configured:
+                raise _fail("a deleverage action sells collateral on [dex]: set uniswap_v3_factory, "
+                            "uniswap_v3_router and uniswap_v3_quoter", f"protect[{i}].actions")
         if self.liquidator.contract is not None and not self.dex.configured:
             raise _fail("a capital-free liquidator needs [dex] uniswap_v3_factory, uniswap_v3_router "
                         "and uniswap_v3_quoter", "liquidator.contract")

@@ -5,7 +5,9 @@
 account = "0x..."
 trigger_hf = "1.15"
 target_hf = "1.40"
-actions = ["repay:USDC", "supply:WETH"]
+actions = ["repay:USDC", "supply:WETH", "deleverage:WETH->USDC"]
+contract = "0x..."        # KeeperProtection (`keeper protect setup` deploys one when unset)
+max_slippage_bps = 100    # a deleverage's swap may pay at most this much below the oracle
 
 [liquidator]
 enabled = true
@@ -23,7 +25,26 @@ from pydantic import Field, field_validator, model_validator
 from keeper.config_types import Address, HealthFactor, _fail, _Model
 from keeper.units import format_fixed, parse_fixed
 
-_ACTION = re.compile(r"^(supply|repay):([A-Za-z0-9._\-]{1,32})$")
+_ACTION = re.compile(r"^(supply|repay):([A-Za-z0-9._\-]{1,32})$"
+                     r"|^deleverage:([A-Za-z0-9._\-]{1,32})->([A-Za-z0-9._\-]{1,32})$")
+
+
+class ClosePrice(_Model):
+    """``close_below_price = { asset = "WETH", usd = "1800" }``: at or below this oracle price,
+    repay all of the deleverage's debt from the collateral; the rest stays the borrower's."""
+
+    asset: str
+    usd: str
+
+    @field_validator("usd")
+    @classmethod
+    def _usd(cls, value: str) -> str:
+        try:
+            if parse_fixed(value, 8) <= 0:
+                raise ValueError
+        except ValueError:
+            raise _fail(f"not a positive USD price with at most 8 decimals: {value!r}") from None
+        return value
 
 
 class ProtectConfig(_Model):
@@ -34,15 +55,19 @@ class ProtectConfig(_Model):
     target_hf: HealthFactor
     actions: tuple[str, ...] = Field(min_length=1)
     market: str | None = None  # a market name; default: every configured market
+    contract: Address | None = None  # KeeperProtection, for deleverage:COLLATERAL->DEBT actions
+    max_slippage_bps: int = Field(default=100, ge=0, lt=10_000, strict=True)
+    close_below_price: ClosePrice | None = None  # stop-loss: repay the debt from collateral
 
     @field_validator("actions", mode="before")
     @classmethod
     def _actions(cls, value: Any) -> Any:
         if not isinstance(value, list | tuple):
-            raise _fail('must be a list like ["repay:USDC", "supply:WETH"]')
+            raise _fail('must be a list like ["repay:USDC", "supply:WETH", "deleverage:WETH->USDC"]')
         for v in value:
             if not isinstance(v, str) or not _ACTION.match(v.strip()):
-                raise _fail(f"{v!r} is not an action: write supply:SYMBOL or repay:SYMBOL")
+                raise _fail(f"{v!r} is not an action: write supply:SYMBOL, repay:SYMBOL or "
+                            f"deleverage:COLLATERAL->DEBT")
         return tuple(v.strip() for v in value)
 
     @model_validator(mode="after")
@@ -50,9 +75,19 @@ class ProtectConfig(_Model):
         if self.target_hf <= self.trigger_hf:
             raise _fail(f"must be greater than trigger_hf ({format_fixed(self.trigger_hf, 18)})",
                         field="target_hf")
+        close = self.close_below_price
+        if close is not None and not any(k == "deleverage" and s.split("->")[0] == close.asset.upper()
+                                         for k, s in self.parsed_actions()):
+            raise _fail(f"a stop-loss on {close.asset} sells it: add a deleverage:{close.asset.upper()}->DEBT "
+                        "action", field="close_below_price")
         return self
 
-    def parsed_actions(self) -> list[tuple[Literal["supply", "repay"], str]]:
+    def close_below(self) -> tuple[str, int] | None:
+        c = self.close_below_price
+        return None if c is None else (c.asset.upper(), parse_fixed(c.usd, 8))
+
+    def parsed_actions(self) -> list[tuple[Literal["supply", "repay", "deleverage"], str]]:
+        """("supply" | "repay", SYMBOL) or ("deleverage", "COLLATERAL->DEBT"), upper-cased."""
         out = []
         for a in self.actions:
             kind, symbol = a.split(":")

@@ -15,7 +15,7 @@ A position whose prices are unreliable (stale, zero or negative feed) gets no de
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from keeper.model import Address, Decision, Position, ProtectRule, Status
@@ -40,16 +40,20 @@ class Refusal:
     reason: str
 
 
-def top_ups_due(policy: Policy, market_name: str, positions: Iterable[Position]) -> list[tuple[Position, ProtectRule]]:
+def top_ups_due(policy: Policy, market_name: str, positions: Iterable[Position],
+                usd_of: Callable[[str], int | None] | None = None) -> list[tuple[Position, ProtectRule]]:
     """Own accounts below their trigger on this market (a rule with ``market`` set applies
-    to that configured market only)."""
+    to that configured market only), or whose stop-loss asset is priced (``usd_of``: SYMBOL ->
+    USD e8) at or below the rule's ``close_below``."""
     out = []
     for p in positions:
         rule = policy.protect.get(p.account.lower())
         if (rule is None or p.health_factor_wad is None or not p.reliable
                 or rule.market not in (None, market_name)):
             continue
-        if p.health_factor_wad < rule.trigger_hf_wad:
+        closing = (rule.close_below is not None and usd_of is not None
+                   and (usd_of(rule.close_below[0]) or 2**256) <= rule.close_below[1])
+        if p.health_factor_wad < rule.trigger_hf_wad or closing:
             out.append((p, rule))
     return out
 
@@ -86,7 +90,8 @@ def decide(adapter, market, tops: list[tuple[Position, ProtectRule]], due: list[
 def policy_from(cfg) -> Policy:  # cfg: keeper.config.Config (not imported: decide stays pure)
     rules = {
         p.account.lower(): ProtectRule(p.account, p.trigger_hf, p.target_hf, tuple(p.parsed_actions()),
-                                       p.market)
+                                       p.market, p.contract, p.max_slippage_bps, cfg.dex.uniswap_v3_factory,
+                                       p.close_below())
         for p in cfg.protect
     }
     lq = cfg.liquidator

@@ -41,37 +41,53 @@ async def _view_address(rpc: Rpc, contract: str, signature: str) -> str:
 
 
 async def deploy_liquidator(rpc: Rpc, signer: Signer, router: str, chain_id: int | None = None) -> str:
-    code = creation_code(router)
+    return await deploy_checked(rpc, signer, creation_code(router),
+                                {"owner()": signer.address, "router()": router}, chain_id)
+
+
+async def deploy_checked(rpc: Rpc, signer: Signer, code: str, expect: dict[str, str],
+                         chain_id: int | None = None) -> str:
+    """Deploy ``code`` (creation code with its arguments) as above; then each view in
+    ``expect`` (a signature returning an address) must return the address given."""
+    receipt = await send_simulated(rpc, signer, None, code, chain_id, "deployment")
+    address = to_checksum_address(receipt["contractAddress"])
+    for view, want in expect.items():
+        if await _view_address(rpc, address, view) != to_checksum_address(want):
+            raise ExecutionError(f"the contract at {address} does not return {want} from {view}")
+    return address
+
+
+async def send_simulated(rpc: Rpc, signer: Signer, to: str | None, data: str, chain_id: int | None = None,
+                         what: str = "transaction") -> dict:
+    """Simulate (eth_call), estimate, sign, send and wait for one transaction from ``signer``
+    (``to`` None: a creation, whose simulation must yield code); its receipt, or ExecutionError."""
     sender = signer.address
+    call = {"from": sender, "data": data, **({"to": to} if to else {})}
     try:
-        runtime = await rpc.request("eth_call", [{"from": sender, "data": code}, "latest"])
+        runtime = await rpc.request("eth_call", [call, "latest"])
     except KeeperError as e:
-        raise ExecutionError(f"deploy simulation reverted: {e}") from e
-    if not runtime or runtime == "0x":
-        raise ExecutionError("deploy simulation produced no contract code")
+        raise ExecutionError(f"{what} simulation reverted: {e}") from e
+    if to is None and (not runtime or runtime == "0x"):
+        raise ExecutionError(f"{what} simulation produced no contract code")
     try:
-        gas = int(await rpc.request("eth_estimateGas", [{"from": sender, "data": code}]), 16)
+        gas = int(await rpc.request("eth_estimateGas", [call]), 16)
         nonce = int(await rpc.request("eth_getTransactionCount", [sender, "pending"]), 16)
         base_fee = int((await rpc.block("latest"))["baseFeePerGas"], 16)
         chain = chain_id if chain_id is not None else await rpc.chain_id()
     except KeeperError as e:
-        raise ExecutionError(f"cannot prepare the deployment: {e}") from e
+        raise ExecutionError(f"cannot prepare the {what}: {e}") from e
     tx = {"chainId": chain, "nonce": nonce, "gas": gas * GAS_MARGIN_NUM // GAS_MARGIN_DEN,
           "maxFeePerGas": 2 * base_fee + TIP_WEI, "maxPriorityFeePerGas": TIP_WEI,
-          "value": 0, "data": code, "type": 2}  # no "to": a creation
+          "value": 0, "data": data, "type": 2, **({"to": to} if to else {})}  # no "to": a creation
     signed = signer.sign(tx)
     try:
         await rpc.request("eth_sendRawTransaction", [signed.raw])
         receipt = await _receipt(rpc, signed.hash)
     except KeeperError as e:
-        raise ExecutionError(f"deployment transaction failed: {e}") from e
+        raise ExecutionError(f"{what} transaction failed: {e}") from e
     if int(receipt["status"], 16) != 1:
-        raise ExecutionError(f"deployment reverted (tx {signed.hash})")
-    address = to_checksum_address(receipt["contractAddress"])
-    if await _view_address(rpc, address, "owner()") != sender or \
-            await _view_address(rpc, address, "router()") != to_checksum_address(router):
-        raise ExecutionError(f"the contract at {address} does not have the expected owner and router")
-    return address
+        raise ExecutionError(f"{what} reverted (tx {signed.hash})")
+    return receipt
 
 
 async def _receipt(rpc: Rpc, tx_hash: str) -> dict:

@@ -56,7 +56,7 @@ class Position:
 class TopUpPlan:
     """One supply (collateral) or repay (debt) on the account's behalf, sized exactly."""
 
-    action: str  # "supply" | "repay"
+    action: str  # "supply" | "repay" | "deleverage" (asset, amount: the collateral sold)
     asset: Address
     amount: int  # token base units
     expected_hf_wad: int  # the protocol's HF after the action (UINT256_MAX: no debt left)
@@ -70,8 +70,13 @@ class ProtectRule:
     account: Address
     trigger_hf_wad: int
     target_hf_wad: int
-    actions: tuple[tuple[str, str], ...]  # ("supply" | "repay", SYMBOL) in preference order
+    actions: tuple[tuple[str, str], ...]  # ("supply" | "repay", SYMBOL) or ("deleverage",
+    # "COLLATERAL->DEBT"), in preference order
     market: str | None = None  # a configured market name; None: every market
+    contract: Address | None = None  # KeeperProtection (deleverage)
+    max_slippage_bps: int = 100  # a deleverage's swap vs the oracle
+    dex_factory: Address | None = None  # [dex] uniswap_v3_factory: the pools a deleverage sells on
+    close_below: tuple[str, int] | None = None  # (SYMBOL, USD e8): stop-loss at or below this price
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ class Responder:
         self._refusals = {}
         if self.executor is not None:
             every = list(w.positions.values())
-            tops = top_ups_due(self.policy, adapter.market_name, every)
+            tops = top_ups_due(self.policy, adapter.market_name, every, self.prices.by_symbol.get)
             due = liquidations_due(self.policy, every)
             sale = self.policy.liquidate and adapter.sells(market)  # e.g. an interrupted absorb's buys
             if tops or due or sale:
@@ -87,6 +87,8 @@ class Responder:
     async def _decide(self, w, market, tops, due, sale: bool = False) -> list[Decision]:
         adapter, me = w.adapter, self.executor.tx.address
         wallet = await balances(self.mc, adapter.spend_tokens(market), me, market.block)
+        if tops:
+            await adapter.prepare_protect(market, [rule for _, rule in tops])
         ctx = None
         if due or sale:
             await self.refresh_feeds(market.block)
@@ -151,6 +153,7 @@ class Responder:
             words = (f"top-up {r.result}: {p.action} {p.amount} of {p.asset}"
                      + (f" (partial: wallet short by {p.shortfall})" if p.partial else "")
                      + (f", health factor now {r.realized}" if r.realized is not None else "")
+                     + (f", {r.detail}" if r.detail and not p.partial else "")
                      + (f", tx {r.tx_hash}" if r.tx_hash else ""))
         for account in d.accounts:
             pos = self._positions.get((d.market, account))

@@ -93,6 +93,7 @@ async def _build_executor(cfg: Config, rpc: Rpc, store: Store, engine: Engine, p
         market = await w.adapter.load_market(block, cfg.monitor.heartbeat_for)
         pairs += w.adapter.allowed_calls(market)
         approvals += w.adapter.approvals(market)
+        pairs += [c for rule in cfg.protect if rule.contract for c in w.adapter.protect_calls(rule.contract)]
         prices.learn_symbols(w.adapter.tokens(market))
         prices.learn(w.adapter.prices_usd(market))
     if cfg.liquidator.contract is not None:  # capital-free: only the contract's entry points

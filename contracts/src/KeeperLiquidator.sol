@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.19;
 
+import {TokenCalls} from "./TokenCalls.sol";
+
 /// @title KeeperLiquidator: keeper's own capital-free liquidator (not a stand-in).
 /// @notice One entry per protocol. The debt token is borrowed for the length of the
 /// transaction (Aave V3 `flashLoanSimple`, Morpho Blue `flashLoan`, a Uniswap V3 pool's
@@ -12,10 +14,6 @@ pragma solidity 0.8.19;
 /// Only the owner calls the entries; a callback is accepted only from the lender or
 /// protocol the current entry called (`_caller`), and Aave's only with this contract as
 /// initiator. Amounts the caller gives are used as given: keeper plans them off-chain.
-interface IERC20Like {
-    function balanceOf(address) external view returns (uint256);
-}
-
 interface IAavePoolLike {
     function flashLoanSimple(address receiver, address asset, uint256 amount, bytes calldata params, uint16 referral) external;
     function liquidationCall(address collateral, address debt, address user, uint256 debtToCover, bool receiveAToken) external;
@@ -125,7 +123,6 @@ contract KeeperLiquidator {
     error UnexpectedCallback(address from);
     error ProfitTooLow(uint256 balanceBefore, uint256 balanceAfter, uint256 minProfit);
     error BadFlashSource(uint8 source);
-    error TokenCallFailed(address token);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -285,20 +282,18 @@ contract KeeperLiquidator {
     }
 
     function _balance(address token) internal view returns (uint256) {
-        return IERC20Like(token).balanceOf(address(this));
+        return TokenCalls.balanceOf(token, address(this));
     }
 
-    /// ERC-20 calls that accept tokens returning nothing (USDT) and fail on `false`.
     function _tokenCall(address token, bytes memory data) private {
-        (bool ok, bytes memory ret) = token.call(data);
-        if (!ok || (ret.length != 0 && !abi.decode(ret, (bool))) || token.code.length == 0) revert TokenCallFailed(token);
+        TokenCalls.call(token, data);
     }
 
     function _transfer(address token, address to, uint256 amount) internal {
-        if (amount != 0) _tokenCall(token, abi.encodeWithSelector(0xa9059cbb, to, amount));
+        TokenCalls.transfer(token, to, amount);
     }
 
     function _approve(address token, address spender, uint256 amount) internal {
-        _tokenCall(token, abi.encodeWithSelector(0x095ea7b3, spender, amount));
+        TokenCalls.approve(token, spender, amount);
     }
 }

@@ -32,6 +32,7 @@ EXPORTS = {
     "Comet.json": ("own", "IComet"),
     "MorphoBlue.json": ("morpho", "Morpho"),
     "KeeperLiquidator.json": ("own", "KeeperLiquidator"),
+    "KeeperProtection.json": ("own", "KeeperProtection"),
 }
 
 
@@ -101,6 +102,10 @@ Notes
 - `KeeperLiquidator.json` is keeper's own capital-free liquidator
   (`contracts/src/KeeperLiquidator.sol`, not a stand-in): deployed by
   `keeper liquidator deploy`; `keeper/dex/liquidator.py` encodes its calls.
+- `KeeperProtection.json` is keeper's own deleverage contract
+  (`contracts/src/KeeperProtection.sol`, not a stand-in): it repays a borrower's debt from its
+  own collateral through the delegation the borrower gave it;
+  `keeper/protocols/aave_v3/deleverage.py` encodes its calls.
 - `Multicall3.json` is compiled from `contracts/src/IMulticall3.sol`, the interface of
   Multicall3 (github.com/mds1/multicall). The runtime code the devnet installs at
   `0xcA11bde05977b3631167028862bE2a173976CA11` comes from npm `viem@{viem}`

@@ -198,7 +198,7 @@ class ActionExecutor:
         (view,) = await adapter.contract_health([d.account], await self.rpc.block_number())
         logc.info("topup.done", tx=outs[0].hash, health_factor_after=view.health_factor_wad)
         return ActionResult(key, kind, "done", outs[0].hash, expected, view.health_factor_wad,
-                            detail="partial: wallet short" if d.plan.partial else "")
+                            detail="partial: wallet short" if d.plan.partial else outcome.detail)
 
     async def _step(self, step: TxStep, key: str, budget: int, logc, bid: int = 0,
                     on_sent: Callable[[], None] | None = None) -> TxOutcome | str:

@@ -183,6 +183,33 @@ class MarketAdapter(ABC, Generic[M, A]):
         (capital-free liquidations on any market may borrow from it). Default: none."""
         return []
 
+    # -- protection from the position itself (optional) -------------------------------
+    async def prepare_protect(self, market: M, rules: Sequence[ProtectRule]) -> None:
+        """IO before ``plan_top_up`` for accounts due (e.g. the DEX pools a deleverage sells
+        on, at ``market``'s block). Default: nothing to read."""
+        return None
+
+    async def protect_delegation(self, market: M, rule: ProtectRule, contract: Address,
+                                 keeper: Address) -> list[Delegation]:
+        """The borrower's one-time transactions that let ``contract`` deleverage it (``keeper
+        protect setup``), each with whether the chain already has it. Default: none."""
+        return []
+
+    def protect_calls(self, contract: Address) -> list[tuple[Address, str]]:
+        """(contract, signature) pairs a ``[[protect]] contract`` is called with (deleverage).
+        Default: this protocol cannot deleverage."""
+        return []
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """One transaction a borrower sends itself so that a protection contract may act for it."""
+
+    to: Address
+    data: bytes
+    done: bool  # the chain already has it
+    what: str  # what it allows, in plain words
+
 
 @dataclass(frozen=True)
 class ChainReaders:

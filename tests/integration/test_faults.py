@@ -197,6 +197,16 @@ async def _nonce(rpc: Rpc) -> int:
     return int(await rpc.request("eth_getTransactionCount", [me, "latest"]), 16)
 
 
+async def _mined(rpc: Rpc, tx_hash: str) -> dict:
+    """The receipt, waited for (bounded): automine can lag a send when anvil's history is long."""
+    for _ in range(200):
+        receipt = await rpc.request("eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            return receipt
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{tx_hash} not mined")
+
+
 async def _next(rpc: Rpc) -> tuple[int, int]:
     """(the sender's next nonce, the base fee)."""
     return await _nonce(rpc), int((await rpc.block("latest"))["baseFeePerGas"], 16)
@@ -215,7 +225,7 @@ async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_on
                 break
             await asyncio.sleep(0.02)
         assert a.sent == [raw] and b.sent == [raw]
-        receipt = await rpc.request("eth_getTransactionReceipt", [answer["result"]])
+        receipt = await _mined(rpc, answer["result"])
         assert int(receipt["status"], 16) == 1
         assert await _nonce(rpc) == nonce + 1
         # one endpoint failing: the other takes it
@@ -224,10 +234,7 @@ async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_on
         answer2 = await rpc.raw("eth_sendRawTransaction", [raw2])
         assert "result" in answer2
         assert raw2 not in a.sent and b.sent[-1] == raw2
-        for _ in range(100):  # bounded: under load anvil may answer before the block is in
-            if await rpc.request("eth_getTransactionReceipt", [answer2["result"]]):
-                break
-            await asyncio.sleep(0.02)
+        await _mined(rpc, answer2["result"])
         assert await _nonce(rpc) == nonce + 2
         # every endpoint failing: unknown whether it arrived -> SourceError; nothing was sent
         b.set("http503")
@@ -249,7 +256,7 @@ async def test_a_send_does_not_wait_for_a_hanging_endpoint(devnet, proxies):
         answer = await rpc.raw("eth_sendRawTransaction", [_transfer(devnet, nonce, base_fee)])
         assert "result" in answer
         assert rpc.endpoints[0].errors == 0  # returned on b's acceptance, a still pending
-        receipt = await rpc.request("eth_getTransactionReceipt", [answer["result"]])
+        receipt = await _mined(rpc, answer["result"])
         assert int(receipt["status"], 16) == 1
         for _ in range(100):  # bounded: a's timeout is recorded in the background
             if rpc.endpoints[0].errors:

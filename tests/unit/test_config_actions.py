@@ -39,7 +39,23 @@ def test_protect_bad_action(tmp_path):
     with pytest.raises(ConfigError) as e:
         load(tmp_path, f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.1"\n'
                        'target_hf = "1.2"\nactions = ["borrow:USDC"]\n')
-    assert "protect[0].actions" in str(e.value) and "supply:SYMBOL or repay:SYMBOL" in str(e.value)
+    assert "protect[0].actions" in str(e.value) and "supply:SYMBOL, repay:SYMBOL" in str(e.value)
+
+
+def test_protect_deleverage_action_needs_the_dex(tmp_path):
+    rule = (f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.1"\ntarget_hf = "1.2"\n'
+            'actions = ["repay:USDC", "deleverage:WETH->USDC"]\nmax_slippage_bps = 50\n')
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, rule)
+    assert "protect[0].actions" in str(e.value) and "[dex]" in str(e.value)
+    dex = ('\n[dex]\nuniswap_v3_factory = "0x1F98431c8aD98523631AE4a59f267346ea31F984"\n'
+           'uniswap_v3_router = "0xE592427A0AEce92De3Edee1F18E0157C05861564"\n'
+           'uniswap_v3_quoter = "0x61fFE014bA17989E743c5F6cB21bF9697530B21e"\n')
+    cfg = load(tmp_path, rule + dex)
+    assert cfg.protect[0].parsed_actions() == [("repay", "USDC"), ("deleverage", "WETH->USDC")]
+    assert cfg.protect[0].max_slippage_bps == 50
+    with pytest.raises(ConfigError, match="not an action"):
+        load(tmp_path, rule.replace("WETH->USDC", "WETH->") + dex)
 
 
 def test_negative_min_profit(tmp_path):
@@ -58,3 +74,17 @@ def test_bid_share_bps_refused_names_the_key(tmp_path, value):
     with pytest.raises(ConfigError) as e:
         load(tmp_path, f"\n[liquidator]\nbid_share_bps = {value}\n")
     assert "liquidator.bid_share_bps" in str(e.value)
+
+
+def test_protect_stop_loss_needs_a_deleverage_selling_its_asset(tmp_path):
+    dex = ('\n[dex]\nuniswap_v3_factory = "0x1F98431c8aD98523631AE4a59f267346ea31F984"\n'
+           'uniswap_v3_router = "0xE592427A0AEce92De3Edee1F18E0157C05861564"\n'
+           'uniswap_v3_quoter = "0x61fFE014bA17989E743c5F6cB21bF9697530B21e"\n')
+    rule = (f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.1"\ntarget_hf = "1.2"\n'
+            'actions = ["deleverage:WETH->USDC"]\n')
+    cfg = load(tmp_path, rule + 'close_below_price = { asset = "weth", usd = "1800.5" }\n' + dex)
+    assert cfg.protect[0].close_below() == ("WETH", 180_050_000_000)
+    with pytest.raises(ConfigError, match="close_below_price.*deleverage:WBTC->DEBT"):
+        load(tmp_path, rule + 'close_below_price = { asset = "WBTC", usd = "1" }\n' + dex)
+    with pytest.raises(ConfigError, match="positive USD price"):
+        load(tmp_path, rule + 'close_below_price = { asset = "WETH", usd = "-1" }\n' + dex)

@@ -20,4 +20,4 @@ def test_dex_math_and_plans_are_pure():
 
 def test_only_the_readers_touch_the_chain():
     readers = {f.name for f in DEX.glob("*.py") if "keeper.chain" in f.read_text()}
-    assert readers == {"quoter.py", "sources.py", "reader.py"}
+    assert readers == {"quoter.py", "sources.py", "reader.py", "protection_reader.py"}

@@ -9,9 +9,11 @@ from collections.abc import Mapping, Sequence
 from keeper.checks import Check
 from keeper.dex.liquidator import FLASH_AAVE
 from keeper.dex.view import FlashLender
-from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp
+from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp, TxStep
 from keeper.prices import PriceBook
+from keeper.protocols.aave_v3 import deleverage as dl
 from keeper.protocols.aave_v3 import plan
+from keeper.protocols.aave_v3.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.aave_v3.doctor import aave_checks
 from keeper.protocols.aave_v3 import encode as enc
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
@@ -27,6 +29,7 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
     def __init__(self, *args, market_name: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.market_name = market_name or self.label
+        self._dex: tuple[int, dl.DexInputs] | None = None  # (block, inputs) of the last prepare_protect
 
     async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         views = await self.pool_account_data(accounts, block)
@@ -64,17 +67,47 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
 
     def plan_top_up(self, market: AaveMarketState, acct: AaveAccount, rule: ProtectRule,
                     wallet: Mapping[Address, int]) -> TopUp | None:
+        """A wallet top-up first; a deleverage (from the position itself) when the wallet
+        cannot pay for the whole target and the rule allows one."""
         hf = self.evaluator(market).position(acct, DEFAULT_THRESHOLDS, False).health_factor_wad
-        return plan.top_up(self.label, market, acct, hf or 0, rule, wallet)
+        if dl.closing(market, rule):  # stop-loss: close from the collateral, whatever the HF
+            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+            return dl.close_top_up(self.label, market, acct, hf or 0, rule, dex)
+        d = plan.top_up(self.label, market, acct, hf or 0, rule, wallet)
+        if (d is None or d.plan.partial) and dl.pairs(rule):
+            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+            return dl.deleverage_top_up(self.label, market, acct, hf or 0, rule, dex) or d
+        return d
+
+    async def prepare_protect(self, market: AaveMarketState, rules: Sequence[ProtectRule]) -> None:
+        listed = {r.symbol.upper(): r.asset for r in market.reserves}
+        wanted = {(listed[c], listed[d]) for rule in rules if rule.contract for c, d in dl.pairs(rule)
+                  if c in listed and d in listed}
+        factory = next((r.dex_factory for r in rules if r.dex_factory), None)
+        if wanted and factory is not None:
+            self._dex = (market.block, await read_dex_inputs(self.rpc, market.pool, factory, wanted,
+                                                             market.block))
+
+    async def protect_delegation(self, market: AaveMarketState, rule: ProtectRule, contract: Address,
+                                 keeper: Address):
+        return await delegation(self.rpc, market, rule, contract, keeper, market.block)
+
+    def protect_calls(self, contract: Address) -> list[tuple[Address, str]]:
+        return [(contract, dl.DELEVERAGE_AAVE)]
 
     def plan_liquidations(self, market: AaveMarketState, due: Sequence[Position],
                           accounts: Mapping[Address, AaveAccount], ctx: PlanContext) -> list[Liquidate]:
         return plan.liquidations(self.label, market, due, accounts, ctx)
 
     def encode(self, decision: Decision, sender: Address):
+        if isinstance(decision, TopUp) and isinstance(decision.quote, dl.DeleverageQuote):
+            q = decision.quote
+            return [TxStep(q.contract, dl.deleverage_calldata(q, q.deadline), f"deleverage {decision.account}")]
         return plan.encode(self._pool(), decision)
 
     def realized(self, market: AaveMarketState, decision: Decision, receipts, prices: PriceBook) -> Outcome:
+        if isinstance(decision, TopUp) and isinstance(decision.quote, dl.DeleverageQuote):
+            return dl.realized(decision.quote, receipts)
         return plan.realized(market, decision, receipts)
 
     def allowed_calls(self, market: AaveMarketState) -> list[tuple[Address, str]]:

@@ -42,7 +42,13 @@ SIGNATURES = """
     VariableDebtSupplyNotZero() WithdrawToAToken() ZeroAddressNotValid()
 """.split()  # noqa: SIM905
 
+# keeper's own KeeperProtection.sol (deleverage), shown as "KeeperProtection.<error>"
+PROTECTION = ("NotAllowed(address,address)", "UnexpectedCallback(address)", "BadFlashSource(uint8)",
+              "SlippageTooHigh(uint256,uint256)", "HealthFactorTooLow(uint256,uint256)", "NoReserve(address)",
+              "TokenCallFailed(address)")
+
 SELECTORS: dict[bytes, str] = {keccak(text=s)[:4]: s for s in SIGNATURES}
+SELECTORS.update({keccak(text=s)[:4]: "KeeperProtection." + s for s in PROTECTION})
 
 
 PREFIX = "Aave error"  # how the guard and the logs show them

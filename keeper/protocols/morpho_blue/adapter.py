@@ -22,7 +22,10 @@ from keeper.errors import SourceError
 from keeper.model import ContractView, Decision, Liquidate, Outcome, ProtectRule, TopUp, TxStep
 from keeper.prices import PriceBook
 from keeper.protocols.base import MarketAdapter, PlanContext
+from keeper.dex.deleverage import deleverage_outcome, pairs_of
+from keeper.protocols.morpho_blue import deleverage as dl
 from keeper.protocols.morpho_blue import plan
+from keeper.protocols.morpho_blue.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.morpho_blue.doctor import morpho_checks
 from keeper.protocols.morpho_blue import math as math
 from keeper.protocols.morpho_blue.math import MorphoMarket, MorphoPosition
@@ -45,6 +48,7 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
         self.token_symbols: dict[str, str] = {}  # token address -> symbol
         self.decimals: dict[str, int] = {}
         self._cache: tuple[int, dict[str, MorphoMarket]] | None = None
+        self._dex = None  # (block, keeper.dex.deleverage.DexInputs) of the last prepare_protect
 
     async def load_market(self, block: int, _heartbeat_for: Callable[[str], int]) -> MorphoMarket:
         cache = self.base.__dict__.setdefault("_block_cache", {})
@@ -172,8 +176,36 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
     # -- decisions -------------------------------------------------------------------------
     def plan_top_up(self, market: MorphoMarket, acct: MorphoPosition, rule: ProtectRule,
                     wallet: Mapping[Address, int]) -> TopUp | None:
+        """A wallet top-up first; a deleverage when the wallet cannot pay the whole target."""
         hf = math.health(market, acct)[2]
-        return plan.top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, wallet)
+        d = plan.top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, wallet)
+        if (d is None or d.plan.partial) and self._sells_here(market, rule):
+            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+            return dl.morpho_deleverage_top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, dex,
+                                               self.base.morpho) or d
+        return d
+
+    def _sells_here(self, market: MorphoMarket, rule: ProtectRule) -> bool:
+        s = self.token_symbols
+        pair = (s.get(market.params.collateral_token, "").upper(), s.get(market.params.loan_token, "").upper())
+        return pair in pairs_of(rule.actions)
+
+    async def prepare_protect(self, market: MorphoMarket, rules: Sequence[ProtectRule]) -> None:
+        factory = next((r.dex_factory for r in rules if r.dex_factory and r.contract
+                        and self._sells_here(market, r)), None)
+        if factory is not None:
+            self._dex = (market.block, await read_dex_inputs(self.base.rpc, self.base.morpho, factory,
+                                                             market.params.collateral_token,
+                                                             market.params.loan_token, market.block))
+
+    async def protect_delegation(self, market: MorphoMarket, rule: ProtectRule, contract: Address, keeper: Address):
+        if not self._sells_here(market, rule):
+            return []
+        label = self.token_symbols.get(market.params.collateral_token, "")
+        return await delegation(self.base.rpc, self.base.morpho, rule.account, contract, keeper, label, market.block)
+
+    def protect_calls(self, contract: Address) -> list[tuple[Address, str]]:
+        return [(contract, dl.DELEVERAGE_MORPHO)]
 
     def plan_liquidations(self, market: MorphoMarket, due: Sequence[Position],
                           accounts: Mapping[Address, MorphoPosition], ctx: PlanContext) -> list[Liquidate]:
@@ -181,9 +213,15 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
                                  self.base.morpho, self.token_symbols)
 
     def encode(self, decision: Decision, sender: Address) -> list[TxStep]:
+        if isinstance(decision, TopUp) and isinstance(decision.quote, dl.MorphoDeleverageQuote):
+            q = decision.quote
+            return [TxStep(q.contract, dl.deleverage_calldata(q), f"deleverage {decision.account} on Morpho")]
         return plan.encode(self.base.morpho, self.base.params[self.id], decision)
 
     def realized(self, market: MorphoMarket, decision: Decision, receipts, prices: PriceBook) -> Outcome:
+        if isinstance(decision, TopUp) and isinstance(decision.quote, dl.MorphoDeleverageQuote):
+            q = decision.quote
+            return deleverage_outcome(receipts, q.contract, q.borrower, q.collateral, q.debt, q.oracle_out)
         return plan.realized(market, decision, receipts, prices, self._loan_decimals(market))
 
     def allowed_calls(self, market: MorphoMarket) -> list[tuple[Address, str]]:
