@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from eth_utils import to_checksum_address
 
-from keeper.chain.abi import topic
 from keeper.config import load_config
 from keeper.devnet.api import apply_price_change, get_price, mint, set_price
 from keeper.devnet.comet import CometInfo, deploy_comet
@@ -23,11 +22,8 @@ from keeper.devnet.morpho import MorphoInfo, deploy_morpho, follow_feed
 from keeper.devnet.rpc import rpc
 from keeper.devnet.state import chain_config_toml
 from keeper.wiring import build_keeper
+from tests.integration.test_all_protocols import COMET_ABSORB, LIQUIDATOR_KEY, MORPHO_LIQUIDATE
 from tests.notify_servers import HttpSink
-
-LIQUIDATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil #1
-MORPHO_LIQUIDATE = topic("Liquidate(bytes32,address,address,uint256,uint256,uint256,uint256,uint256)")
-COMET_ABSORB = topic("AbsorbDebt(address,address,uint256,uint256)")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
