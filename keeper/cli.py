@@ -220,6 +220,10 @@ async def _run(cfg, path: str = "config"):
             from keeper.chain.heads import HeadSubscription
 
             runner.heads = HeadSubscription(cfg.chain.ws_url.reveal(), runner.on_head)
+        if cfg.backrun.enabled and k.executor is not None:
+            from keeper import backrun
+
+            runner.services.append(backrun.build(cfg, k))
         if cfg.metrics.listen:
             from keeper.metrics import start_metrics
 

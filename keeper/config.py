@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from keeper.config_actions import LiquidatorConfig, PricesConfig, ProtectConfig
+from keeper.config_backrun import BackrunConfig
 from keeper.config_dex import DexConfig
 from keeper.config_executor import ExecutorConfig
 from keeper.notify.config import CHANNEL_MODELS, NotifyChannels, NotifyRules, resolve_secrets
@@ -155,6 +156,7 @@ class Config(_Model):
     markets: tuple[Market, ...] = Field(min_length=1)
     protect: tuple[ProtectConfig, ...] = ()
     liquidator: LiquidatorConfig = Field(default_factory=LiquidatorConfig)
+    backrun: BackrunConfig = Field(default_factory=BackrunConfig)
     prices: PricesConfig = Field(default_factory=PricesConfig)
     dex: DexConfig = Field(default_factory=DexConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
@@ -201,6 +203,9 @@ class Config(_Model):
             if any(k == "deleverage" for k, _ in rule.parsed_actions()) and not self.dex.configured:
                 raise _fail("a deleverage action sells collateral on [dex]: set uniswap_v3_factory, "
                             "uniswap_v3_router and uniswap_v3_quoter", f"protect[{i}].actions")
+        if self.backrun.enabled and (self.chain.ws_url is None or not self.liquidator.enabled):
+            raise _fail("a backrun watches pending transactions over WebSocket and liquidates: set "
+                        "[chain] ws_url and [liquidator] enabled = true", "backrun.enabled")
         if self.liquidator.contract is not None and not self.dex.configured:
             raise _fail("a capital-free liquidator needs [dex] uniswap_v3_factory, uniswap_v3_router "
                         "and uniswap_v3_quoter", "liquidator.contract")
@@ -213,7 +218,8 @@ class Config(_Model):
 
     def secrets(self) -> list[str]:
         """Values to hand to ``keeper.log.register_secret`` at start-up."""
-        out = [s.reveal() for s in (*self.chain.rpc_urls, self.chain.ws_url, self.private_key) if s is not None]
+        out = [s.reveal() for s in (*self.chain.rpc_urls, self.chain.ws_url, self.backrun.relay_url,
+                                    self.private_key) if s is not None]
         for channel in self._notify_secrets.values():
             out.extend(channel.reveal_all())
         return out

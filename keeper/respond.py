@@ -84,7 +84,8 @@ class Responder:
                                       int(time.time()))
         return decisions
 
-    async def _decide(self, w, market, tops, due, sale: bool = False) -> list[Decision]:
+    async def _decide(self, w, market, tops, due, sale: bool = False, submit=None) -> list[Decision]:
+        """``submit``: where the decisions go (default: the executor; keeper.backrun: its sender)."""
         adapter, me = w.adapter, self.executor.tx.address
         wallet = await balances(self.mc, adapter.spend_tokens(market), me, market.block)
         if tops:
@@ -111,8 +112,13 @@ class Responder:
                      **({"profit_usd_e8": d.profit_usd_e8} if isinstance(d, Liquidate) else {}))
         self.decided += len(decisions)
         if decisions:
-            self.executor.submit(decisions, adapter, market)
+            (submit or self.executor.submit)(decisions, adapter, market)
         return decisions
+
+    async def decide_for(self, w, market, due: Sequence[Position], submit) -> list[Decision]:
+        """Liquidations of ``due`` planned on ``market`` (a what-if market: keeper.backrun),
+        handed to ``submit`` instead of the executor."""
+        return await self._decide(w, market, [], list(due), submit=submit)
 
     async def _dex(self, w, market):
         """The DEX at the market's block for capital-free plans (None: own capital only)."""

@@ -54,6 +54,7 @@ class Runner:
         self.ops: Callable[[], Awaitable[object]] | None = None  # operator alerts, every OPS_S
         self.drain: Callable[[], Awaitable[None]] | None = None  # in-flight sends, awaited at stop
         self.heads = None  # keeper.chain.heads.HeadSubscription: pushed heads (else polling alone)
+        self.services: list = []  # more subscriptions run beside the heads (keeper.backrun's pending txs)
         self._pushed = -1
         self._wake = asyncio.Event()
 
@@ -178,6 +179,7 @@ class Runner:
         pushed = []
         if self.heads is not None:
             pushed = [asyncio.create_task(self.heads.run(self.stop)), asyncio.create_task(self._block_worker())]
+        pushed += [asyncio.create_task(s.run(self.stop)) for s in self.services]
         try:
             await self.stop.wait()
         finally:

@@ -27,6 +27,8 @@ log = structlog.get_logger("keeper.heads")
 
 
 class HeadSubscription:
+    params: tuple = ("newHeads",)  # what eth_subscribe is asked for (keeper.chain.mempool: pending txs)
+
     def __init__(self, ws_url: str, on_head: Callable[[int], None], retry_s: float = 1.0,
                  open_timeout_s: float = 10.0):
         self.url, self.on_head = ws_url, on_head
@@ -54,7 +56,7 @@ class HeadSubscription:
     async def _session(self, stop: asyncio.Event) -> None:
         async with connect(self.url, open_timeout=self.open_timeout_s, max_size=2**22) as ws:
             await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
-                                      "params": ["newHeads"]}))
+                                      "params": list(self.params)}))
             reply = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout_s))
             if "result" not in reply:
                 raise ValueError(f"eth_subscribe refused: {reply.get('error', reply)}")
@@ -74,7 +76,11 @@ class HeadSubscription:
                     msg = json.loads(recv.result())
                     params = msg.get("params") or {}
                     if msg.get("method") == "eth_subscription" and params.get("subscription") == sub:
-                        self.heads += 1
-                        self.on_head(int(params["result"]["number"], 16))
+                        self.deliver(params["result"])
             finally:
                 stopping.cancel()
+
+    def deliver(self, result) -> None:
+        """One notification's ``result``: here a head."""
+        self.heads += 1
+        self.on_head(int(result["number"], 16))

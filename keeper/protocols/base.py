@@ -121,6 +121,11 @@ class MarketAdapter(ABC, Generic[M, A]):
     def apply_shocks(self, market: M, shocks: dict[str, int]) -> M:
         """What-if: prices moved by bps per symbol; symbols the market lacks are ignored."""
 
+    def price_feeds(self, market: M) -> dict[Address, str]:
+        """Chainlink-style feed -> the symbol whose price it sets in this market (what a pending
+        update of it moves: keeper.backrun). Empty: none known (no backrun)."""
+        return {}
+
     @abstractmethod
     def symbols(self, market: M) -> set[str]:
         """Upper-case symbols whose price this market uses."""

@@ -50,6 +50,9 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         return {r.asset: (r.symbol, r.price_base) for r in market.reserves
                 if r.asset not in market.unreliable_assets}
 
+    def price_feeds(self, market: AaveMarketState) -> dict[Address, str]:
+        return {r.price_source: r.symbol for r in market.reserves if int(r.price_source or "0x0", 16)}
+
     def tokens(self, market: AaveMarketState) -> dict[Address, str]:
         return {r.asset: r.symbol for r in market.reserves}
 

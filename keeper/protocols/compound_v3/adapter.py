@@ -39,6 +39,12 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
         return {t: (names[t], p) for t, p in market.prices_e8.items()
                 if t in names and t not in market.unreliable_assets}
 
+    def price_feeds(self, market: CometMarket) -> dict[Address, str]:
+        st = self.static
+        if st is None:
+            return {}
+        return {st.base_feed: market.base_symbol, **{a.price_feed: a.symbol for a in st.assets}}
+
     def tokens(self, market: CometMarket) -> dict[Address, str]:
         return {market.base_token: market.base_symbol, **{a.asset: a.symbol for a in market.assets}}
 

@@ -1,0 +1,158 @@
+"""The backrun of a price update: liquidations placed right behind it, in its own block.
+
+keeper.chain.mempool hands every pending transaction sent to a watched feed to ``on_tx``;
+keeper.oracle_updates decodes the new answer. Then, for each watched market that prices an
+asset from that feed (``adapter.price_feeds``; a Chainlink proxy's ``aggregator()`` is
+resolved once, since updates go to the aggregator):
+
+1. the move: ``shock_bps(current answer, new answer)`` per symbol, every update still pending
+   since the last processed block taken together (two feeds moved in one block);
+2. the market as it will be: ``adapter.apply_shocks`` on the engine's latest market, and the
+   positions the move reaches (``adapter.moved`` -> holders) evaluated with it;
+3. the liquidatable ones planned as the block tick plans them (keeper.respond, the market's
+   own planner) and handed to keeper.executors.backrun, which simulates them behind the
+   update and sends them with fees that order them right after it.
+
+A bps move is floored: a position at the very edge may be planned and then dropped by the
+simulation behind the update (the simulation is the truth). Nothing here blocks a tick: the
+work runs in its own task, outside the tick lock, on the engine's last state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from keeper.chain.abi import call_data, signed_word, address_word
+from keeper.chain.mempool import PendingTx
+from keeper.chain.multicall import Call
+from keeper.decide import liquidations_due
+from keeper.oracle_updates import FeedUpdate, decode_update, shock_bps
+
+log = structlog.get_logger("keeper.backrun")
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    update: FeedUpdate
+    tx: PendingTx
+    after_block: int  # the engine's last processed block when it was seen
+    old_answer: int
+
+
+class Backrunner:
+    def __init__(self, engine, responder, sender):
+        self.engine, self.responder, self.sender = engine, responder, sender
+        self.pending: dict[str, Seen] = {}  # feed (lower) -> its latest pending update
+        self._feeds: dict[str, list[tuple[object, str]]] = {}  # feed or aggregator (lower) -> [(watch, symbol)]
+        self._feeds_at: tuple | None = None
+        self._resolved: dict[str, str] = {}  # proxy (lower) -> aggregator (lower)
+        self.tasks: set[asyncio.Task] = set()
+        self.planned = 0  # decisions handed to the sender
+
+    # -- which feeds --------------------------------------------------------------------
+    def feeds(self) -> dict[str, list[tuple[object, str]]]:
+        at = tuple((id(w), id(w.market)) for w in self.engine.watches)
+        if at != self._feeds_at:
+            out: dict[str, list] = {}
+            for w in self.engine.watches:
+                if w.market is None:
+                    continue
+                for feed, symbol in w.adapter.price_feeds(w.market).items():
+                    for key in {feed.lower(), self._resolved.get(feed.lower(), feed.lower())}:
+                        out.setdefault(key, []).append((w, symbol))
+            self._feeds, self._feeds_at = out, at
+        return self._feeds
+
+    async def resolve(self) -> None:
+        """Chainlink proxies forward to an aggregator, and updates go to the aggregator: ask
+        each feed for ``aggregator()`` once (a feed without it is its own aggregator)."""
+        todo = [f for f in self.feeds() if f not in self._resolved]
+        if not todo:
+            return
+        block = await self.engine.rpc.block_number()
+        res = await self.engine.mc.run([Call(f, call_data("aggregator()")) for f in todo], block)
+        for f, (ok, raw) in zip(todo, res):
+            self._resolved[f] = address_word(raw).lower() if ok and len(raw) == 32 else f
+        self._feeds_at = None
+
+    def wanted(self, to: str) -> bool:
+        return to.lower() in self.feeds()
+
+    # -- a pending update -----------------------------------------------------------------
+    def on_tx(self, tx: PendingTx) -> None:
+        update = decode_update(tx.to, tx.data)
+        if update is None:
+            return
+        task = asyncio.create_task(self.handle(update, tx))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def handle(self, update: FeedUpdate, tx: PendingTx) -> list:
+        users = self.feeds().get(update.feed.lower(), [])
+        if not users:
+            return []
+        last = max((w.last_block or 0) for w, _ in users)
+        for key, s in list(self.pending.items()):  # mined by now: the block tick has them
+            if s.after_block < last:
+                del self.pending[key]
+        raw = await self.engine.rpc.call(update.feed, call_data("latestAnswer()"))
+        old = signed_word(raw, 0)
+        self.pending[update.feed.lower()] = Seen(update, tx, last, old)
+        log.info("oracle.pending", feed=update.feed, tx=tx.hash, answer=update.answer, current=old,
+                 max_fee_per_gas=tx.max_fee_per_gas)
+        if old <= 0:
+            return []
+        out = []
+        for w in {id(w): w for w, _ in users}.values():
+            out += await self._plan(w)
+        return out
+
+    async def _plan(self, w) -> list:
+        shocks: dict[str, int] = {}
+        updates = []
+        for feed, s in self.pending.items():
+            for ww, symbol in self.feeds().get(feed, []):
+                if ww is w:
+                    shocks[symbol] = shock_bps(s.old_answer, s.update.answer)
+                    updates.append(s.tx)
+        market = w.market
+        shocked = w.adapter.apply_shocks(market, shocks)
+        reached: set = set()
+        for k in w.adapter.moved(market, shocked):
+            reached |= w.holders.get(k, set())
+        ev = w.adapter.evaluator(shocked)
+        th = self.engine.thresholds
+        positions = [ev.position(w.accounts[a], th, False) for a in reached if a in w.accounts]
+        busy = self.sender.ex.in_flight
+        due = [p for p in liquidations_due(self.responder.policy, positions) if f"{w.key}:{p.account}" not in busy]
+        log.info("backrun.planned", market=w.key, shocks=shocks, reached=len(reached), due=len(due),
+                 behind=[u.hash for u in updates])
+        if not due:
+            return []
+        updates.sort(key=lambda u: (u.sender, u.nonce))
+        decisions = await self.responder.decide_for(
+            w, shocked, due, lambda ds, adapter, m: self.sender.submit(ds, adapter, m, updates))
+        self.planned += len(decisions)
+        return decisions
+
+
+def build(cfg, k):
+    """The pending-transaction subscription that drives a backrun, from ``[backrun]``: run it
+    beside the heads (Runner.services). ``k``: keeper.wiring's Keeper (engine, executor)."""
+    from keeper.chain.bundles import RelayClient
+    from keeper.chain.mempool import PendingSubscription
+    from keeper.executors.backrun import BackrunSender
+    from keeper.executors.bundle import BundleSubmitter, MempoolSubmitter
+
+    submitter = (BundleSubmitter(RelayClient(cfg.backrun.relay_url.reveal()))
+                 if cfg.backrun.submitter == "bundle" else MempoolSubmitter())
+    runner = Backrunner(k.engine, k.engine.responder, BackrunSender(k.executor, submitter))
+
+    async def fetch(tx_hash: str):
+        return await k.rpc.request("eth_getTransactionByHash", [tx_hash])
+    sub = PendingSubscription(cfg.chain.ws_url.reveal(), runner.on_tx, runner.wanted, fetch)
+    sub.backrunner = runner
+    return sub

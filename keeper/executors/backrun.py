@@ -1,0 +1,189 @@
+"""Send liquidations right behind a pending price update, in its block (the backrun).
+
+keeper.backrun decides (the liquidations a pending update causes, planned on the market with
+the update's price); this module sends them, through the same journal, nonces, guard and
+``actions`` rows as every other action (keeper.executors.actions), with two differences:
+
+* **Simulation behind the update.** The decisions' transactions are simulated with
+  ``eth_simulateV1`` after the pending update(s), in order, in one simulated block
+  (keeper.chain.bundles): a plain ``eth_call`` would run them on the state before the update,
+  where the positions are still healthy. A decision whose transaction fails there is dropped
+  and the rest simulated again; nothing is signed that did not succeed behind the update.
+  Gas limits are the simulated gas used + ``gas_margin_bps``.
+* **Fees that order them right behind the update.** ``maxFeePerGas`` equal to the update's
+  (the lowest of them, when several are pending) and a priority fee no higher than the
+  update's: a block ordered by ``maxFeePerGas`` then arrival (anvil) or by tip then arrival
+  (most builders) puts ours after the update and ahead of anything priced below it, which
+  is every bot that waits for the update's block. Within the guard's caps: a decision whose
+  budget cannot pay the update's fee is dropped (the block tick takes it one block later).
+
+Then a submitter (keeper.executors.bundle) sends them: ``mempool`` broadcasts them one after
+another (consecutive nonces), ``bundle`` hands ``[update, ours...]`` to a relay. Receipts are
+awaited as usual and each action gets its row, its realized profit and its alert.
+Decisions whose approvals are not in place are left to the block tick (no approval on this
+path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from keeper.chain.bundles import simulate_in_order
+from keeper.chain.mempool import PendingTx
+from keeper.errors import ExecutionError, SourceError
+from keeper.executors import TxOutcome, TxRequest
+from keeper.executors.actions import ActionExecutor, ActionResult, action_key
+from keeper.executors.guard import Fees
+from keeper.model import Decision, Liquidate
+
+log = structlog.get_logger("keeper.backrun")
+
+
+@dataclass(eq=False)
+class Ready:
+    """One decision ready to go: its requests, then (after the simulation) gas and fees."""
+
+    d: Decision
+    reqs: list[TxRequest]
+    slots: set[str]
+    gas: tuple[int, ...] = ()
+    fees: Fees | None = None
+
+
+def behind(updates: list[PendingTx]) -> Fees:
+    """Fees that sort right behind every one of ``updates`` (see the module docstring)."""
+    fee = min(u.max_fee_per_gas for u in updates)
+    return Fees(fee, min(fee, min(u.priority_fee_per_gas for u in updates)))
+
+
+class BackrunSender:
+    def __init__(self, executor: ActionExecutor, submitter):
+        self.ex, self.tx, self.submitter = executor, executor.tx, submitter
+        self.sent = 0  # transactions handed to the submitter
+
+    def submit(self, decisions: list[Decision], adapter, market, updates: list[PendingTx]) -> int:
+        """Start one task for the decisions whose accounts are not in flight already."""
+        todo = []
+        for d in decisions:
+            slots = {f"{d.market}:{a}" for a in d.accounts or ("protocol",)}
+            if slots & self.ex.in_flight or not isinstance(d, Liquidate):
+                continue
+            self.ex.in_flight |= slots
+            todo.append((d, slots))
+        if todo:
+            task = asyncio.create_task(self._run(todo, adapter, market, list(updates)))
+            self.ex.tasks.add(task)  # drained at stop like every action
+            task.add_done_callback(self.ex.tasks.discard)
+        return len(todo)
+
+    async def _run(self, todo, adapter, market, updates: list[PendingTx]) -> None:
+        ready: list[Ready] = []
+        try:
+            ready = self._prepare(todo, adapter)
+            ready = await self._simulate(ready, updates)
+            if not ready:
+                return
+            if not self.tx.guard.live:
+                for r in ready:
+                    log.info("tx.dry_run", action_key=action_key(r.d), gas_limit=r.gas[0],
+                             max_fee_per_gas=r.fees.max_fee_per_gas, reason="backrun simulated; mode is dry_run")
+                    self._done(r.d, ActionResult(action_key(r.d), "liquidate", "dry_run", expected=r.d.profit_usd_e8))
+                return
+            for r in ready:
+                self.ex.pending.save(action_key(r.d), r.d)  # a restart finishes it from here
+            sent = await self.submitter.send(self.tx, updates, ready)
+            self.sent += sum(len(rows) for rows in sent.values())
+            await asyncio.gather(*(self._finish(r, sent.get(id(r)), adapter, market) for r in ready))
+        except (ExecutionError, SourceError) as e:
+            log.warning("backrun.failed", error=str(e), decisions=len(ready))
+            for r in ready:
+                self._done(r.d, ActionResult(action_key(r.d), "liquidate", "failed", detail=str(e)))
+        finally:
+            for _d, slots in todo:
+                self.ex.in_flight -= slots
+
+    def _prepare(self, todo, adapter) -> list[Ready]:
+        out = []
+        me = self.tx.address
+        for d, slots in todo:
+            key = action_key(d)
+            steps = adapter.encode(d, me)
+            missing = [ap for s in steps for ap in s.approvals if not self.ex.approvals.is_ready(ap.token, ap.spender)]
+            if self.tx.already_done(key) or missing:
+                log.info("backrun.skipped", action_key=key, reason="already sent" if not missing
+                         else "an approval is not in place: left to the block tick")
+                self.ex.in_flight -= slots
+                continue
+            budget = self.ex.prices.usd_to_wei(d.profit_usd_e8)
+            reqs = [TxRequest(to=s.to, data=s.data, purpose=f"backrun: {s.purpose}", max_cost_wei=budget,
+                              action_key=key if i == 0 else f"{key}:{i}") for i, s in enumerate(steps)]
+            for q in reqs:
+                self.tx.guard.check_target(q.to, q.data)
+            out.append(Ready(d, reqs, slots))
+        return out
+
+    async def _simulate(self, ready: list[Ready], updates: list[PendingTx]) -> list[Ready]:
+        """Drop what fails behind the updates until all that is left succeeds; gas and fees."""
+        head = [{"from": u.sender, "to": u.to, "data": "0x" + u.data.hex(), "value": hex(u.value),
+                 "gas": hex(u.gas)} for u in updates]
+        me, margin = self.tx.address, self.tx.cfg.gas_margin_bps
+        while ready:
+            ours = [{"from": me, "to": q.to, "data": "0x" + q.data.hex(), "value": hex(q.value)}
+                    for r in ready for q in r.reqs]
+            res = await simulate_in_order(self.tx.rpc, head + ours)
+            if not all(c.ok for c in res[:len(head)]):
+                log.info("backrun.skipped", update=updates[-1].hash, reason="the update itself fails in simulation")
+                return self._drop(ready, ready, "the update fails in simulation")
+            res, failed, i = res[len(head):], [], 0
+            for r in ready:
+                mine = res[i:i + len(r.reqs)]
+                i += len(r.reqs)
+                if all(c.ok for c in mine):
+                    r.gas = tuple(c.gas_used * (10_000 + margin) // 10_000 for c in mine)
+                else:
+                    failed.append(r)
+            if not failed:
+                break
+            ready = self._drop(ready, failed, "reverts in simulation behind the update")
+        fees = behind(updates)
+        priced = []
+        for r in ready:
+            ceiling, bound = self.tx.guard.fee_ceiling(max(r.gas), 0, r.reqs[0].max_cost_wei)
+            if ceiling < fees.max_fee_per_gas:
+                self._drop([r], [r], f"the update's fee {fees.max_fee_per_gas} wei/gas is above {bound}")
+            else:
+                r.fees = fees
+                priced.append(r)
+        return priced
+
+    def _drop(self, ready: list[Ready], dropped: list[Ready], why: str) -> list[Ready]:
+        for r in dropped:
+            log.info("backrun.dropped", action_key=action_key(r.d), reason=why)
+            self.ex.in_flight -= r.slots
+        return [r for r in ready if r not in dropped]
+
+    async def _finish(self, r: Ready, rows, adapter, market) -> None:
+        key = action_key(r.d)
+        logc = log.bind(action_key=key, protocol=r.d.protocol, accounts=list(r.d.accounts))
+        if not rows:
+            self._done(r.d, ActionResult(key, "liquidate", "lost", expected=r.d.profit_usd_e8,
+                                         detail="backrun not included"))
+            return
+        try:
+            outs: list[TxOutcome] = [await self.tx._wait([row], logc) for row in rows]
+            if not all(o.ok for o in outs):
+                result = ActionResult(key, "liquidate", "lost", outs[0].hash, r.d.profit_usd_e8,
+                                      detail="backrun reverted on chain")
+            else:
+                result = await self.ex.finish(r.d, adapter, market, outs, logc)
+        except (ExecutionError, SourceError) as e:
+            result = ActionResult(key, "liquidate", "failed", detail=str(e))
+        self._done(r.d, result)
+
+    def _done(self, d: Decision, r: ActionResult) -> None:
+        self.ex.record(d, r)
+        if r.result in ("done", "lost", "failed", "dry_run"):
+            self.ex.on_alert(d, r)
