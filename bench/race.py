@@ -16,6 +16,13 @@ the competitor's approvals are in place (keeper sets up its own). Then:
   ``eth_estimateGas``, as web3 does: a revert there sends nothing) with ``maxFeePerGas =
   2 * baseFee + 1 gwei``; it checks its receipts once per block.
 
+``--backrun mempool``: keeper runs with ``[backrun]`` (pending price updates seen over
+WebSocket, liquidations sent behind them, priced to land in the same block B). ``--backrun
+bundle``: the same as ``eth_sendBundle`` to the project's loopback relay
+(keeper.devnet.relay), which then builds every block (1 s) in place of anvil's interval
+mining: bundles first, in order, then the public pool. The share of keeper's liquidations
+mined in B is printed (to stderr) per scenario.
+
 Scenarios: ``crash`` (WETH and WBTC -30% in one block B) and ``decline`` (15 blocks in a row,
 -2% on both per block). Ten blocks after the last move the race ends. Printed per scenario:
 
@@ -55,6 +62,7 @@ from keeper.chain.abi import addr_arg, call_data, topic, uint_arg, word  # noqa:
 from keeper.devnet.accounts import LIQUIDATOR, SPARE, anvil_account  # noqa: E402
 from keeper.devnet.anvil import start_anvil, stop_anvil  # noqa: E402
 from keeper.devnet.api import deploy  # noqa: E402
+from keeper.devnet.relay import Relay  # noqa: E402
 from keeper.devnet.state import keeper_config_toml  # noqa: E402
 from keeper.protocols.aave_v3 import encode as enc  # noqa: E402
 
@@ -239,22 +247,32 @@ async def chain_results(node: Node, info, start: int, end: int, price_blocks: li
 
 
 async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_share_bps: int,
-                ws: bool) -> dict:
+                ws: bool, backrun: str = "off") -> dict:
     anvil = start_anvil(0)
     node = Node(anvil.rpc_url)
-    keeper = None
+    keeper = relay = None
+    building = asyncio.Event()
+    builder = None
     try:
         info = await deploy(anvil.rpc_url, n_borrowers=borrowers, seed=seed)
         competitor = anvil_account(SPARE[0])
         await setup_funds(node, info, competitor.address)
-        await node("evm_setIntervalMining", [1])
+        if backrun == "bundle":  # the project's relay builds every block (1 s), bundles first
+            relay = Relay(anvil.rpc_url)
+            await relay.start()
+            await node("evm_setAutomine", [False])
+            builder = asyncio.create_task(relay.run(building, 1.0))
+        else:
+            await node("evm_setIntervalMining", [1])
         cfg = workdir / "keeper.toml"
         toml = keeper_config_toml(info)
-        if ws:  # pushed heads: anvil serves WebSocket on the same port
+        if ws or backrun != "off":  # pushed heads (and pending txs): anvil serves WebSocket on the same port
             toml = toml.replace("[chain]\n", f'[chain]\nws_url = "{anvil.rpc_url.replace("http://", "ws://")}"\n', 1)
         cfg.write_text('mode = "live"\n' + toml + f'\n[store]\npath = "{workdir / "k.sqlite"}"\n'
                        "\n[liquidator]\nenabled = true\nmin_profit_base = 0\n"
-                       + (f"bid_share_bps = {bid_share_bps}\n" if bid_share_bps else ""))
+                       + (f"bid_share_bps = {bid_share_bps}\n" if bid_share_bps else "")
+                       + (f'\n[backrun]\nenabled = true\nsubmitter = "{backrun}"\n' if backrun != "off" else "")
+                       + (f'relay_url = "{relay.url}"\n' if relay is not None else ""))
         log_path = workdir / "keeper.log"
         env = {**os.environ, "KEEPER_PRIVATE_KEY": anvil_account(LIQUIDATOR).private_key}
         with open(log_path, "wb") as out:
@@ -294,6 +312,13 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_sha
             keeper.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 keeper.wait(30)
+        if builder is not None:
+            building.set()
+            await builder
+        if relay is not None:
+            res_relay = f"bundles included {len(relay.included)}, split {len(relay.split)}, rejected {len(relay.rejected)}"
+            print(f"# relay: {res_relay}", file=sys.stderr)
+            await relay.close()
         await node.close()
         stop_anvil(anvil.pid)
 
@@ -329,6 +354,9 @@ async def main() -> None:
     ap.add_argument("--bid-share-bps", type=int, default=100, help="keeper's [liquidator] bid_share_bps (0: none)")
     ap.add_argument("--no-ws", action="store_true", help="keeper polls for blocks (no [chain] ws_url)")
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (keeper logs)")
+    ap.add_argument("--backrun", choices=("off", "mempool", "bundle"), default="off",
+                    help="keeper's [backrun]: liquidations behind the pending update, through the pool or as a "
+                         "bundle to the project's relay (which then builds the blocks)")
     args = ap.parse_args()
     print("| scenario | borrowers | trials | keeper first | keeper: B to inclusion | competitor: B to inclusion"
           " | keeper reverted of sent | competitor reverted of sent | keeper seen->sent ms p50 / p99 |")
@@ -338,10 +366,14 @@ async def main() -> None:
         for t in range(args.trials):
             workdir = Path(tempfile.mkdtemp(prefix=f"race-{scenario}-"))
             results.append(await trial(scenario, args.borrowers, 1 + t, workdir, args.bid_share_bps,
-                                       not args.no_ws))
+                                       not args.no_ws, args.backrun))
             if args.keep:
                 print(f"# {scenario} trial {t}: {workdir}", file=sys.stderr)
         print(report(scenario, args.borrowers, results), flush=True)
+        in_b = sum(1 for r in results for x in r["lag"].get("keeper", []) if x == 0)
+        mined = sum(len(r["lag"].get("keeper", [])) for r in results)
+        print(f"# {scenario}: keeper liquidations mined in the price block B: {in_b} of {mined}"
+              + (f" ({100 * in_b // mined}%)" if mined else ""), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from keeper.chain.abi import call_data, signed_word, address_word
 from keeper.chain.mempool import PendingTx
 from keeper.chain.multicall import Call
 from keeper.decide import liquidations_due
+from keeper.errors import ExecutionError, SourceError
 from keeper.oracle_updates import FeedUpdate, decode_update, shock_bps
 
 log = structlog.get_logger("keeper.backrun")
@@ -49,6 +50,7 @@ class Backrunner:
         self._feeds: dict[str, list[tuple[object, str]]] = {}  # feed or aggregator (lower) -> [(watch, symbol)]
         self._feeds_at: tuple | None = None
         self._resolved: dict[str, str] = {}  # proxy (lower) -> aggregator (lower)
+        self._resolving = False
         self.tasks: set[asyncio.Task] = set()
         self.planned = 0  # decisions handed to the sender
 
@@ -64,16 +66,25 @@ class Backrunner:
                     for key in {feed.lower(), self._resolved.get(feed.lower(), feed.lower())}:
                         out.setdefault(key, []).append((w, symbol))
             self._feeds, self._feeds_at = out, at
+            if any(f not in self._resolved for f in out) and not self._resolving:
+                self._resolving = True
+                self._spawn(self.resolve())
         return self._feeds
 
     async def resolve(self) -> None:
         """Chainlink proxies forward to an aggregator, and updates go to the aggregator: ask
         each feed for ``aggregator()`` once (a feed without it is its own aggregator)."""
-        todo = [f for f in self.feeds() if f not in self._resolved]
-        if not todo:
+        try:
+            todo = [f for f in self._feeds if f not in self._resolved]
+            if not todo:
+                return
+            block = await self.engine.rpc.block_number()
+            res = await self.engine.mc.run([Call(f, call_data("aggregator()")) for f in todo], block)
+        except SourceError as e:
+            log.warning("backrun.feeds_unresolved", error=str(e), reason="updates sent to the feeds themselves only")
             return
-        block = await self.engine.rpc.block_number()
-        res = await self.engine.mc.run([Call(f, call_data("aggregator()")) for f in todo], block)
+        finally:
+            self._resolving = False
         for f, (ok, raw) in zip(todo, res):
             self._resolved[f] = address_word(raw).lower() if ok and len(raw) == 32 else f
         self._feeds_at = None
@@ -86,11 +97,24 @@ class Backrunner:
         update = decode_update(tx.to, tx.data)
         if update is None:
             return
-        task = asyncio.create_task(self.handle(update, tx))
+        self._spawn(self.handle(update, tx))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def handle(self, update: FeedUpdate, tx: PendingTx) -> list:
+        """The decisions handed to the sender (a failed read skips this update: the block
+        tick still acts one block later)."""
+        try:
+            return await self._handle(update, tx)
+        except (SourceError, ExecutionError) as e:
+            log.warning("backrun.failed", feed=update.feed, tx=tx.hash, error=str(e),
+                        consequence="left to the block tick")
+            return []
+
+    async def _handle(self, update: FeedUpdate, tx: PendingTx) -> list:
         users = self.feeds().get(update.feed.lower(), [])
         if not users:
             return []

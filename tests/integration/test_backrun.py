@@ -8,6 +8,7 @@ loopback relay (keeper.devnet.relay), which builds the block."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from keeper import backrun
 from eth_utils import to_checksum_address
@@ -97,30 +98,26 @@ def _ours_follow(block: dict, updates: list[str], me: str) -> list[str]:
     return ours
 
 
-async def test_pending_crash_is_backrun_in_its_own_block_through_the_pool(devnet, w3, tmp_path):
-    info = devnet.info
-    await _funded(w3, info)
-    k, sub = await _keeper(devnet, tmp_path, "mempool")
+@contextlib.asynccontextmanager
+async def _running(devnet, w3, tmp_path, submitter: str, relay_url: str = ""):
+    """A live keeper with its pending-transaction subscription running, automine off."""
+    await _funded(w3, devnet.info)
+    k, sub = await _keeper(devnet, tmp_path, submitter, relay_url)
     stop = asyncio.Event()
     task = asyncio.create_task(sub.run(stop))
     try:
         await asyncio.wait_for(sub.connected.wait(), 10)
-        start = int(await rpc(w3, "eth_blockNumber", []), 16)
-        before = await _pending_nonce(w3, info.liquidator)
         await rpc(w3, "evm_setAutomine", [False])
-        updates, due = await _crash_pending(w3, info)
-        assert len(due) >= 3
-        # every liquidatable borrower's liquidation waits in the pool before the block is made
-        await _until(lambda: _sent(w3, info.liquidator, before, len(due)), "the backrun's sends")
-        await rpc(w3, "evm_mine", [])
-        await k.executor.drain()
-        rows = k.store.query("SELECT result FROM actions WHERE kind = 'liquidate'", ())
+        yield k, sub
     finally:
         await rpc(w3, "evm_setAutomine", [True])
         stop.set()
         await task
         await k.close()
-    b = start + 1
+
+
+async def _in_block_behind(w3, info, b: int, updates: list[str], due: list[str], rows) -> None:
+    """Every due borrower liquidated by keeper in block ``b``, right behind the updates."""
     done = [e for e in await liquidations(w3, info.pool, b) if e["liquidator"] == info.liquidator]
     assert sorted(e["user"] for e in done) == sorted(due)
     assert {e["block"] for e in done} == {b}  # the update's own block
@@ -131,45 +128,62 @@ async def test_pending_crash_is_backrun_in_its_own_block_through_the_pool(devnet
     assert [r[0] for r in rows] == ["done"] * len(due)
 
 
+async def test_pending_crash_is_backrun_in_its_own_block_through_the_pool(devnet, w3, tmp_path):
+    info = devnet.info
+    async with _running(devnet, w3, tmp_path, "mempool") as (k, _sub):
+        start = int(await rpc(w3, "eth_blockNumber", []), 16)
+        before = await _pending_nonce(w3, info.liquidator)
+        updates, due = await _crash_pending(w3, info)
+        assert len(due) >= 3
+        # every liquidatable borrower's liquidation waits in the pool before the block is made
+        await _until(lambda: _sent(w3, info.liquidator, before, len(due)), "the backrun's sends")
+        await rpc(w3, "evm_mine", [])
+        await k.executor.drain()
+        rows = k.store.query("SELECT result FROM actions WHERE kind = 'liquidate'", ())
+    await _in_block_behind(w3, info, start + 1, updates, due, rows)
+
+
 async def _sent(w3, who: str, before: int, n: int) -> bool:
     return await _pending_nonce(w3, who) - before >= n
 
 
+async def test_a_pending_rise_sends_nothing(devnet, w3, tmp_path):
+    info = devnet.info
+    async with _running(devnet, w3, tmp_path, "mempool") as (k, sub):
+        before = await _pending_nonce(w3, info.liquidator)
+        new = apply_price_change(await get_price(w3, info, "WETH"), "+5%")
+        await rpc(w3, "eth_sendTransaction", [{"from": info.deployer, "to": info.feeds["WETH"], "gas": hex(200_000),
+                                                "data": "0x" + call_data("setAnswer(int256)", uint_arg(new)).hex()}])
+
+        async def handled() -> bool:
+            return bool(sub.backrunner.pending) and not sub.backrunner.tasks
+        await _until(handled, "the update to be handled")
+        assert sub.backrunner.planned == 0
+        assert await _pending_nonce(w3, info.liquidator) == before
+        await rpc(w3, "evm_mine", [])
+
+
 async def test_pending_crash_is_backrun_as_a_bundle_through_the_local_relay(devnet, w3, tmp_path):
     info = devnet.info
-    await _funded(w3, info)
     relay = Relay(devnet.rpc_url)
     url = await relay.start()
-    k, sub = await _keeper(devnet, tmp_path, "bundle", url)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sub.run(stop))
     try:
-        await asyncio.wait_for(sub.connected.wait(), 10)
-        before = await _pending_nonce(w3, info.liquidator)
-        await rpc(w3, "evm_setAutomine", [False])
-        updates, due = await _crash_pending(w3, info)
-        assert len(due) >= 3
+        async with _running(devnet, w3, tmp_path, "bundle", url) as (k, _sub):
+            before = await _pending_nonce(w3, info.liquidator)
+            updates, due = await _crash_pending(w3, info)
+            assert len(due) >= 3
 
-        async def bundled() -> bool:
-            # one bundle: the second update's backrun is merged into the first one's
-            return [len(b.txs) for bs in relay.bundles.values() for b in bs] == [len(due) + len(updates)]
-        await _until(bundled, "the bundle at the relay")
-        # nothing of keeper's is in the public pool: a bundle is private
-        assert await _pending_nonce(w3, info.liquidator) == before
-        b = await relay.build()
-        await k.executor.drain()
-        rows = k.store.query("SELECT result FROM actions WHERE kind = 'liquidate'", ())
+            async def bundled() -> bool:
+                # one bundle: the second update's backrun is merged into the first one's
+                return [len(b.txs) for bs in relay.bundles.values() for b in bs] == [len(due) + len(updates)]
+            await _until(bundled, "the bundle at the relay")
+            # nothing of keeper's is in the public pool: a bundle is private
+            assert await _pending_nonce(w3, info.liquidator) == before
+            b = await relay.build()
+            await k.executor.drain()
+            rows = k.store.query("SELECT result FROM actions WHERE kind = 'liquidate'", ())
     finally:
-        await rpc(w3, "evm_setAutomine", [True])
-        stop.set()
-        await task
-        await k.close()
         await relay.close()
     assert relay.rejected == [] and relay.split == []
-    assert len(relay.included) >= 1
-    done = [e for e in await liquidations(w3, info.pool, b) if e["liquidator"] == info.liquidator]
-    assert sorted(e["user"] for e in done) == sorted(due)
-    assert {e["block"] for e in done} == {b}
-    block = await rpc(w3, "eth_getBlockByNumber", [hex(b), True])
-    assert len(_ours_follow(block, updates, info.liquidator)) == len(due)
-    assert [r[0] for r in rows] == ["done"] * len(due)
+    assert len(relay.included) == 1
+    await _in_block_behind(w3, info, b, updates, due, rows)
