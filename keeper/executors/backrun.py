@@ -96,6 +96,7 @@ class BackrunSender:
                 self.ex.pending.save(action_key(r.d), r.d)  # a restart finishes it from here
             sent = await self.submitter.send(self.tx, updates, ready)
             self.sent += sum(len(rows) for rows in sent.values())
+            await self._landed(ready, sent)
             await asyncio.gather(*(self._finish(r, sent.get(id(r)), adapter, market) for r in ready))
         except (ExecutionError, SourceError) as e:
             log.warning("backrun.failed", error=str(e), decisions=len(ready))
@@ -104,6 +105,28 @@ class BackrunSender:
         finally:
             for _d, slots in todo:
                 self.ex.in_flight -= slots
+
+    async def _landed(self, ready: list[Ready], sent: dict[int, list], poll_s: float = 0.05,
+                      blocks: int = 3) -> None:
+        """Free each account as soon as its transactions are mined (receipts polled every
+        ``poll_s`` for up to ``blocks`` blocks): the block tick of the update's block then plans
+        what is left of those positions (a second collateral, the other half) at once."""
+        waiting = {id(r): r for r in ready if sent.get(id(r))}
+        rpc, until = self.tx.rpc, None
+        while waiting:
+            ids = list(waiting)
+            calls = [("eth_getTransactionReceipt", [row.hash]) for i in ids for row in sent[i]]
+            *receipts, head = await rpc.batch([*calls, ("eth_blockNumber", [])])
+            n = 0
+            for i in ids:
+                k = len(sent[i])
+                if all(receipts[n:n + k]):
+                    self.ex.in_flight -= waiting.pop(i).slots
+                n += k
+            until = until if until is not None else int(head, 16) + blocks
+            if int(head, 16) >= until:
+                return
+            await asyncio.sleep(poll_s)
 
     def _prepare(self, todo, adapter) -> list[Ready]:
         out = []

@@ -62,7 +62,13 @@ class BundleSubmitter:
     async def send(self, tx, updates: list[PendingTx], ready: list) -> dict[int, list]:
         op = self._open
         if op is not None and not op.done.is_set():  # the lock is the open bundle's: merge into it
+            await op.submitted.wait()
+            if op.done.is_set() or not op.rows:
+                raise ExecutionError("the open bundle failed before this backrun could join it")
             signed = await self._sign(tx, ready)
+            if op.closed:  # its block was mined while these were signed
+                self._forget(tx, [r for rows in signed.values() for r in rows], "the open bundle's block passed")
+                raise ExecutionError("the open bundle's block was mined before this backrun could join it")
             op.add(updates, signed)
             try:
                 await self._submit(tx, op)
@@ -71,9 +77,10 @@ class BundleSubmitter:
                 raise
             await op.done.wait()
             return {k: rows for k, rows in signed.items() if all(r.hash in op.included for r in rows)}
-        async with tx._lock:  # noqa: SLF001 - the nonces stay the bundle's until its block
-            op = self._open = _Open(uuid.uuid4().hex, await tx.rpc.block_number() + 1)
-            try:
+        op = self._open = _Open(uuid.uuid4().hex)  # before any await: a second backrun joins it
+        try:
+            async with tx._lock:  # noqa: SLF001 - the nonces stay the bundle's until its block
+                op.target = await tx.rpc.block_number() + 1
                 signed = await self._sign(tx, ready)
                 op.add(updates, signed)
                 try:
@@ -81,15 +88,20 @@ class BundleSubmitter:
                 except (SourceError, ExecutionError):
                     self._forget(tx, op.rows, "the relay did not take the bundle")
                     raise
-                receipts = await self._until_mined(tx.rpc, op.target, [row.hash for row in op.rows])
+                op.submitted.set()
+                await self._until_block(tx.rpc, op.target)
+                op.closed = True
+                receipts = await self._receipts(tx.rpc, [row.hash for row in op.rows])
                 op.included = {row.hash for row, rc in zip(op.rows, receipts) if rc is not None}
                 if len(op.included) < len(op.rows):
                     self._forget(tx, [r for r in op.rows if r.hash not in op.included],
                                  f"bundle not included in block {op.target}")
                 self.included += bool(op.included)
                 log.info("bundle.settled", uuid=op.uuid, block=op.target, included=len(op.included), of=len(op.rows))
-            finally:
-                op.done.set()
+        finally:
+            op.done.set()
+            op.submitted.set()
+            if self._open is op:
                 self._open = None
         return {k: rows for k, rows in signed.items() if all(r.hash in op.included for r in rows)}
 
@@ -126,12 +138,14 @@ class BundleSubmitter:
         log.info("bundle.sent", uuid=op.uuid, block=op.target, txs=len(txs),
                  behind=[u.hash for u in op.updates], ours=[row.hash for row in op.rows])
 
-    async def _until_mined(self, rpc, target: int, hashes: list[str]) -> list:
+    async def _until_block(self, rpc, target: int) -> None:
         deadline = time.monotonic() + self.wait_s
         while await rpc.block_number() < target:
             if time.monotonic() > deadline:
                 raise ExecutionError(f"block {target} not mined within {self.wait_s:g} s")
             await asyncio.sleep(self.poll_s)
+
+    async def _receipts(self, rpc, hashes: list[str]) -> list:
         for _ in range(20):  # a node may commit a block before it serves its receipts
             receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
             if all(receipts):
@@ -150,11 +164,13 @@ class BundleSubmitter:
 @dataclass
 class _Open:
     uuid: str
-    target: int
+    target: int = 0  # the block it is for (set under the lock)
     updates: list = field(default_factory=list)
     rows: list = field(default_factory=list)
     raws: dict = field(default_factory=dict)  # update hash -> its raw tx
     included: set = field(default_factory=set)
+    closed: bool = False  # its block is mined: nothing joins any more
+    submitted: asyncio.Event = field(default_factory=asyncio.Event)  # at the relay once: others may join
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, updates: list[PendingTx], signed: dict[int, list]) -> None:
