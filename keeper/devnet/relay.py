@@ -12,7 +12,8 @@ builds the devnet's blocks itself: anvil runs with automine and interval mining 
    fails a check is not included (``rejected`` names why);
 2. its transactions already in anvil's pool (the public update it backruns) are dropped
    there (``anvil_dropTransaction``) and all of them sent again, back to back, in order;
-   a transaction the node refuses (e.g. its nonce was used) drops the whole bundle;
+   a transaction the node refuses (e.g. its nonce was used) drops the whole bundle. anvil
+   drops a sender's later nonces with the dropped one: those are sent again after the bundle;
 3. ``evm_mine``: the block holds the bundles and the rest of the public pool. Then the block
    is read back and each included bundle checked to be contiguous and in order
    (``included`` / ``split``).
@@ -145,23 +146,41 @@ class Relay:
         bad = [i for i, c in enumerate(sim[0]["calls"]) if int(c["status"], 16) != 1]
         if bad:
             return self._reject(b, f"transaction {bad[0]} of the bundle reverts")
-        public = set()  # already in the pool (the update): dropped, then sent again in order
-        for h in b.hashes:
-            if await self.rpc("eth_getTransactionByHash", [h]) is not None:
-                public.add(h)
-                await self.rpc("anvil_dropTransaction", [h])
+        public = {h for h in b.hashes if await self.rpc("eth_getTransactionByHash", [h]) is not None}
+        # dropping a pool transaction drops its sender's later nonces too: keep them to send again
+        later = await self._pool_of({s.lower() for s, h in zip(senders, b.hashes) if h in public}, set(b.hashes))
+        for h in public:
+            await self.rpc("anvil_dropTransaction", [h])
+        ok, i = True, 0
         for i, raw in enumerate(b.txs):
             try:
                 await self.rpc("eth_sendRawTransaction", [raw])
             except RuntimeError as e:  # the public ones stay in the pool, the private ones go
-                for h in b.hashes[:i]:
-                    if h not in public:
-                        await self.rpc("anvil_dropTransaction", [h])
-                for j, h in enumerate(b.hashes[i:], i):
-                    if h in public:
-                        await self.rpc("eth_sendRawTransaction", [b.txs[j]])
-                return self._reject(b, f"the node refused transaction {i}: {e}")
-        return True
+                ok, why = False, f"the node refused transaction {i}: {e}"
+                break
+        if not ok:
+            for h in b.hashes[:i]:
+                if h not in public:
+                    await self.rpc("anvil_dropTransaction", [h])
+            for j, h in enumerate(b.hashes[i:], i):
+                if h in public:
+                    await self.rpc("eth_sendRawTransaction", [b.txs[j]])
+        for h, raw in later:  # after the bundle, as they were after its transactions in the pool
+            if await self.rpc("eth_getTransactionByHash", [h]) is None:
+                await self.rpc("eth_sendRawTransaction", [raw])
+        return True if ok else self._reject(b, why)
+
+    async def _pool_of(self, senders: set[str], skip: set[str]) -> list[tuple[str, str]]:
+        """(hash, raw) of the pool's pending transactions from ``senders``, by nonce."""
+        pool = (await self.rpc("txpool_content", [])).get("pending", {})
+        out = []
+        for sender, by_nonce in pool.items():
+            if sender.lower() in senders:
+                for n in sorted(by_nonce, key=int):
+                    h = by_nonce[n]["hash"]
+                    if h not in skip:
+                        out.append((h, await self.rpc("eth_getRawTransactionByHash", [h])))
+        return out
 
     def _reject(self, b: Bundle, why: str) -> bool:
         self.rejected.append((b, why))
