@@ -318,6 +318,8 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_sha
         if relay is not None:
             res_relay = f"bundles included {len(relay.included)}, split {len(relay.split)}, rejected {len(relay.rejected)}"
             print(f"# relay: {res_relay}", file=sys.stderr)
+            for _b, why in relay.rejected:
+                print(f"# relay rejected a bundle: {why[:200]}", file=sys.stderr)
             await relay.close()
         await node.close()
         stop_anvil(anvil.pid)

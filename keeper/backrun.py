@@ -134,7 +134,9 @@ class Backrunner:
             out += await self._plan(w)
         return out
 
-    async def _plan(self, w) -> list:
+    def moves(self, w) -> tuple[dict[str, int], list[PendingTx]]:
+        """The pending moves of ``w``'s prices (symbol -> bps) and the updates behind them,
+        in the order they will be mined (by sender and nonce)."""
         shocks: dict[str, int] = {}
         updates = []
         for feed, s in self.pending.items():
@@ -142,6 +144,11 @@ class Backrunner:
                 if ww is w:
                     shocks[symbol] = shock_bps(s.old_answer, s.update.answer)
                     updates.append(s.tx)
+        updates.sort(key=lambda u: (u.sender, u.nonce))
+        return shocks, list({u.hash: u for u in updates}.values())
+
+    async def _plan(self, w) -> list:
+        shocks, updates = self.moves(w)
         market = w.market
         shocked = w.adapter.apply_shocks(market, shocks)
         reached: set = set()
@@ -156,9 +163,9 @@ class Backrunner:
                  behind=[u.hash for u in updates])
         if not due:
             return []
-        updates.sort(key=lambda u: (u.sender, u.nonce))
         decisions = await self.responder.decide_for(
-            w, shocked, due, lambda ds, adapter, m: self.sender.submit(ds, adapter, m, updates))
+            w, shocked, due, lambda ds, adapter, m: self.sender.submit(ds, adapter, m, updates,
+                                                                      lambda: self.moves(w)[1]))
         self.planned += len(decisions)
         return decisions
 

@@ -27,6 +27,7 @@ path).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -64,8 +65,11 @@ class BackrunSender:
         self.ex, self.tx, self.submitter = executor, executor.tx, submitter
         self.sent = 0  # transactions handed to the submitter
 
-    def submit(self, decisions: list[Decision], adapter, market, updates: list[PendingTx]) -> int:
-        """Start one task for the decisions whose accounts are not in flight already."""
+    def submit(self, decisions: list[Decision], adapter, market, updates: list[PendingTx],
+               latest: Callable[[], list[PendingTx]] | None = None) -> int:
+        """Start one task for the decisions whose accounts are not in flight already.
+        ``latest``: the updates pending now (another may arrive while these are simulated:
+        then they are simulated again behind all of them before anything is signed)."""
         todo = []
         for d in decisions:
             slots = {f"{d.market}:{a}" for a in d.accounts or ("protocol",)}
@@ -74,16 +78,22 @@ class BackrunSender:
             self.ex.in_flight |= slots
             todo.append((d, slots))
         if todo:
-            task = asyncio.create_task(self._run(todo, adapter, market, list(updates)))
+            task = asyncio.create_task(self._run(todo, adapter, market, list(updates), latest))
             self.ex.tasks.add(task)  # drained at stop like every action
             task.add_done_callback(self.ex.tasks.discard)
         return len(todo)
 
-    async def _run(self, todo, adapter, market, updates: list[PendingTx]) -> None:
+    async def _run(self, todo, adapter, market, updates: list[PendingTx], latest=None) -> None:
         ready: list[Ready] = []
         try:
             ready = self._prepare(todo, adapter)
             ready = await self._simulate(ready, updates)
+            for _ in range(3):  # an update that arrived meanwhile may heal a position: behind all of them
+                now = latest() if latest is not None else updates
+                if not now or [u.hash for u in now] == [u.hash for u in updates]:
+                    break
+                updates = now
+                ready = await self._simulate(ready, updates)
             if not ready:
                 return
             if not self.tx.guard.live:

@@ -131,7 +131,7 @@ class BundleSubmitter:
                 if not raw:
                     raise ExecutionError(f"the update {u.hash} left the node's pool before the bundle was built")
                 op.raws[u.hash] = raw
-        txs = [*(op.raws[u.hash] for u in op.updates), *(row.raw_tx for row in op.rows)]
+        txs = [op.raws[x.hash] if isinstance(x, PendingTx) else x.raw_tx for x in op.order]
         await self.relay.send_bundle(txs, op.target, op.uuid)
         self.bundles += 1
         tx.journal.mark(op.rows, "sent", only_open=True)
@@ -173,8 +173,15 @@ class _Open:
     submitted: asyncio.Event = field(default_factory=asyncio.Event)  # at the relay once: others may join
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    order: list = field(default_factory=list)  # updates and rows, in bundle order
+
     def add(self, updates: list[PendingTx], signed: dict[int, list]) -> None:
+        """A joining backrun's new updates, then its rows, after all that is there: each
+        liquidation stays right behind the updates it was simulated with (a later update may
+        heal a position, e.g. one whose debt it prices)."""
         known = {u.hash for u in self.updates}
-        self.updates += [u for u in updates if u.hash not in known]
-        self.updates.sort(key=lambda u: (u.sender, u.nonce))
-        self.rows += [row for rows in signed.values() for row in rows]
+        new = [u for u in updates if u.hash not in known]
+        rows = [row for rows in signed.values() for row in rows]
+        self.updates += new
+        self.rows += rows
+        self.order += [*new, *rows]
