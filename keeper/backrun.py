@@ -6,7 +6,7 @@ asset from that feed (``adapter.price_feeds``; a Chainlink proxy's ``aggregator(
 resolved once, since updates go to the aggregator):
 
 1. the move: ``shock_bps(current answer, new answer)`` per symbol, every update still pending
-   since the last processed block taken together (two feeds moved in one block);
+   (not mined yet) taken together (two feeds moved in one block);
 2. the market as it will be: ``adapter.apply_shocks`` on the engine's latest market, and the
    positions the move reaches (``adapter.moved`` -> holders) evaluated with it;
 3. the liquidatable ones planned as the block tick plans them (keeper.respond, the market's
@@ -119,9 +119,7 @@ class Backrunner:
         if not users:
             return []
         last = max((w.last_block or 0) for w, _ in users)
-        for key, s in list(self.pending.items()):  # mined by now: the block tick has them
-            if s.after_block < last:
-                del self.pending[key]
+        await self._forget_mined(last)
         raw = await self.engine.rpc.call(update.feed, call_data("latestAnswer()"))
         old = signed_word(raw, 0)
         self.pending[update.feed.lower()] = Seen(update, tx, last, old)
@@ -146,6 +144,18 @@ class Backrunner:
                     updates.append(s.tx)
         updates.sort(key=lambda u: (u.sender, u.nonce))
         return shocks, list({u.hash: u for u in updates}.values())
+
+    async def _forget_mined(self, last: int, give_up_blocks: int = 5) -> None:
+        """Drop the updates mined since they were seen (the block tick has their price; a
+        block number alone cannot tell: a tick may end between two updates of one block),
+        and those still unmined ``give_up_blocks`` later (replaced or evicted)."""
+        older = [(k, s) for k, s in self.pending.items() if s.after_block < last]
+        if not older:
+            return
+        receipts = await self.engine.rpc.batch([("eth_getTransactionReceipt", [s.tx.hash]) for _, s in older])
+        for (k, s), rc in zip(older, receipts):
+            if (rc is not None or s.after_block < last - give_up_blocks) and self.pending.get(k) is s:
+                del self.pending[k]
 
     async def _plan(self, w) -> list:
         shocks, updates = self.moves(w)
