@@ -190,7 +190,7 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
         pair = (s.get(market.params.collateral_token, "").upper(), s.get(market.params.loan_token, "").upper())
         return pair in pairs_of(rule.actions)
 
-    async def prepare_protect(self, market: MorphoMarket, rules: Sequence[ProtectRule]) -> None:
+    async def prepare_protect(self, market: MorphoMarket, rules: Sequence[ProtectRule], lenders=()) -> None:
         factory = next((r.dex_factory for r in rules if r.dex_factory and r.contract
                         and self._sells_here(market, r)), None)
         if factory is not None:
