@@ -176,11 +176,17 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
     # -- decisions -------------------------------------------------------------------------
     def plan_top_up(self, market: MorphoMarket, acct: MorphoPosition, rule: ProtectRule,
                     wallet: Mapping[Address, int]) -> TopUp | None:
-        """A wallet top-up first; a deleverage when the wallet cannot pay the whole target."""
+        """A wallet top-up first; a deleverage when the wallet cannot pay the whole target.
+        The rule's stop-loss first, whatever the HF, when the price book has its asset at or
+        below ``close_below`` (``rule.closing``; Morpho's oracle prices nothing in USD)."""
         hf = math.health(market, acct)[2]
+        dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+        if rule.closing and (c := dl.morpho_deleverage_top_up(self.label, market, acct, hf or 0, rule,
+                                                               self.token_symbols, dex, self.base.morpho,
+                                                               close=True)):
+            return c
         d = plan.top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, wallet)
         if (d is None or d.plan.partial) and self._sells_here(market, rule):
-            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
             return dl.morpho_deleverage_top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, dex,
                                                self.base.morpho) or d
         return d
