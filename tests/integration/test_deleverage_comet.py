@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from tests.integration.own_anvil import anvil, devnet, w3  # noqa: F401  (own anvil: many blocks)
 
+import re
+
 from eth_abi import encode
 from eth_utils import to_checksum_address
 
@@ -23,6 +25,7 @@ from keeper.chain.rpc import Rpc
 from keeper.config import load_config
 from keeper.config_types import Secret
 from keeper.devnet.artifacts import load_own
+from keeper.devnet.accounts import derived_accounts
 from keeper.devnet.comet import deploy_comet
 from keeper.devnet.lifecycle import comet_config_toml
 from keeper.devnet.rpc import rpc
@@ -39,16 +42,16 @@ from tests.integration.test_keeper_actions import LIQUIDATOR_KEY, config, send
 
 TARGET = 130 * WAD // 100
 BLOCKS = 16
-N_COMET = 30
+N_COMET, COMET_SEED = 30, 5
 ABSORB_COLLATERAL = topic("AbsorbCollateral(address,address,address,uint256,uint256)")
 ABSORB_DEBT = topic("AbsorbDebt(address,address,uint256,uint256)")
 
 
-async def setup(devnet, w3, tmp_path):
+async def setup(devnet, w3, tmp_path, delegate: bool = True):
     """Comet, the pools, the contract, the WETH-only Comet borrower closest above HF 1.17 and
     its delegation (``allow`` and ``setKeeper``); keeper's Comet positions at the head."""
     info = devnet.info
-    cinfo = await deploy_comet(w3, info, N_COMET, 5)
+    cinfo = await deploy_comet(w3, info, N_COMET, COMET_SEED)
     uinfo = await deploy_uniswap(w3, info)
     node = Rpc(devnet.rpc_url, timeout_s=60.0)
     try:
@@ -70,6 +73,8 @@ async def setup(devnet, w3, tmp_path):
     candidates = [p for p in positions if p.account in weth_only and p.health_factor_wad
                   and p.health_factor_wad > 117 * WAD // 100]
     borrower = min(candidates, key=lambda p: p.health_factor_wad).account
+    if not delegate:
+        return cinfo, uinfo, contract, borrower, positions, on_chain
     await rpc(w3, "anvil_impersonateAccount", [borrower])
     await rpc(w3, "anvil_setBalance", [borrower, hex(10**18)])
     await send(w3, borrower, cinfo.comet, call_data("allow(address,bool)", addr_arg(contract), uint_arg(1)))
@@ -78,12 +83,12 @@ async def setup(devnet, w3, tmp_path):
     return cinfo, uinfo, contract, borrower, positions, on_chain
 
 
-def rule(cinfo, uinfo, borrower: str, contract: str, slippage_bps: int, sink) -> str:
+def rule(cinfo, uinfo, borrower: str, contract: str, slippage_bps: int, sink=None) -> str:
     return (comet_config_toml(cinfo) + dex_config_toml(uinfo, None)
             + f'\n[[protect]]\naccount = "{borrower}"\nmarket = "comet"\ntrigger_hf = "1.15"\n'
               f'target_hf = "1.30"\nactions = ["repay:USDC", "deleverage:WETH->USDC"]\n'
               f'contract = "{contract}"\nmax_slippage_bps = {slippage_bps}\n'
-              f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n')
+            + ("" if sink is None else f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n'))
 
 
 async def keeper_for(devnet, tmp_path, cinfo, uinfo, borrower: str, contract: str, slippage_bps: int, sink):
@@ -159,3 +164,30 @@ async def test_comet_swap_beyond_max_slippage_reverts_in_simulation_and_alerts(d
     sent = int(await rpc(w3, "eth_getTransactionCount", [info.liquidator, "latest"]), 16) - nonce0
     absorbs = await logs(w3, cinfo.comet, ABSORB_DEBT, start)  # keeper may absorb others meanwhile
     assert sent == len({e["transactionHash"] for e in absorbs})  # the deleverage was never sent
+
+
+async def test_protect_setup_sends_the_comet_allow_once_and_status_shows_it(devnet, w3, tmp_path):
+    """Run as the Comet borrower protecting itself: setup deploys the contract and sends
+    ``allow(contract, true)``; run again it sends nothing; status shows the delegation."""
+    from tests.integration.test_cli import keeper
+
+    cinfo, uinfo, _, borrower, _, _ = await setup(devnet, w3, tmp_path, delegate=False)
+    index = [a.address for a in derived_accounts("comet-borrower", COMET_SEED, N_COMET)].index(borrower)
+    env = {"KEEPER_PRIVATE_KEY": derived_accounts("comet-borrower", COMET_SEED, N_COMET)[index].private_key}
+    await rpc(w3, "anvil_setBalance", [borrower, hex(10**18)])
+    path = config(devnet, tmp_path, rule(cinfo, uinfo, borrower, "X", 100).replace('contract = "X"\n', ""))
+    first = keeper("protect", "setup", "--config", str(path), env=env)
+    assert first.returncode == 0, first.stderr + first.stdout
+    contract = re.search(r"deployed KeeperProtection at (0x[0-9a-fA-F]{40})", first.stdout).group(1)
+    assert "needed" in first.stdout and "sent" in first.stdout and "Compound V3" in first.stdout
+    allowed = await rpc(w3, "eth_call", [{"to": cinfo.comet, "data": "0x" + call_data(
+        "isAllowed(address,address)", addr_arg(borrower), addr_arg(contract)).hex()}, "latest"])
+    assert int(allowed, 16) == 1
+    path.write_text(path.read_text().replace("max_slippage_bps", f'contract = "{contract}"\nmax_slippage_bps'))
+    n0 = int(await rpc(w3, "eth_getTransactionCount", [borrower, "latest"]), 16)
+    again = keeper("protect", "setup", "--config", str(path), env=env)
+    assert again.returncode == 0 and "needed" not in again.stdout and "done" in again.stdout, again.stdout
+    assert int(await rpc(w3, "eth_getTransactionCount", [borrower, "latest"]), 16) == n0  # idempotent
+    st = keeper("protect", "status", "--config", str(path), env=env)
+    assert st.returncode == 0, st.stderr + st.stdout
+    assert contract in st.stdout and "MISSING" not in st.stdout and "fires when WETH <= $" in st.stdout
