@@ -24,6 +24,7 @@ from keeper.chain.abi import addr_arg, call_data, topic, uint_arg, word
 from keeper.chain.rpc import Rpc
 from keeper.config import load_config
 from keeper.config_types import Secret
+from keeper.devnet.api import get_price
 from keeper.devnet.artifacts import load_own
 from keeper.devnet.accounts import derived_accounts
 from keeper.devnet.comet import deploy_comet
@@ -191,3 +192,56 @@ async def test_protect_setup_sends_the_comet_allow_once_and_status_shows_it(devn
     st = keeper("protect", "status", "--config", str(path), env=env)
     assert st.returncode == 0, st.stderr + st.stdout
     assert contract in st.stdout and "MISSING" not in st.stdout and "fires when WETH <= $" in st.stdout
+
+
+async def test_comet_calls_are_the_borrowers_or_its_keepers_and_checked_on_chain_with_morphos_flash(devnet, w3,
+                                                                                                   tmp_path):
+    """deleverageComet called directly, the USDC flash-borrowed from Morpho Blue (free): a
+    stranger is refused, the base token as collateral is refused, a target above what the
+    sale reaches reverts HealthFactorTooLow, 0 bps of slippage reverts SlippageTooHigh; the
+    borrower's keeper deleverages and the contract keeps nothing."""
+    from eth_utils import keccak
+
+    from keeper.devnet.morpho import deploy_morpho
+    from keeper.devnet.uniswap import FAR_DEADLINE
+    from keeper.dex.deleverage import FLASH_MORPHO
+    from keeper.protocols.compound_v3.deleverage import CometDeleverageQuote, deleverage_calldata
+
+    info = devnet.info
+    cinfo, uinfo, contract, borrower, _, on_chain = await setup(devnet, w3, tmp_path)
+    minfo = await deploy_morpho(w3, info, 2, 5)
+    weth, usdc = info.tokens["WETH"], info.tokens["USDC"]
+    assert await balance(w3, usdc, minfo.morpho) > 2_000 * 10**6
+    repay = 1_000 * 10**6
+    withdraw = 1_010 * 10**8 * 10**18 // await get_price(w3, info, "WETH")  # covers the pool fee
+
+    def calldata(min_hf: int, slippage_bps: int = 100, collateral: str = weth) -> dict:
+        q = CometDeleverageQuote(cinfo.comet, contract, borrower, collateral, usdc, repay, withdraw, 500, 0, 0, 0,
+                                 0, min_hf, slippage_bps, FLASH_MORPHO, minfo.morpho, FAR_DEADLINE)
+        return {"to": contract, "data": "0x" + deleverage_calldata(q).hex()}
+
+    async def reverts_with(sender: str, tx: dict) -> str:
+        try:
+            await rpc(w3, "eth_call", [{"from": sender, **tx}, "latest"])
+        except Exception as e:  # noqa: BLE001  the node's revert, whatever web3 wraps it in
+            return str(e)
+        return ""
+
+    def sel(signature: str) -> str:
+        return keccak(text=signature)[:4].hex()
+
+    assert sel("NotAllowed(address,address)") in await reverts_with(info.spare[0], calldata(0))
+    assert sel("NotCollateral(address)") in await reverts_with(info.liquidator, calldata(0, collateral=usdc))
+    assert sel("HealthFactorTooLow(uint256,uint256)") in await reverts_with(info.liquidator, calldata(100 * WAD))
+    assert sel("SlippageTooHigh(uint256,uint256)") in await reverts_with(info.liquidator, calldata(0, 0))
+    hf0 = on_chain[borrower]
+    usdc0 = await balance(w3, usdc, borrower)
+    tx = calldata(hf0 + 1)  # the sale raises the health factor
+    start = int(await rpc(w3, "eth_blockNumber", []), 16)
+    await send(w3, info.liquidator, tx["to"], bytes.fromhex(tx["data"][2:]))
+    (event,) = await logs(w3, contract, DELEVERAGED, start)
+    sold, repaid, received, hf = (word(bytes.fromhex(event["data"][2:]), i) for i in range(4))
+    assert sold == withdraw and repay - 1 <= repaid <= repay and received > repay and hf > hf0
+    assert await balance(w3, usdc, borrower) == usdc0 + received - repay  # the sale's surplus is the borrower's
+    for token in info.tokens.values():
+        assert await balance(w3, token, contract) == 0
