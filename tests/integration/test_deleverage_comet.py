@@ -9,7 +9,9 @@ land within 0.5% above the target, no ``AbsorbCollateral`` / ``AbsorbDebt`` name
 borrower, and the contract keeps nothing. The contract's ``cometHealthFactor`` equals
 keeper's Comet health factor to the wei on every devnet borrower. A deleverage whose swap
 pays more than ``max_slippage_bps`` below Comet's prices reverts in simulation, is never
-sent, and the borrower gets a ``top_up_failed`` alert."""
+sent, and the borrower gets a ``top_up_failed`` alert. The stop-loss (``close_below_price``)
+repays all of the borrow on the first block at or below the price; the rest stays the
+borrower's. ``keeper protect setup`` sends ``allow`` once; ``status`` shows it."""
 
 from __future__ import annotations
 
@@ -245,3 +247,41 @@ async def test_comet_calls_are_the_borrowers_or_its_keepers_and_checked_on_chain
     assert await balance(w3, usdc, borrower) == usdc0 + received - repay  # the sale's surplus is the borrower's
     for token in info.tokens.values():
         assert await balance(w3, token, contract) == 0
+
+
+async def test_comet_stop_loss_closes_the_debt_when_the_price_crosses_and_leaves_the_rest(devnet, w3, tmp_path):
+    info = devnet.info
+    cinfo, uinfo, contract, borrower, _, _ = await setup(devnet, w3, tmp_path)
+    start = int(await rpc(w3, "eth_blockNumber", []), 16)
+    stop = await get_price(w3, info, "WETH") * 93 // 100  # crossed on the 4th -2% block
+    close = f'close_below_price = {{ asset = "WETH", usd = "{stop // 10**8}.{stop % 10**8:08d}" }}\n'
+    text = rule(cinfo, uinfo, borrower, contract, 100).replace('trigger_hf = "1.15"', 'trigger_hf = "1.01"') + close
+    k = await build_keeper(load_config(config(devnet, tmp_path, text), env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY}))
+
+    async def comet_view(signature: str, *args: str) -> int:
+        data = "0x" + call_data(signature, *(addr_arg(a) for a in args)).hex()
+        return int((await rpc(w3, "eth_call", [{"to": cinfo.comet, "data": data}, "latest"]))[:66], 16)
+
+    closed_at = None
+    try:
+        for n in range(6):
+            await decline(w3, info, uinfo, k)
+            if closed_at is None and await comet_view("borrowBalanceOf(address)", borrower) == 0:
+                closed_at = (n, await get_price(w3, info, "WETH"))
+        done = k.store.query("SELECT detail FROM actions WHERE kind = 'top_up' AND result = 'done'")
+    finally:
+        await k.close()
+    assert closed_at is not None, "the stop-loss never closed the USDC borrow"
+    n, price = closed_at
+    assert price <= stop and n == 3  # on the first block at or below the stop, not before
+    (event,) = await logs(w3, contract, DELEVERAGED, start)
+    assert len(done) == 1 and "deleveraged: sold" in done[0][0], done
+    # what was not sold stays the borrower's: its WETH in Comet, and a base supply of what the
+    # flash loan (sized for two minutes of interest) paid beyond the debt
+    assert await comet_view("userCollateral(address,address)", borrower, info.tokens["WETH"]) > 0
+    assert await comet_view("balanceOf(address)", borrower) > 0
+    for token in info.tokens.values():
+        assert await balance(w3, token, contract) == 0
+    for t in (ABSORB_COLLATERAL, ABSORB_DEBT):
+        assert not [e for e in await logs(w3, cinfo.comet, t, start)
+                    if to_checksum_address("0x" + e["topics"][2][-40:]) == borrower]

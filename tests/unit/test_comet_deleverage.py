@@ -5,7 +5,7 @@ cometHealthFactor, a 2%-a-block decline): tests/integration/test_deleverage_come
 
 import pytest
 
-from keeper.dex.deleverage import FLASH_AAVE, FLASH_MORPHO, DexInputs, smallest_input
+from keeper.dex.deleverage import FLASH_AAVE, FLASH_MORPHO, HORIZON_S, DexInputs, smallest_input
 from keeper.dex.route import Route, quote_route
 from keeper.model import ProtectRule
 from keeper.protocols.compound_v3.deleverage import (
@@ -14,7 +14,7 @@ from keeper.protocols.compound_v3.deleverage import (
     oracle_value,
     plan_comet_deleverage,
 )
-from keeper.protocols.compound_v3.math import CometRevert, assets_in, borrow_balance, hf_wad
+from keeper.protocols.compound_v3.math import CometRevert, accrue, assets_in, borrow_balance, hf_wad
 from keeper.protocols.compound_v3.topup import apply_repay
 from keeper.units import parse_fixed
 from tests.unit.test_comet_math import USDC, WETH, acct, market
@@ -91,3 +91,17 @@ def test_unreachable_targets_and_rules_that_do_not_apply():
                   ProtectRule(a.account, 1, TARGET, (("deleverage", "WETH->USDC"),), None, None)):
         assert comet_deleverage_top_up("comet", m, a, 1, other, dex((3000, 200 * E18)), KW["comet"]) is None
     assert comet_deleverage_top_up("comet", m, a, 1, rule, None, KW["comet"]) is None
+
+
+def test_the_stop_loss_repays_all_of_the_borrow_and_keeps_the_rest():
+    m, a = market(), acct(-5_000 * E6, weth=10 * E18)  # HF 3.58: far above any trigger
+    close = ProtectRule(a.account, parse_fixed("1.2", 18), TARGET, (("deleverage", "WETH->USDC"),), None, CONTRACT,
+                        close_below=("WETH", 2_100 * 10**8), closing=True)
+    d = comet_deleverage_top_up("comet", m, a, 1, close, dex((500, 2000 * E18)), KW["comet"], close=True)
+    q = d.quote
+    later = accrue(m, m.timestamp + HORIZON_S)
+    assert q.repay == borrow_balance(later, a) and q.withdraw < 10 * E18 and "stop-loss" in d.reason
+    assert hf_wad(later, apply_withdraw(later, apply_repay(later, a, q.repay), WETH, q.withdraw)) is None
+    other = ProtectRule(a.account, 1, TARGET, (("deleverage", "WETH->USDC"),), None, CONTRACT,
+                        close_below=("WBTC", 1), closing=True)
+    assert comet_deleverage_top_up("comet", m, a, 1, other, dex((500, 2000 * E18)), KW["comet"], close=True) is None

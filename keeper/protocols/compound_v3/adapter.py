@@ -61,9 +61,12 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
         """A wallet top-up first; a deleverage (from the position itself) when the wallet
         cannot pay for the whole target and the rule allows one."""
         hf = hf_wad(market, acct) or 0
+        dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+        if rule.closing and (c := dl.comet_deleverage_top_up(self.label, market, acct, hf, rule, dex, self.comet,
+                                                              close=True)):
+            return c  # the stop-loss (the price book has its asset at or below close_below)
         d = plan.top_up(self.label, market, acct, hf, rule, wallet)
         if (d is None or d.plan.partial) and self._sold_here(market, rule):
-            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
             return dl.comet_deleverage_top_up(self.label, market, acct, hf, rule, dex, self.comet) or d
         return d
 

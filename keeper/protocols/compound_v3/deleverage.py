@@ -94,9 +94,9 @@ def oracle_value(m: CometMarket, asset: Address, amount: int) -> int:
 
 def plan_comet_deleverage(m: CometMarket, acct: CometAccount, target_hf_wad: int, collateral: Address,
                           dex: DexInputs, *, comet: Address, contract: Address,
-                          max_slippage_bps: int) -> CometDeleverageQuote | None:
-    """The deleverage that brings ``acct`` to ``target_hf_wad`` selling the least ``collateral``,
-    or None (no debt, no pool, not enough collateral or flash liquidity)."""
+                          max_slippage_bps: int, close: bool = False) -> CometDeleverageQuote | None:
+    """The deleverage that brings ``acct`` to ``target_hf_wad`` selling the least ``collateral``
+    (``close``: repaying all of the borrow), or None (no debt, no pool, not enough collateral)."""
     owed = borrow_balance(m, acct)
     held = _balance(acct, collateral)
     if owed == 0 or held == 0:
@@ -118,7 +118,7 @@ def plan_comet_deleverage(m: CometMarket, acct: CometAccount, target_hf_wad: int
             sizes[repay] = (withdraw, UINT256_MAX if hf is None else hf)
             return sizes[repay][1] >= target_hf_wad
 
-        repay = first_true(reaches, 0, owed)
+        repay = (owed if reaches(owed) else None) if close else first_true(reaches, 0, owed)
         if repay is None:
             continue
         withdraw, hf = sizes[repay]
@@ -132,9 +132,12 @@ def plan_comet_deleverage(m: CometMarket, acct: CometAccount, target_hf_wad: int
 
 
 def comet_deleverage_top_up(key: str, m: CometMarket, acct: CometAccount, hf: int, rule: ProtectRule,
-                            dex: DexInputs | None, comet: Address) -> TopUp | None:
+                            dex: DexInputs | None, comet: Address, close: bool = False) -> TopUp | None:
     """The first of the rule's ``deleverage:COLLATERAL->BASE`` actions that reaches the
-    target, as a TopUp whose quote is the CometDeleverageQuote; None when none can."""
+    target, as a TopUp whose quote is the CometDeleverageQuote; None when none can.
+    ``close`` (the stop-loss): repay all of the borrow from the stop-loss asset; the
+    borrow balance is sized ``HORIZON_S`` ahead, so what it pays beyond the debt at mining
+    stays the borrower's, as a base supply."""
     if rule.contract is None or dex is None:
         return None
     listed = {a.symbol.upper(): a.asset for a in m.assets}
@@ -142,12 +145,16 @@ def comet_deleverage_top_up(key: str, m: CometMarket, acct: CometAccount, hf: in
     for coll, debt in pairs_of(rule.actions):
         if debt != m.base_symbol.upper() or coll not in listed:
             continue
+        if close and (rule.close_below is None or rule.close_below[0] != coll):
+            continue
         q = plan_comet_deleverage(later, acct, rule.target_hf_wad, listed[coll], dex, comet=comet,
-                                  contract=rule.contract, max_slippage_bps=rule.max_slippage_bps)
+                                  contract=rule.contract, max_slippage_bps=rule.max_slippage_bps, close=close)
         if q is None:
             continue
         q = replace(q, deadline=m.timestamp + DEADLINE_S)
-        why = (f"health factor {hf} below trigger {rule.trigger_hf_wad}; deleverage on Comet: sell {q.withdraw} "
+        why = (f"{coll} at or below the stop-loss {rule.close_below[1]} (USD e8): close on Comet, sell {q.withdraw} "
+               f"{coll} (price impact {q.price_impact_bps} bps) to repay all {q.repay} {debt}"
+               if close and rule.close_below else f"health factor {hf} below trigger {rule.trigger_hf_wad}; deleverage on Comet: sell {q.withdraw} "
                f"{coll} (price impact {q.price_impact_bps} bps) to repay {q.repay} {debt}, "
                f"health factor to {q.expected_hf_wad}")
         return TopUp(key, "compound_v3", acct.account, m.block, hf,
