@@ -16,7 +16,7 @@ A position whose prices are unreliable (stale, zero or negative feed) gets no de
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keeper.model import Address, Decision, Position, ProtectRule, Status
 
@@ -54,7 +54,7 @@ def top_ups_due(policy: Policy, market_name: str, positions: Iterable[Position],
         closing = (rule.close_below is not None and usd_of is not None
                    and (usd_of(rule.close_below[0]) or 2**256) <= rule.close_below[1])
         if p.health_factor_wad < rule.trigger_hf_wad or closing:
-            out.append((p, rule))
+            out.append((p, replace(rule, closing=True) if closing else rule))
     return out
 
 

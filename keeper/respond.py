@@ -51,8 +51,7 @@ class Responder:
         """What a freshly loaded market says about prices (every tick, no IO)."""
         self.prices.learn_symbols(adapter.tokens(market))
         self.prices.learn(adapter.prices_usd(market))
-        if self.dex is not None:
-            self._lenders[adapter.label] = adapter.flash_lenders(market)
+        self._lenders[adapter.label] = adapter.flash_lenders(market)  # capital-free and deleverage
 
     async def refresh_feeds(self, block: int) -> None:
         if self.feeds is not None and self._feeds_block != block:
@@ -89,7 +88,8 @@ class Responder:
         adapter, me = w.adapter, self.executor.tx.address
         wallet = await balances(self.mc, adapter.spend_tokens(market), me, market.block)
         if tops:
-            await adapter.prepare_protect(market, [rule for _, rule in tops])
+            await adapter.prepare_protect(market, [rule for _, rule in tops],
+                                          [ln for group in self._lenders.values() for ln in group])
         ctx = None
         if due or sale:
             await self.refresh_feeds(market.block)

@@ -13,8 +13,9 @@ pragma solidity 0.8.19;
 ///         zero). keeper's Python is written against the REAL Comet interface: every function
 ///         it calls exists on a real Comet with the same selector and return layout.
 /// @dev Left out, because keeper does not use them: the proxy, configurator and extension
-///      delegate, rewards tracking (tracking indexes stay 0), permissions (`allow`,
-///      `supplyFrom`, `withdrawFrom`), pausing (flags stay 0), collateral transfers,
+///      delegate, rewards tracking (tracking indexes stay 0), permissions other than `allow`,
+///      `isAllowed`, `hasPermission` and `withdrawFrom` (what keeper's deleverage uses; no
+///      `allowBySig`, `supplyFrom`, `transferFrom`), pausing (flags stay 0), collateral transfers,
 ///      `withdrawReserves`, liquidator points and the reentrancy guard. Asset configuration is
 ///      kept in storage instead of packed immutables, with the same 4-decimal factors and
 ///      whole-unit supply caps that Comet's packing keeps.
@@ -58,6 +59,7 @@ interface IComet {
   event Supply(address indexed from, address indexed dst, uint256 amount);
   event Transfer(address indexed from, address indexed to, uint256 amount);
   event Withdraw(address indexed src, address indexed to, uint256 amount);
+  event Approval(address indexed owner, address indexed spender, uint256 amount); // CometExt
   event SupplyCollateral(address indexed from, address indexed dst, address indexed asset, uint256 amount);
   event TransferCollateral(address indexed from, address indexed to, address indexed asset, uint256 amount);
   event WithdrawCollateral(address indexed src, address indexed to, address indexed asset, uint256 amount);
@@ -107,6 +109,10 @@ interface IComet {
   function transfer(address dst, uint256 amount) external returns (bool);
   function withdraw(address asset, uint256 amount) external;
   function withdrawTo(address to, address asset, uint256 amount) external;
+  function withdrawFrom(address src, address to, address asset, uint256 amount) external;
+  function allow(address manager, bool isAllowed) external;
+  function isAllowed(address owner, address manager) external view returns (bool);
+  function hasPermission(address owner, address manager) external view returns (bool);
   function absorb(address absorber, address[] calldata accounts) external;
   function buyCollateral(address asset, uint256 minAmount, uint256 baseAmount, address recipient) external;
 }
@@ -161,6 +167,7 @@ contract CometStandIn is IComet {
   }
 
   error BadAsset();
+  error Unauthorized();
   error BadDecimals();
   error BadDiscount();
   error BadPrice();
@@ -224,6 +231,7 @@ contract CometStandIn is IComet {
   mapping(address => UserBasic) public userBasic;
   mapping(address => mapping(address => UserCollateral)) public userCollateral;
   AssetInfo[] internal assetList;
+  mapping(address => mapping(address => bool)) public isAllowed; // CometStorage: owner -> manager
 
   constructor(Configuration memory config) {
     uint8 decimals_ = ICometToken(config.baseToken).decimals();
@@ -657,6 +665,21 @@ contract CometStandIn is IComet {
 
   function withdrawTo(address to, address asset, uint amount) external {
     withdrawInternal(msg.sender, to, asset, amount);
+  }
+
+  // CometExt.allow / Comet.hasPermission / Comet.withdrawFrom
+  function allow(address manager, bool isAllowed_) external {
+    isAllowed[msg.sender][manager] = isAllowed_;
+    emit Approval(msg.sender, manager, isAllowed_ ? type(uint256).max : 0);
+  }
+
+  function hasPermission(address owner, address manager) public view returns (bool) {
+    return owner == manager || isAllowed[owner][manager];
+  }
+
+  function withdrawFrom(address src, address to, address asset, uint amount) external {
+    if (!hasPermission(src, msg.sender)) revert Unauthorized();
+    withdrawInternal(src, to, asset, amount);
   }
 
   function withdrawInternal(address src, address to, address asset, uint amount) internal {

@@ -2,6 +2,7 @@
 pragma solidity 0.8.19;
 
 import {TokenCalls} from "./TokenCalls.sol";
+import {CometDeleverage, CometProtection, IPComet} from "./CometProtection.sol";
 
 /// @title KeeperProtection: deleverage a borrower from its own position (keeper's own, not a stand-in).
 /// @notice For one borrower of an Aave V3 Pool: flash-borrow the debt token (Aave
@@ -21,6 +22,9 @@ import {TokenCalls} from "./TokenCalls.sol";
 /// behalf, `withdrawCollateral` through the borrower's `setAuthorization(this, true)`, the
 /// market's oracle for the slippage bound and Morpho's own health numbers
 /// (maxBorrow * 1e18 / borrowed) for the check.
+/// Compound V3 (`deleverageComet`, CometProtection.sol): the base token flash-borrowed from Aave
+/// or Morpho Blue, `supplyTo` the borrower, `withdrawFrom` through its `allow(this, true)`, Comet's
+/// getPrice for the slippage bound and `cometHealthFactor` for the check.
 /// What the delegation lets this contract do: move the borrower's aTokens, only inside a
 /// deleverage called by the borrower or its keeper, only to sell them for the borrower's debt
 /// token within the slippage bound and only if the borrower ends above the target HF.
@@ -84,7 +88,7 @@ interface IPSwapRouter {
     function exactInputSingle(ExactInputSingleParams calldata params) external payable returns (uint256);
 }
 
-contract KeeperProtection {
+contract KeeperProtection is CometProtection {
     uint8 public constant FLASH_AAVE = 1;
     uint8 public constant FLASH_MORPHO = 2;
     uint256 public constant BPS = 10_000;
@@ -92,6 +96,7 @@ contract KeeperProtection {
 
     uint8 private constant KIND_AAVE = 1;
     uint8 private constant KIND_MORPHO = 2;
+    uint8 private constant KIND_COMET = 3;
     uint256 private constant WAD = 1e18;
     uint256 private constant ORACLE_PRICE_SCALE = 1e36; // Morpho Blue
     uint256 private constant VIRTUAL_SHARES = 1e6; // Morpho Blue SharesMathLib
@@ -199,9 +204,52 @@ contract KeeperProtection {
         _transfer(d.market.collateralToken, d.borrower, _balance(d.market.collateralToken));
     }
 
+    /// Compound V3: flash the base token from Aave or Morpho Blue (CometProtection.sol).
+    function deleverageComet(CometDeleverage calldata d) external {
+        _onlyFor(d.borrower);
+        _caller = d.lender;
+        address base = _flash(d.flashSource, d.lender, d.comet, d.repayAmount, abi.encode(KIND_COMET, abi.encode(d)));
+        _caller = address(0);
+        uint256 hf = cometHealthFactor(d.comet, d.borrower);
+        if (hf < d.minHealthFactor) revert HealthFactorTooLow(hf, d.minHealthFactor);
+        _transfer(base, d.borrower, _balance(base));
+        _transfer(d.collateral, d.borrower, _balance(d.collateral));
+    }
+
+    function _flash(uint8 source, address lender, address comet, uint256 amount, bytes memory data)
+        private returns (address base)
+    {
+        base = IPComet(comet).baseToken();
+        if (source == FLASH_AAVE) {
+            IPAavePool(lender).flashLoanSimple(address(this), base, amount, data, 0);
+        } else if (source == FLASH_MORPHO) {
+            IPMorpho(lender).flashLoan(base, amount, data);
+        } else {
+            revert BadFlashSource(source);
+        }
+    }
+
+    function _sell(address tokenIn, address tokenOut, uint24 fee, uint256 deadline, uint256 amount)
+        private returns (uint256)
+    {
+        _approve(tokenIn, router, amount);
+        return IPSwapRouter(router).exactInputSingle(
+            IPSwapRouter.ExactInputSingleParams(tokenIn, tokenOut, fee, address(this), deadline, amount, 0, 0));
+    }
+
     /// The deleverage inside the flash loan; returns the token borrowed.
     function _act(bytes memory data) internal returns (address) {
         (uint8 kind, bytes memory inner) = abi.decode(data, (uint8, bytes));
+        if (kind == KIND_COMET) {
+            CometDeleverage memory c = abi.decode(inner, (CometDeleverage));
+            (address base, uint256 repaid) = _cometRepayAndWithdraw(c);
+            uint256 received = _sell(c.collateral, base, c.poolFee, c.deadline, c.withdrawAmount);
+            uint256 minimum = _cometOracleMinimum(c);
+            if (received < minimum) revert SlippageTooHigh(received, minimum);
+            emit Deleveraged(c.borrower, c.collateral, base, c.withdrawAmount, repaid, received,
+                cometHealthFactor(c.comet, c.borrower));
+            return base;
+        }
         if (kind == KIND_AAVE) {
             AaveDeleverage memory a = abi.decode(inner, (AaveDeleverage));
             _deleverage(a);

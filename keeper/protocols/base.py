@@ -189,9 +189,10 @@ class MarketAdapter(ABC, Generic[M, A]):
         return []
 
     # -- protection from the position itself (optional) -------------------------------
-    async def prepare_protect(self, market: M, rules: Sequence[ProtectRule]) -> None:
+    async def prepare_protect(self, market: M, rules: Sequence[ProtectRule], lenders: Sequence[Any] = ()) -> None:
         """IO before ``plan_top_up`` for accounts due (e.g. the DEX pools a deleverage sells
-        on, at ``market``'s block). Default: nothing to read."""
+        on, at ``market``'s block); ``lenders``: every watched market's ``flash_lenders``.
+        Default: nothing to read."""
         return None
 
     async def protect_delegation(self, market: M, rule: ProtectRule, contract: Address,

@@ -12,7 +12,7 @@ from tests.integration.own_anvil import anvil, devnet, w3  # noqa: F401  (own an
 from eth_abi import encode
 from eth_utils import to_checksum_address
 
-from keeper.chain.abi import addr_arg, call_data, uint_arg
+from keeper.chain.abi import addr_arg, call_data, selector, uint_arg, word
 from keeper.chain.rpc import Rpc
 from keeper.config import load_config
 from keeper.config_types import Secret
@@ -37,7 +37,9 @@ TARGET = 130 * WAD // 100
 BLOCKS = 14
 
 
-async def test_morpho_decline_is_deleveraged_to_the_target_and_never_liquidatable(devnet, w3, tmp_path):
+async def setup(devnet, w3, tmp_path):
+    """Morpho, the pools, the contract, the riskiest WETH/USDC borrower above HF 1.17 and its
+    delegation (``setAuthorization`` and ``setKeeper``)."""
     info = devnet.info
     minfo = await deploy_morpho(w3, info, 8, 5)
     uinfo = await deploy_uniswap(w3, info)
@@ -63,24 +65,38 @@ async def test_morpho_decline_is_deleveraged_to_the_target_and_never_liquidatabl
     await send(w3, borrower, minfo.morpho, call_data("setAuthorization(address,bool)", addr_arg(contract), uint_arg(1)))
     await send(w3, borrower, contract, call_data(SET_KEEPER, addr_arg(info.liquidator)))
     await rpc(w3, "anvil_stopImpersonatingAccount", [borrower])
+    return minfo, uinfo, contract, borrower
 
+
+def rule(minfo, uinfo, borrower: str, contract: str, trigger: str = "1.15", close: str = "") -> str:
+    return (morpho_config_toml(minfo) + dex_config_toml(uinfo, None)
+            + f'\n[[protect]]\naccount = "{borrower}"\nmarket = "morpho"\ntrigger_hf = "{trigger}"\n'
+              f'target_hf = "1.30"\nactions = ["repay:USDC", "deleverage:WETH->USDC"]\n'
+              f'contract = "{contract}"\nmax_slippage_bps = 100\n' + close)
+
+
+async def decline(w3, info, minfo, uinfo, k) -> None:
+    """WETH -2% on the feeds, Morpho's oracles and the pools; one keeper tick."""
+    old = await get_price(w3, info, "WETH")
+    new = apply_price_change(old, "-2%")
+    await set_price(w3, info, "WETH", new)
+    await follow_feed(w3, minfo, "WETH", old, new)
+    await align_pools(w3, info, uinfo, {"WETH"})
+    await k.engine.on_block(await k.rpc.block_number())
+    await k.executor.drain()
+
+
+async def test_morpho_decline_is_deleveraged_to_the_target_and_never_liquidatable(devnet, w3, tmp_path):
+    info = devnet.info
+    minfo, uinfo, contract, borrower = await setup(devnet, w3, tmp_path)
     start = int(await rpc(w3, "eth_blockNumber", []), 16)
-    extra = (morpho_toml + dex_config_toml(uinfo, None)
-             + f'\n[[protect]]\naccount = "{borrower}"\nmarket = "morpho"\ntrigger_hf = "1.15"\n'
-               f'target_hf = "1.30"\nactions = ["repay:USDC", "deleverage:WETH->USDC"]\n'
-               f'contract = "{contract}"\nmax_slippage_bps = 100\n')
-    k = await build_keeper(load_config(config(devnet, tmp_path, extra), env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY}))
+    k = await build_keeper(load_config(config(devnet, tmp_path, rule(minfo, uinfo, borrower, contract)),
+                                       env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY}))
     try:
         watch = next(w for w in k.engine.watches if w.adapter.name == "morpho_blue"
                      and minfo.labels[w.adapter.id] == "WETH/USDC")
         for _ in range(BLOCKS):
-            old = await get_price(w3, info, "WETH")
-            new = apply_price_change(old, "-2%")
-            await set_price(w3, info, "WETH", new)
-            await follow_feed(w3, minfo, "WETH", old, new)
-            await align_pools(w3, info, uinfo, {"WETH"})
-            await k.engine.on_block(await k.rpc.block_number())
-            await k.executor.drain()
+            await decline(w3, info, minfo, uinfo, k)
             (view,) = await watch.adapter.contract_health([borrower], await k.rpc.block_number())
             assert not view.liquidatable
         done = k.store.query("SELECT realized FROM actions WHERE kind = 'top_up' AND result = 'done'")
@@ -98,3 +114,44 @@ async def test_morpho_decline_is_deleveraged_to_the_target_and_never_liquidatabl
                 if to_checksum_address("0x" + e["topics"][3][-40:]) == borrower]
     for token in info.tokens.values():
         assert await balance(w3, token, contract) == 0
+
+
+async def test_morpho_stop_loss_closes_the_debt_when_the_price_crosses_and_leaves_the_rest(devnet, w3, tmp_path):
+    info = devnet.info
+    minfo, uinfo, contract, borrower = await setup(devnet, w3, tmp_path)
+    mid = minfo.market("WETH/USDC")
+    start = int(await rpc(w3, "eth_blockNumber", []), 16)
+    stop = await get_price(w3, info, "WETH") * 93 // 100  # crossed on the 4th -2% block
+    close = f'close_below_price = {{ asset = "WETH", usd = "{stop // 10**8}.{stop % 10**8:08d}" }}\n'
+    k = await build_keeper(load_config(config(devnet, tmp_path, rule(minfo, uinfo, borrower, contract, "1.01", close)),
+                                       env={"KEEPER_PRIVATE_KEY": LIQUIDATOR_KEY}))
+    usdc0 = await balance(w3, info.tokens["USDC"], borrower)
+    closed_at = None
+    try:
+        for n in range(6):
+            await decline(w3, info, minfo, uinfo, k)
+            if closed_at is None and (await position(w3, minfo.morpho, mid, borrower))[0] == 0:
+                closed_at = (n, await get_price(w3, info, "WETH"))
+        done = k.store.query("SELECT detail FROM actions WHERE kind = 'top_up' AND result = 'done'")
+    finally:
+        await k.close()
+    assert closed_at is not None, "the stop-loss never closed the USDC debt"
+    n, price = closed_at
+    assert price <= stop and n == 3  # on the first block at or below the stop, not before
+    (event,) = await logs(w3, contract, DELEVERAGED, start)
+    shares, collateral = await position(w3, minfo.morpho, mid, borrower)
+    assert shares == 0 and collateral > 0  # what was not sold stays the borrower's collateral
+    assert await balance(w3, info.tokens["USDC"], borrower) >= usdc0  # the swap's surplus is the borrower's
+    assert len(done) == 1 and "deleveraged: sold" in done[0][0], done
+    for token in info.tokens.values():
+        assert await balance(w3, token, contract) == 0
+    assert not [e for e in await logs(w3, minfo.morpho, LIQUIDATE_EVENT, start)
+                if to_checksum_address("0x" + e["topics"][3][-40:]) == borrower]
+
+
+async def position(w3, morpho: str, market_id: str, who: str) -> tuple[int, int]:
+    """(borrowShares, collateral) of Morpho.position."""
+    data = "0x" + (selector("position(bytes32,address)") + encode(["bytes32", "address"],
+                                                                   [bytes.fromhex(market_id[2:]), who])).hex()
+    raw = bytes.fromhex((await rpc(w3, "eth_call", [{"to": morpho, "data": data}, "latest"]))[2:])
+    return word(raw, 1), word(raw, 2)

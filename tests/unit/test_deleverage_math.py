@@ -25,11 +25,11 @@ CONTRACT = "0x000000000000000000000000000000000000C0DE"
 TARGET = parse_fixed("1.4", 18)
 
 
-def weth_usdc_pool(fee: int, weth_depth: int) -> PoolState:
+def weth_usdc_pool(fee: int, weth_depth: int, weth: str = WETH.asset, usdc: str = USDC.asset) -> PoolState:
     """A full-range pool at 2000 USDC per WETH holding ``weth_depth`` WETH (and its USDC)."""
-    t0, t1 = sorted((WETH.asset, USDC.asset), key=str.lower)
+    t0, t1 = sorted((weth, usdc), key=str.lower)
     usdc_depth = weth_depth * 2000 * E6 // E18
-    if t0 == WETH.asset:
+    if t0 == weth:
         sqrt_p, liq = isqrt(2000 * E6 * 2**192 // E18), isqrt(weth_depth * usdc_depth)
     else:
         sqrt_p, liq = isqrt(E18 * 2**192 // (2000 * E6)), isqrt(weth_depth * usdc_depth)

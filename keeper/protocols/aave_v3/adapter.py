@@ -82,7 +82,7 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
             return dl.deleverage_top_up(self.label, market, acct, hf or 0, rule, dex) or d
         return d
 
-    async def prepare_protect(self, market: AaveMarketState, rules: Sequence[ProtectRule]) -> None:
+    async def prepare_protect(self, market: AaveMarketState, rules: Sequence[ProtectRule], lenders=()) -> None:
         listed = {r.symbol.upper(): r.asset for r in market.reserves}
         wanted = {(listed[c], listed[d]) for rule in rules if rule.contract for c, d in dl.pairs(rule)
                   if c in listed and d in listed}

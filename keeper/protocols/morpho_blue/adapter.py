@@ -176,11 +176,17 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
     # -- decisions -------------------------------------------------------------------------
     def plan_top_up(self, market: MorphoMarket, acct: MorphoPosition, rule: ProtectRule,
                     wallet: Mapping[Address, int]) -> TopUp | None:
-        """A wallet top-up first; a deleverage when the wallet cannot pay the whole target."""
+        """A wallet top-up first; a deleverage when the wallet cannot pay the whole target.
+        The rule's stop-loss first, whatever the HF, when the price book has its asset at or
+        below ``close_below`` (``rule.closing``; Morpho's oracle prices nothing in USD)."""
         hf = math.health(market, acct)[2]
+        dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+        if rule.closing and (c := dl.morpho_deleverage_top_up(self.label, market, acct, hf or 0, rule,
+                                                               self.token_symbols, dex, self.base.morpho,
+                                                               close=True)):
+            return c
         d = plan.top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, wallet)
         if (d is None or d.plan.partial) and self._sells_here(market, rule):
-            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
             return dl.morpho_deleverage_top_up(self.label, market, acct, hf or 0, rule, self.token_symbols, dex,
                                                self.base.morpho) or d
         return d
@@ -190,7 +196,7 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
         pair = (s.get(market.params.collateral_token, "").upper(), s.get(market.params.loan_token, "").upper())
         return pair in pairs_of(rule.actions)
 
-    async def prepare_protect(self, market: MorphoMarket, rules: Sequence[ProtectRule]) -> None:
+    async def prepare_protect(self, market: MorphoMarket, rules: Sequence[ProtectRule], lenders=()) -> None:
         factory = next((r.dex_factory for r in rules if r.dex_factory and r.contract
                         and self._sells_here(market, r)), None)
         if factory is not None:

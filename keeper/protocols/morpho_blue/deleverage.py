@@ -123,7 +123,10 @@ def morpho_deleverage_top_up(key: str, m: MorphoMarket, pos: MorphoPosition, hf:
     if q is None:
         return None
     q = replace(q, deadline=m.timestamp + DEADLINE_S)
-    why = (f"health factor {hf} below trigger {rule.trigger_hf_wad}; deleverage on Morpho: sell {q.withdraw} "
+    why = (f"{want[0]} at or below the stop-loss {rule.close_below[1]} (USD e8): close on Morpho, sell "
+           f"{q.withdraw} {want[0]} (price impact {q.price_impact_bps} bps) to repay all {q.repay} {want[1]}"
+           if close and rule.close_below else
+           f"health factor {hf} below trigger {rule.trigger_hf_wad}; deleverage on Morpho: sell {q.withdraw} "
            f"{want[0]} (price impact {q.price_impact_bps} bps) to repay {q.repay} {want[1]}")
     plan = TopUpPlan("deleverage", q.collateral, q.withdraw, q.expected_hf_wad, False, 0)
     return TopUp(key, "morpho_blue", pos.account, m.block, hf, plan, why, q)
