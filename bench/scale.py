@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50_000, help="borrowers per protocol")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: where the memory goes")
     args = ap.parse_args()
-    configure_logging(level="warning")
+    configure_logging(level="error")
     proc = start_anvil(port=0)
     try:
         r = asyncio.run(run(proc.rpc_url, args.n, args.trace))
