@@ -4,8 +4,9 @@ one devnet, one Engine watching the three markets, as ``keeper run`` would.
     .venv/bin/python bench/scale.py                      # 50,000 per protocol (150,000 in all)
     .venv/bin/python bench/scale.py --n 5000 --trace     # quick, with tracemalloc's top lines
 
-Prints, per run: the process RSS before the engine and after its first scan (everything a
-tick needs is then in memory), the first scan, a full scan at a new block, an idle block tick
+Seeding runs in this process; keeper runs in a fresh child process (``--measure``), so its RSS
+is keeper's alone. Prints, per run: the child's RSS before the engine and after its first
+scan (everything a tick needs is then in memory), its peak RSS, the first scan, a full scan at a new block, an idle block tick
 (nothing happened), a block whose WETH price moves 1 %, and the safety-net scan beside the
 block path (Engine.scan_beside): how long it reads and merges, and the block ticks (each a
 1 % WETH move) handled while it runs. A benchmark, not a test: nothing here asserts a time.
@@ -16,11 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
+import resource
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -31,7 +36,7 @@ from keeper.devnet.api import connect, deploy, get_price, set_price  # noqa: E40
 from keeper.devnet.comet import deploy_comet  # noqa: E402
 from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml  # noqa: E402
 from keeper.devnet.morpho import deploy_morpho  # noqa: E402
-from keeper.devnet.state import keeper_config_toml  # noqa: E402
+from keeper.devnet.state import DevnetInfo, keeper_config_toml  # noqa: E402
 from keeper.engine import Engine  # noqa: E402
 from keeper.log import configure_logging  # noqa: E402
 from keeper.store import Store  # noqa: E402
@@ -46,7 +51,7 @@ def rss_mib() -> float:
     return float("nan")
 
 
-async def seed(url: str, n: int, tmp: Path) -> tuple[Path, object]:
+async def seed(url: str, n: int, tmp: Path) -> tuple[Path, DevnetInfo]:
     t0 = time.perf_counter()
     info = await deploy(url, n_borrowers=n, seed=SEED)
     w3 = connect(url)
@@ -75,92 +80,114 @@ def ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-async def run(url: str, n: int, trace: bool) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg_path, info = await seed(url, n, Path(tmp))
-        gc.collect()
-        out: dict = {"rss_before": rss_mib()}
-        cfg = load_config(cfg_path)
-        rpc = Rpc(cfg.chain.rpc_url.get_secret_value(), 120)
-        store = Store(cfg.store.path)
-        engine = Engine(cfg, rpc, store)
-        if trace:
-            tracemalloc.start(4)
-        block = await rpc.block_number()
-        t0 = time.perf_counter()
-        await engine.index(block)
-        out["index"] = ms(t0)
-        t0 = time.perf_counter()
-        await engine.full_scan(block)
-        out["first"] = ms(t0)
-        gc.collect()
-        out["rss_after"] = rss_mib()
-        out["positions"] = sum(len(w.positions) for w in engine.watches)
-        if trace:
-            snap = tracemalloc.take_snapshot()
-            tracemalloc.stop()
-            print("# tracemalloc, top 25 lines holding memory after the first scan:", file=sys.stderr)
-            for stat in snap.statistics("lineno")[:25]:
-                print(f"#   {stat.size / 2**20:7.1f} MiB {stat.count:>9,}  {stat.traceback[0]}", file=sys.stderr)
-            del snap
-        await rpc.request("evm_mine", [])
-        block += 1
-        t0 = time.perf_counter()
-        await engine.full_scan(block)
-        out["full"] = ms(t0)
-        await rpc.request("evm_mine", [])
-        t0 = time.perf_counter()
-        await engine.on_block(block + 1)
-        out["idle"] = ms(t0)
-        b = await move(url, info, -100)
-        t0 = time.perf_counter()
-        changed = await engine.on_block(b)
-        out["move"], out["move_changed"] = ms(t0), len(changed)
-        # the safety net beside the block path: price blocks keep coming while it runs
-        lock = asyncio.Lock()
-        t0 = time.perf_counter()
-        scan = asyncio.create_task(engine.scan_beside(lock))
-        ticks: list[float] = []
-        sign = 1
-        while not scan.done():
-            await asyncio.sleep(0.2)
-            if scan.done():
-                break
-            sign = -sign
-            b = await move(url, info, 100 * sign)
-            t1 = time.perf_counter()
-            async with lock:
-                await engine.on_block(b)
-            ticks.append(ms(t1))
-        out["merged"] = await scan
-        out["beside"], out["ticks"] = ms(t0), ticks
-        out["rss_end"] = rss_mib()
-        store.close()
-        await rpc.close()
-        return out
+async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict:
+    gc.collect()
+    out: dict = {"rss_before": rss_mib()}
+    info = SimpleNamespace(feeds={"WETH": feed}, deployer=deployer)  # all set_price needs
+    cfg = load_config(cfg_path)
+    url = cfg.chain.rpc_url.get_secret_value()
+    rpc = Rpc(url, 120)
+    store = Store(cfg.store.path)
+    engine = Engine(cfg, rpc, store)
+    if trace:
+        tracemalloc.start()
+    block = await rpc.block_number()
+    t0 = time.perf_counter()
+    await engine.index(block)
+    out["index"] = ms(t0)
+    t0 = time.perf_counter()
+    await engine.full_scan(block)
+    out["first"] = ms(t0)
+    gc.collect()
+    out["rss_after"] = rss_mib()
+    out["positions"] = sum(len(w.positions) for w in engine.watches)
+    if trace:
+        snap = tracemalloc.take_snapshot()
+        out["traced_peak"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        print("# tracemalloc, top 25 lines holding memory after the first scan:", file=sys.stderr)
+        for stat in snap.statistics("lineno")[:25]:
+            print(f"#   {stat.size / 2**20:7.1f} MiB {stat.count:>9,}  {stat.traceback[0]}", file=sys.stderr)
+        del snap
+    await rpc.request("evm_mine", [])
+    block += 1
+    t0 = time.perf_counter()
+    await engine.full_scan(block)
+    out["full"] = ms(t0)
+    await rpc.request("evm_mine", [])
+    t0 = time.perf_counter()
+    await engine.on_block(block + 1)
+    out["idle"] = ms(t0)
+    b = await move(url, info, -100)
+    t0 = time.perf_counter()
+    changed = await engine.on_block(b)
+    out["move"], out["move_changed"] = ms(t0), len(changed)
+    # the safety net beside the block path: price blocks keep coming while it runs
+    lock = asyncio.Lock()
+    t0 = time.perf_counter()
+    scan = asyncio.create_task(engine.scan_beside(lock))
+    ticks: list[float] = []
+    sign = 1
+    while not scan.done():
+        await asyncio.sleep(0.2)
+        if scan.done():
+            break
+        sign = -sign
+        b = await move(url, info, 100 * sign)
+        t1 = time.perf_counter()
+        async with lock:
+            await engine.on_block(b)
+        ticks.append(ms(t1))
+    out["merged"] = await scan
+    out["beside"], out["ticks"] = ms(t0), ticks
+    out["rss_end"] = rss_mib()
+    out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    store.close()
+    await rpc.close()
+    return out
+
+
+def child(cfg: Path, info: DevnetInfo, trace: bool) -> dict:
+    """keeper in a fresh process: its RSS is its own (not the seeding's)."""
+    cmd = [sys.executable, __file__, "--measure", str(cfg), "--feed", info.feeds["WETH"],
+           "--deployer", info.deployer] + (["--trace"] if trace else [])
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=50_000, help="borrowers per protocol")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: where the memory goes")
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child: a keeper config
+    ap.add_argument("--feed", help=argparse.SUPPRESS)
+    ap.add_argument("--deployer", help=argparse.SUPPRESS)
     args = ap.parse_args()
     configure_logging(level="error")
-    proc = start_anvil(port=0)
+    if args.measure:
+        print(json.dumps(asyncio.run(measure(args.measure, args.feed, args.deployer, args.trace))))
+        return
+    # at most 64 block states in anvil's memory: 150,000 positions' history otherwise takes
+    # over 12 GiB (keeper reads at the head; discovery reads logs, which are kept)
+    proc = start_anvil(port=0, extra_args=("--prune-history", "64"))
     try:
-        r = asyncio.run(run(proc.rpc_url, args.n, args.trace))
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg, info = asyncio.run(seed(proc.rpc_url, args.n, Path(tmp)))
+            r = child(cfg, info, args.trace)
     finally:
         stop_anvil(proc.pid)
     ticks = sorted(r["ticks"])
     during = (f"{len(ticks)} ticks, median {ticks[len(ticks) // 2]:.0f} ms, max {ticks[-1]:.0f} ms"
               if ticks else "none (the scan ended first)")
-    print("| positions | RSS before / after first scan | first scan | full scan | idle block | "
-          "block with a 1 % WETH move | scan beside: time, accounts merged | block ticks during it |")
+    print("| positions | keeper RSS: start / after first scan / peak | first scan | full scan | idle block "
+          "| block with a 1 % WETH move | scan beside: time, accounts merged | block ticks during it |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {r['positions']:,} | {r['rss_before']:.0f} / {r['rss_after']:.0f} MiB | {r['first']:,.0f} ms "
-          f"| {r['full']:,.0f} ms | {r['idle']:,.0f} ms | {r['move']:,.0f} ms ({r['move_changed']:,} recomputed) "
+    print(f"| {r['positions']:,} | {r['rss_before']:.0f} / {r['rss_after']:.0f} / {r['rss_peak']:.0f} MiB "
+          f"| {r['first']:,.0f} ms | {r['full']:,.0f} ms | {r['idle']:,.0f} ms "
+          f"| {r['move']:,.0f} ms ({r['move_changed']:,} recomputed) "
           f"| {r['beside']:,.0f} ms, {r['merged']:,} | {during} |")
-    print(f"\ndiscovery {r['index']:,.0f} ms; RSS at the end {r['rss_end']:.0f} MiB")
+    print(f"\ndiscovery {r['index']:,.0f} ms; keeper RSS at the end {r['rss_end']:.0f} MiB"
+          + (f"; tracemalloc peak {r['traced_peak']:.1f} MiB" if "traced_peak" in r else ""))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ class Runner:
         watches = self.engine.watches
         if watches and all(w.market is not None for w in watches):
             if self._scanning:
+                self.skipped += 1
                 log.info("tick.skipped", job="scan", reason="previous scan still running")
                 return
             self._scanning = True
