@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from keeper import memory
 from keeper.chain.endpoints import paced
 from keeper.engine import Engine
 from keeper.errors import SourceError
@@ -120,12 +121,14 @@ class Runner:
             self.head = max(self.head, block)
             flagged = sum(1 for p in positions if p.status.rank >= 2)
             log.info("scan.done", block=block, positions=len(positions), flagged=flagged)
+            memory.release()  # the scan's transient heap back to the OS
         await self._guarded("scan", go)
 
     async def _scan_beside(self) -> None:
         await self._index()
         merged = await self.engine.scan_beside(self.lock, lambda: self.stopping)
         log.info("scan.done", block=self.head, positions=merged, beside=True)
+        memory.release()
 
     async def _beside(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
         """A job that runs without the tick lock: timed and its read failures handled as a tick's."""
