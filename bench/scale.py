@@ -91,7 +91,7 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     store = Store(cfg.store.path)
     engine = Engine(cfg, rpc, store)
     if trace:
-        tracemalloc.start()
+        tracemalloc.start(3)
     block = await rpc.block_number()
     t0 = time.perf_counter()
     await engine.index(block)
@@ -109,8 +109,11 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
         out["traced_peak"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         print("# tracemalloc, top 25 lines holding memory after the first scan:", file=sys.stderr)
-        for stat in snap.statistics("lineno")[:25]:
-            print(f"#   {stat.size / 2**20:7.1f} MiB {stat.count:>9,}  {stat.traceback[0]}", file=sys.stderr)
+        for stat in snap.statistics("traceback")[:25]:
+            where = " <- ".join(str(f) for f in list(stat.traceback)[:3])
+            print(f"#   {stat.size / 2**20:7.1f} MiB {stat.count:>9,}  {where}", file=sys.stderr)
+        total = sum(st.size for st in snap.statistics("filename"))
+        print(f"#   held in all: {total / 2**20:.1f} MiB", file=sys.stderr)
         del snap
     await rpc.request("evm_mine", [])
     block += 1

@@ -34,6 +34,7 @@ from keeper.protocols.base import ChainReaders, MarketAdapter
 from keeper.store import Store
 
 log = structlog.get_logger("keeper.engine")
+MERGE_SLICE = 1_000  # accounts a scan_beside merges per hold of the tick lock
 
 
 @dataclass
@@ -156,8 +157,10 @@ class Engine:
             try:
                 took: list[Address] = []
                 async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
-                    async with lock:
-                        took.extend(self._merge(w, block, part))
+                    for i in range(0, len(part), MERGE_SLICE):  # a block tick never waits long
+                        async with lock:
+                            took.extend(self._merge(w, block, part[i:i + MERGE_SLICE]))
+                        await asyncio.sleep(0)  # a tick waiting for the lock goes first
                     if stopping():
                         return merged + len(took)
                 async with lock:  # the responder sees the merged positions as they are now

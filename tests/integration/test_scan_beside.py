@@ -73,7 +73,8 @@ def hf(p) -> int:
     return UINT256_MAX if p.health_factor_wad is None else p.health_factor_wad
 
 
-async def test_block_ticks_run_while_the_scan_reads_and_newer_state_is_kept(devnet, engine, w3):
+async def test_block_ticks_run_while_the_scan_reads_and_newer_state_is_kept(devnet, engine, w3, monkeypatch):
+    monkeypatch.setattr("keeper.engine.MERGE_SLICE", 7)  # parts merged in slices, as at scale
     block = await engine.rpc.block_number()
     await engine.index(block)
     await engine.full_scan(block)
