@@ -173,8 +173,8 @@ def main() -> None:
     if args.measure:
         print(json.dumps(asyncio.run(measure(args.measure, args.feed, args.deployer, args.trace))))
         return
-    # at most 64 block states in anvil's memory: 150,000 positions' history otherwise takes
-    # over 12 GiB (keeper reads at the head; discovery reads logs, which are kept)
+    # at most 64 block states in anvil's memory (seeding 3 x 50,000 without it passed 12 GiB);
+    # keeper reads near the head, and discovery reads logs, which are kept
     proc = start_anvil(port=0, extra_args=("--prune-history", "64"))
     try:
         with tempfile.TemporaryDirectory() as tmp:
