@@ -4,11 +4,19 @@
 hold which reserve). A full scan re-reads every account; a block tick re-reads only
 the accounts named by that block's events and recomputes only the positions that
 hold a reserve whose price, index or configuration moved.
+
+The safety-net scan (``scan_beside``) runs beside the block ticks: it reads every account
+at the block the watch was at when it started (S), without the tick lock, and merges
+each part as it arrives under the lock, evaluated against the watch's current market.
+An account a block tick re-read after S (``Watch.fresh``) keeps its newer state; the
+others have not changed since S (a raw account moves only by the events that name it),
+so their state at S is their state now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import asyncio
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +34,7 @@ from keeper.protocols.base import ChainReaders, MarketAdapter
 from keeper.store import Store
 
 log = structlog.get_logger("keeper.engine")
+MERGE_SLICE = 1_000  # accounts a scan_beside merges per hold of the tick lock
 
 
 @dataclass
@@ -41,6 +50,9 @@ class Watch:
     holders: dict[Hashable, set[Address]] = field(default_factory=dict)  # e.g. reserve id -> accounts
     market: Any = None  # the adapter's market state
     last_block: int | None = None  # last block whose events were applied
+    scan_block: int | None = None  # S of a safety-net scan under way (scan_beside)
+    fresh: dict[Address, int] = field(default_factory=dict)  # while scanning: account -> block a
+    # tick re-read it at (newer than S: the scan's older read of it is dropped)
 
     def set_account(self, acct: Any) -> None:
         old = self.accounts.get(acct.account)
@@ -64,6 +76,7 @@ class Engine:
         self.thresholds = Thresholds(m.liquidation_hf, m.at_risk_hf, m.watch_hf)
         self.responder = None  # keeper.respond.Responder: decisions, actions, alerts
         self.watches: list[Watch] = []
+        self._indexing = asyncio.Lock()  # discovery has its own lock: it never holds the tick's
         chain = ChainReaders(rpc, self.mc, self.logs)
         for mk in cfg.markets:  # a Morpho Blue entry gives one watch per market id
             try:
@@ -78,6 +91,10 @@ class Engine:
     # -- discovery ------------------------------------------------------------------
     async def index(self, to_block: int) -> int:
         """Discover borrowers from each market's checkpoint up to ``to_block``."""
+        async with self._indexing:
+            return await self._index(to_block)
+
+    async def _index(self, to_block: int) -> int:
         found = 0
         for w in self.watches:
             cp = self.store.get_checkpoint(w.key)
@@ -125,6 +142,47 @@ class Engine:
                               f"(known: {', '.join(sorted(priced))})")
         return out
 
+    async def scan_beside(self, lock: asyncio.Lock, stopping: Callable[[], bool] = lambda: False) -> int:
+        """The safety-net scan, beside the block ticks: read every tracked account of each
+        watch at the block it is at now (S) without ``lock``; merge each part under ``lock``.
+        A watch with nothing in memory yet is skipped (``full_scan`` starts it). Returns the
+        number of accounts merged."""
+        merged = 0
+        for w in self.watches:
+            async with lock:
+                if w.market is None or w.last_block is None or stopping():
+                    continue
+                market, block = w.market, w.last_block  # the market at S, already read
+                w.scan_block = block
+            try:
+                took: list[Address] = []
+                async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
+                    for i in range(0, len(part), MERGE_SLICE):  # a block tick never waits long
+                        async with lock:
+                            took.extend(self._merge(w, block, part[i:i + MERGE_SLICE]))
+                        await asyncio.sleep(0)  # a tick waiting for the lock goes first
+                    if stopping():
+                        return merged + len(took)
+                async with lock:  # the responder sees the merged positions as they are now
+                    if self.responder is not None:
+                        mine = [w.positions[a] for a in took if a in w.positions]
+                        await self.responder.after_tick(w, w.market, mine)
+                merged += len(took)
+            finally:
+                w.scan_block = None
+                w.fresh.clear()
+        return merged
+
+    def _merge(self, w: Watch, block: int, part: list[Any]) -> list[Address]:
+        """Under the tick lock: take the accounts of ``part`` (read at ``block``) that no tick
+        re-read after it, and evaluate them against the watch's current market. No await:
+        a part is merged whole between two block ticks."""
+        take = [a for a in part if w.fresh.get(a.account, -1) <= block]
+        for a in take:
+            w.set_account(a)
+        self._evaluate(w, w.market, take)
+        return [a.account for a in take]
+
     # -- block tick -----------------------------------------------------------------
     async def on_block(self, block: int) -> list[Position]:
         """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders."""
@@ -148,6 +206,8 @@ class Engine:
             fresh = await w.adapter.read_accounts(dirty, market) if dirty else []
             for a in fresh:
                 w.set_account(a)
+                if w.scan_block is not None:
+                    w.fresh[a.account] = block
             affected = set(dirty)
             for k in w.adapter.moved(w.market, market):
                 affected |= w.holders.get(k, set())

@@ -1,9 +1,12 @@
 """`keeper run`: APScheduler 3 jobs around the engine, with no overlapping ticks.
 
 Jobs: ``index`` (borrower discovery), ``scan`` (full re-read every N seconds) and
-``block`` (poll the head; on a new block apply its events and price moves). All
-share one lock: a tick that finds the previous one still running is skipped and
-logged (``tick.skipped``), never queued.
+``block`` (poll the head; on a new block apply its events and price moves). Block ticks
+hold one lock: a tick that finds the previous one still running is skipped and logged
+(``tick.skipped``), never queued. Discovery runs outside it, and so does the safety-net
+scan after the first one: it reads beside the block ticks and takes the lock only to merge
+each part (keeper.engine.Engine.scan_beside), so a crash mid-scan is acted on at the next
+block, not after the scan.
 
 Pushed heads (``heads``, a keeper.chain.heads.HeadSubscription, when ``[chain] ws_url`` is
 set): each announced block wakes a worker that waits for the lock (a pushed head is never
@@ -29,6 +32,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from keeper import memory
 from keeper.chain.endpoints import paced
 from keeper.engine import Engine
 from keeper.errors import SourceError
@@ -57,6 +61,7 @@ class Runner:
         self.services: list = []  # more subscriptions run beside the heads (keeper.backrun's pending txs)
         self._pushed = -1
         self._wake = asyncio.Event()
+        self._scanning = False  # a safety-net scan is running beside the block ticks
 
     async def _guarded(self, name: str, fn: Callable[[], Awaitable[None]], wait: bool = False) -> None:
         if self.lock.locked() and not wait:
@@ -88,11 +93,28 @@ class Runner:
             self.metrics.tick(job, seconds, True)
 
     async def index(self) -> None:
-        async def go() -> None:
-            await self.engine.index(await self.engine.rpc.block_number())
-        await self._guarded("index", go)
+        """Discovery, outside the tick lock (the engine serializes it on its own lock)."""
+        await self._beside("index", lambda: self._index())
+
+    async def _index(self) -> None:
+        await self.engine.index(await self.engine.rpc.block_number())
 
     async def scan(self) -> None:
+        """The first scan (nothing in memory yet) holds the tick lock; later ones, the safety
+        net, run beside the block ticks (Engine.scan_beside) and only merge under the lock."""
+        watches = self.engine.watches
+        if watches and all(w.market is not None for w in watches):
+            if self._scanning:
+                self.skipped += 1
+                log.info("tick.skipped", job="scan", reason="previous scan still running")
+                return
+            self._scanning = True
+            try:
+                await self._beside("scan", self._scan_beside)
+            finally:
+                self._scanning = False
+            return
+
         async def go() -> None:
             block = await self.engine.rpc.block_number()
             await self.engine.index(block)
@@ -100,7 +122,24 @@ class Runner:
             self.head = max(self.head, block)
             flagged = sum(1 for p in positions if p.status.rank >= 2)
             log.info("scan.done", block=block, positions=len(positions), flagged=flagged)
+            memory.release()  # the scan's transient heap back to the OS
         await self._guarded("scan", go)
+
+    async def _scan_beside(self) -> None:
+        await self._index()
+        merged = await self.engine.scan_beside(self.lock, lambda: self.stopping)
+        log.info("scan.done", block=self.head, positions=merged, beside=True)
+        memory.release()
+
+    async def _beside(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
+        """A job that runs without the tick lock: timed and its read failures handled as a tick's."""
+        t0 = time.perf_counter()
+        try:
+            await fn()
+        except SourceError as e:
+            self._failed("tick.failed", name, e, time.perf_counter() - t0)
+            return
+        self._succeeded(name, time.perf_counter() - t0)
 
     async def block(self) -> None:
         if self.lock.locked():  # polling is frequent; a busy engine simply waits for the next poll

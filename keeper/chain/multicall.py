@@ -48,21 +48,15 @@ def encode_call3(c: Call) -> bytes:
 _TRUE, _FALSE, _OFFSET_60 = (1).to_bytes(32, "big"), bytes(32), (0x60).to_bytes(32, "big")
 
 
-def encode_aggregate3(calls: list[Call], cache: dict[Call, bytes] | None = None) -> bytes:
+def encode_aggregate3(calls: list[Call]) -> bytes:
     """selector + abi.encode(Call3[]) with (address target, bool allowFailure, bytes callData).
 
-    ``cache`` keeps encoded tuples between scans: a full scan repeats the same calls.
+    No cache of encoded tuples between scans: looking a new Call up costs more than encoding
+    it (its bytes are hashed anew), and the cache held every account's calls (tens of MiB at
+    100,000 positions; bench/scale.py).
     """
     n = len(calls)
-    if cache is None:
-        tails = [encode_call3(c) for c in calls]
-    else:
-        tails = []
-        for c in calls:
-            t = cache.get(c)
-            if t is None:
-                t = cache[c] = encode_call3(c)
-            tails.append(t)
+    tails = [encode_call3(c) for c in calls]
     offsets = []
     pos = 32 * n  # offsets are relative to the start of the offsets area
     for t in tails:
@@ -100,8 +94,6 @@ class Multicall:
         self.address = address
         self.max_calls = max_calls  # sub-calls per eth_call
         self.max_batch = max_batch  # eth_calls per HTTP round trip
-        self._encoded: dict[Call, bytes] = {}  # encoded Call3 tuples, reused across scans
-        self.cache_limit = 2_000_000
 
     async def run(self, calls: list[Call], block: int) -> list[tuple[bool, bytes]]:
         """Results in the order of ``calls``. A failed sub-call is (False, revert data)."""
@@ -111,11 +103,7 @@ class Multicall:
         results: list[tuple[bool, bytes]] = []
         for g in range(0, len(chunks), self.max_batch):
             group = chunks[g:g + self.max_batch]
-            if len(self._encoded) > self.cache_limit:
-                self._encoded.clear()
-            raws = await self.rpc.calls(
-                [(self.address, encode_aggregate3(c, self._encoded)) for c in group], block
-            )
+            raws = await self.rpc.calls([(self.address, encode_aggregate3(c)) for c in group], block)
             for chunk, raw in zip(group, raws, strict=True):
                 decoded = decode_aggregate3(raw)
                 if len(decoded) != len(chunk):

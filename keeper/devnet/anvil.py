@@ -67,9 +67,11 @@ def anvil_command(port: int) -> list[str]:
 
 
 def start_anvil(
-    port: int = 0, log_path: str | Path | None = None, timeout_s: float = 20.0
+    port: int = 0, log_path: str | Path | None = None, timeout_s: float = 20.0,
+    extra_args: tuple[str, ...] = (),
 ) -> AnvilProcess:
-    """Start anvil on 127.0.0.1:``port`` (a free port when 0) and wait until it answers."""
+    """Start anvil on 127.0.0.1:``port`` (a free port when 0) and wait until it answers.
+    ``extra_args``: more anvil options (bench/scale.py: ``--prune-history``)."""
     if not ANVIL_BIN.is_file():
         raise DevnetError(f"anvil binary missing: {ANVIL_BIN} (run `npm install`; make does it)")
     port = port or free_port()
@@ -78,7 +80,7 @@ def start_anvil(
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(
-            anvil_command(port),
+            anvil_command(port) + list(extra_args),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

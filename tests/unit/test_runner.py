@@ -150,3 +150,44 @@ async def test_pushed_heads_wait_for_the_lock_and_catch_up_to_the_newest():
     runner._wake.set()
     await worker
     assert engine.blocks == [11, 13] and runner.skipped == 0
+
+
+class ScanningEngine(SlowEngine):
+    """Markets in memory (so later scans run beside the ticks) and a long safety-net scan."""
+
+    def __init__(self):
+        super().__init__()
+        self.watches = [type("W", (), {"market": object()})()]
+        self.head, self.ticks, self.merges = 7, [], 0
+
+    async def block_number(self):
+        return self.head
+
+    async def scan_beside(self, lock, stopping):
+        for _ in range(20):  # 20 parts: read without the lock, merge under it
+            await asyncio.sleep(0.01)
+            async with lock:
+                self.merges += 1
+        return 20
+
+    async def on_block(self, block):
+        self.ticks.append((block, self.merges))
+        return []
+
+
+async def test_the_safety_net_scan_runs_beside_block_ticks():
+    engine = ScanningEngine()
+    runner = Runner(engine, 1, 1, 1)
+    scan = asyncio.create_task(runner.scan())
+    await asyncio.sleep(0.05)
+    for head in (8, 9):  # blocks arrive while the scan reads
+        engine.head = head
+        await runner.block()
+        await asyncio.sleep(0.03)
+    await scan
+    assert [b for b, _ in engine.ticks] == [8, 9] and runner.skipped == 0
+    assert all(0 < merged < 20 for _, merged in engine.ticks)  # each ran mid-scan
+    second = asyncio.create_task(runner.scan())
+    await runner.scan()  # a scan already running: this one is skipped
+    await second
+    assert runner.skipped == 1

@@ -103,11 +103,15 @@ class AaveV3Adapter:
         pool_a = address_word(pool)
         if pool_a == ZERO:
             raise SourceError(f"{p}: PoolAddressesProvider has no Pool")
-        (assets_raw,) = await self.mc.run_strict([Call(pool_a, call_data("getReservesList()"))], block)
+        # the reserves list and the version probe in one round trip
+        (ok, assets_raw), *probe = await self.mc.run(
+            [Call(pool_a, call_data("getReservesList()"))] + aave36_reads.probe_calls(pool_a), block)
+        if not ok:
+            raise SourceError(f"call to {pool_a} reverted at block {block}")
         assets = address_array(assets_raw)
         sym_raw = await self.mc.run([Call(a, call_data("symbol()")) for a in assets], block)
         symbols = {a: (string_or_bytes32(r) if ok else a[:8]) for a, (ok, r) in zip(assets, sym_raw)}
-        version = await aave36_reads.probe_version(self.mc, pool_a, block)
+        version = aave36_reads.parse_probe(probe)
         self.static = _Static(pool_a, address_word(oracle), address_word(dp), assets, symbols, *version)
         log.info("market.version", market=self.label, version=".".join(map(str, version[0])),
                  revision=version[1])

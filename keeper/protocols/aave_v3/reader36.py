@@ -29,9 +29,17 @@ _BITMAPS = ("getEModeCategoryCollateralBitmap(uint8)", "getEModeCategoryBorrowab
 
 async def probe_version(mc: Multicall, pool: str, block: int) -> tuple[tuple[int, int], int, tuple[int, ...]]:
     """(version, POOL_REVISION or 0, e-mode category ids) of ``pool`` at ``block``."""
+    return parse_probe(await mc.run(probe_calls(pool), block))
+
+
+def probe_calls(pool: str) -> list[Call]:
+    """The version probe's calls (to run beside others in one multicall: ``parse_probe``)."""
+    return [Call(pool, call_data("POOL_REVISION()"))] + [
+        Call(pool, call_data(_COLLATERAL_CONFIG, uint_arg(i))) for i in range(1, 256)]
+
+
+def parse_probe(res: Sequence[tuple[bool, bytes]]) -> tuple[tuple[int, int], int, tuple[int, ...]]:
     ids = range(1, 256)
-    res = await mc.run([Call(pool, call_data("POOL_REVISION()"))]
-                       + [Call(pool, call_data(_COLLATERAL_CONFIG, uint_arg(i))) for i in ids], block)
     ok_rev, raw_rev = res[0]
     revision = word(raw_rev) if ok_rev and len(raw_rev) >= 32 else 0
     configs = res[1:]

@@ -428,4 +428,14 @@ def position_from(market: CometMarket, acct: CometAccount,
         status=classify(hf, thresholds), reliable=reliable,
         main_collateral=None if t.main is None else (t.main.symbol or t.main.asset),
         drop_to_liquidation_bps=drop_to_liquidation_bps(market, acct) if with_drop and reliable else None,
-        assets=frozenset(held))
+        assets=_shared(frozenset(held)))
+
+
+_SETS: dict[frozenset[Address], frozenset[Address]] = {}
+
+
+def _shared(assets: frozenset[Address]) -> frozenset[Address]:
+    """One object per distinct asset set, shared by the positions holding it."""
+    if len(_SETS) > 4096:
+        _SETS.clear()
+    return _SETS.setdefault(assets, assets)

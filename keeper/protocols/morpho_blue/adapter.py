@@ -247,8 +247,8 @@ class _Evaluator:
         self.loan_symbol = loan_symbol  # Morpho values count loan tokens, not USD
 
     def position(self, pos: MorphoPosition, thresholds: Thresholds, with_drop: bool) -> Position:
-        p = math.position_from(self.market, pos, thresholds, self.symbol, with_drop)
-        return replace(p, base_decimals=self.loan_decimals, base_unit=self.loan_symbol)
+        return math.position_from(self.market, pos, thresholds, self.symbol, with_drop,
+                                  self.loan_symbol, self.loan_decimals)
 
     def drop(self, pos: MorphoPosition) -> int | None:
         return math.drop_to_liquidation_bps(self.market, pos)

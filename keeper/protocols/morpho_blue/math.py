@@ -27,10 +27,11 @@ API::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from keeper.health.status import DEFAULT_THRESHOLDS, Thresholds, classify
-from keeper.model import Position
+from keeper.model import Address, Position
 
 WAD = 10**18
 BPS = 10_000
@@ -399,8 +400,11 @@ def position_from(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     collateral_symbol: str | None = None,
     with_drop: bool = True,
+    base_unit: str = "USD",
+    base_decimals: int = 8,
 ) -> Position:
-    """The model.Position of ``pos`` (``m`` accrued to its block).
+    """The model.Position of ``pos`` (``m`` accrued to its block); ``base_unit`` and
+    ``base_decimals`` name what the values count (the loan token: the adapter passes them).
 
     protocol "morpho_blue", market = the market id; collateral_base = collateral quoted in
     the loan token (mulDivDown by the oracle price), debt_base = debt (toAssetsUp), both in
@@ -421,5 +425,13 @@ def position_from(
         reliable=not m.unreliable,
         main_collateral=collateral_symbol or m.params.collateral_token,
         drop_to_liquidation_bps=drop_to_liquidation_bps(m, pos) if with_drop else None,
-        assets=frozenset({m.params.loan_token, m.params.collateral_token}),
+        assets=_assets(m.params.loan_token, m.params.collateral_token),
+        base_unit=base_unit,
+        base_decimals=base_decimals,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _assets(loan: Address, collateral: Address) -> frozenset[Address]:
+    """One frozenset per market, shared by its positions (not one per position)."""
+    return frozenset({loan, collateral})
