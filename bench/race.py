@@ -22,7 +22,8 @@ Scenarios: ``crash`` (WETH and WBTC -30% in one block B) and ``decline`` (15 blo
 * win share: who emitted the first ``LiquidationCall`` of each liquidated user;
 * blocks from the price block B (the latest price block at or before inclusion) to the
   inclusion of each side's successful liquidations;
-* liquidation transactions each side sent to the Pool, and how many were mined reverted;
+* liquidation transactions each side sent to the Pool, and how many were mined reverted (and how
+  many keeper replaced by a cancel before they could revert, from its log);
 * keeper's latency from ``block.seen`` (its runner) to ``tx.sent`` of a liquidation decided
   at that block, p50 / p99 (from its log).
 
@@ -210,6 +211,11 @@ def keeper_latency(log_path: Path) -> list[float]:
     return out
 
 
+def keeper_cancels(log_path: Path) -> int:
+    """Liquidations keeper replaced by a cancel before they could revert (``tx.cancelled``)."""
+    return log_path.read_text().count('"tx.cancelled"')
+
+
 async def chain_results(node: Node, info, start: int, end: int, price_blocks: list[int],
                         sides: dict[str, str]) -> dict:
     logs = await node("eth_getLogs", [{"address": info.pool, "topics": [LIQUIDATION_CALL],
@@ -288,6 +294,7 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_sha
         sides = {to_checksum_address(info.liquidator): "keeper", to_checksum_address(competitor.address): "competitor"}
         res = await chain_results(node, info, start, end, price_blocks, sides)
         res["latency_ms"] = keeper_latency(log_path)
+        res["cancelled"] = keeper_cancels(log_path)
         return res
     finally:
         if keeper is not None and keeper.poll() is None:
@@ -312,11 +319,13 @@ def report(scenario: str, borrowers: int, results: list[dict]) -> str:
     sent = {s: sum(r["sent"][s] for r in results) for s in ("keeper", "competitor")}
     rev = {s: sum(r["reverted"][s] for r in results) for s in ("keeper", "competitor")}
     lat = [x for r in results for x in r["latency_ms"]]
+    cancelled = sum(r.get("cancelled", 0) for r in results)
 
     def hist(c: Counter) -> str:
         return " ".join(f"B+{k}:{v}" for k, v in sorted(c.items())) or "-"
     return (f"| {scenario} | {borrowers} | {len(results)} | {first['keeper']} of {total} | "
-            f"{hist(lags['keeper'])} | {hist(lags['competitor'])} | {rev['keeper']} of {sent['keeper']} | "
+            f"{hist(lags['keeper'])} | {hist(lags['competitor'])} | {rev['keeper']} of {sent['keeper']}"
+            f"{f' ({cancelled} cancelled)' if cancelled else ''} | "
             f"{rev['competitor']} of {sent['competitor']} | {_pct(lat, 0.5)} / {_pct(lat, 0.99)} "
             f"({len(lat)} sends) |")
 
