@@ -25,7 +25,8 @@ Scenarios: ``crash`` (WETH and WBTC -30% in one block B) and ``decline`` (15 blo
 * liquidation transactions each side sent to the Pool, and how many were mined reverted (and how
   many keeper replaced by a cancel before they could revert, from its log);
 * keeper's latency from ``block.seen`` (its runner) to ``tx.sent`` of a liquidation decided
-  at that block, p50 / p99 (from its log).
+  at that block, p50 / p99 (from its log), and from the block's first ``decision.made`` to
+  each ``tx.sent`` (the send path alone).
 
 A benchmark, not a test: nothing here asserts a time. Numbers go to the README table.
 """
@@ -193,10 +194,12 @@ def _ts(line: dict) -> float:
     return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
-def keeper_latency(log_path: Path) -> list[float]:
-    """ms from ``block.seen`` of block N to each ``tx.sent`` of a liquidation decided at N."""
+def keeper_latency(log_path: Path) -> tuple[list[float], list[float]]:
+    """ms from ``block.seen`` of block N to each ``tx.sent`` of a liquidation decided at N, and
+    from the first ``decision.made`` at N to it (the send path alone)."""
     seen: dict[int, float] = {}
-    out = []
+    decided: dict[int, float] = {}
+    out, send = [], []
     for text in log_path.read_text().splitlines():
         try:
             line = json.loads(text)
@@ -204,11 +207,15 @@ def keeper_latency(log_path: Path) -> list[float]:
             continue
         if line.get("event") == "block.seen":
             seen.setdefault(int(line["head"]), _ts(line))
+        elif line.get("event") == "decision.made":
+            decided.setdefault(int(line["block"]), _ts(line))
         elif line.get("event") == "tx.sent" and str(line.get("action_key", "")).startswith("liq:"):
             block = int(line["action_key"].rsplit(":", 1)[1])
             if block in seen:
                 out.append((_ts(line) - seen[block]) * 1000)
-    return out
+            if block in decided:
+                send.append((_ts(line) - decided[block]) * 1000)
+    return out, send
 
 
 def keeper_cancels(log_path: Path) -> int:
@@ -293,7 +300,7 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_sha
             print(f"# competitor: views that reverted: {dict(comp.errors)}", file=sys.stderr)
         sides = {to_checksum_address(info.liquidator): "keeper", to_checksum_address(competitor.address): "competitor"}
         res = await chain_results(node, info, start, end, price_blocks, sides)
-        res["latency_ms"] = keeper_latency(log_path)
+        res["latency_ms"], res["send_ms"] = keeper_latency(log_path)
         res["cancelled"] = keeper_cancels(log_path)
         return res
     finally:
@@ -319,6 +326,7 @@ def report(scenario: str, borrowers: int, results: list[dict]) -> str:
     sent = {s: sum(r["sent"][s] for r in results) for s in ("keeper", "competitor")}
     rev = {s: sum(r["reverted"][s] for r in results) for s in ("keeper", "competitor")}
     lat = [x for r in results for x in r["latency_ms"]]
+    send = [x for r in results for x in r["send_ms"]]
     cancelled = sum(r.get("cancelled", 0) for r in results)
 
     def hist(c: Counter) -> str:
@@ -327,7 +335,7 @@ def report(scenario: str, borrowers: int, results: list[dict]) -> str:
             f"{hist(lags['keeper'])} | {hist(lags['competitor'])} | {rev['keeper']} of {sent['keeper']}"
             f"{f' ({cancelled} cancelled)' if cancelled else ''} | "
             f"{rev['competitor']} of {sent['competitor']} | {_pct(lat, 0.5)} / {_pct(lat, 0.99)} "
-            f"({len(lat)} sends) |")
+            f"({len(lat)} sends) | {_pct(send, 0.5)} / {_pct(send, 0.99)} |")
 
 
 async def main() -> None:
@@ -340,8 +348,9 @@ async def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (keeper logs)")
     args = ap.parse_args()
     print("| scenario | borrowers | trials | keeper first | keeper: B to inclusion | competitor: B to inclusion"
-          " | keeper reverted of sent | competitor reverted of sent | keeper seen->sent ms p50 / p99 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " | keeper reverted of sent | competitor reverted of sent | keeper seen->sent ms p50 / p99"
+          " | keeper decided->sent ms p50 / p99 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for scenario in (("crash", "decline") if args.scenario == "both" else (args.scenario,)):
         results = []
         for t in range(args.trials):

@@ -34,6 +34,7 @@ to revert. The action is then recorded ``lost`` ("cancelled").
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,7 @@ class Burst:
         self.unconfirmed: dict[str, tuple[str, int]] = {}  # slot -> (tx hash, decision block)
         self.watch = StaleWatch(self)
         self.simulate_v1 = True  # until the node says it does not serve eth_simulateV1
+        self.timing: dict[str, float] = {}  # the last burst's phases (logged with burst.sent)
 
     def takes(self, d: Any, adapter: Any) -> TxStep | None:
         """The one step of a live liquidation ready for the lean path, or None."""
@@ -136,10 +138,12 @@ class Burst:
         sim = len(calls)
         if self.simulate_v1:  # all of them in order, as they will be mined, in one execution
             calls.append(_simulate_v1(items, "pending"))
+        t0 = time.perf_counter()
         answers = await tx.rpc.batch_raw(calls)
         results = _simulated(items, answers[sim]) if self.simulate_v1 else None
         if results is None:
             results = await self.simulate(items, "pending")
+        self.timing = {"simulated_ms": round((time.perf_counter() - t0) * 1000, 1)}
         latest, pending = answers[0].get("result"), answers[1].get("result")
         if not latest or "baseFeePerGas" not in latest:
             raise SourceError("the latest block has no base fee")
@@ -206,7 +210,7 @@ class Burst:
             return []
         if tx.chain_id is None:
             tx.chain_id = await tx.rpc.chain_id()
-        signed = []
+        signed, t_sign = [], time.perf_counter()
         for i, gas, fees in ready:
             nonce = await tx.nonces.take()
             signed.append({"action_key": i.key, "sender": tx.address, "nonce": nonce, "attempt": 0,
@@ -214,6 +218,7 @@ class Burst:
                            "gas_limit": gas, "fees": fees, "max_cost_wei": i.budget,
                            "signed": tx.sign_now(i.step.to, 0, i.step.data, gas, nonce, fees)})
         rows = tx.journal.record_signed_many(signed)
+        t1 = time.perf_counter()
         for (i, _, _), row in zip(ready, rows, strict=True):
             i.row = row
             tx.hook("journaled", row)
@@ -222,6 +227,7 @@ class Burst:
         except SourceError as e:  # unknown whether they arrived: each wait re-broadcasts its own
             log.warning("burst.broadcast_unconfirmed", txs=len(rows), reason=str(e))
             return [i for i, _, _ in ready]
+        t2 = time.perf_counter()
         sent, accepted = [], []
         for (i, _, fees), row, answer in zip(ready, rows, answers, strict=True):
             err = None if answer is None else answer_error(answer)
@@ -241,6 +247,8 @@ class Burst:
                         max_fee_per_gas=fees.max_fee_per_gas, priority_fee_per_gas=fees.priority_fee_per_gas,
                         base_fee=base_fee, reason="simulated ok in the burst's batch, within the caps")
         tx.journal.mark(accepted, "sent", only_open=True)
+        log.info("burst.sent", liquidations=len(ready), sent=len(sent), **self.timing,
+                 signed_journaled_ms=round((t1 - t_sign) * 1000, 1), broadcast_ms=round((t2 - t1) * 1000, 1))
         return sent
 
     async def _wait(self, i: Item, adapter: Any, market: Any) -> None:
@@ -336,20 +344,21 @@ class StaleWatch:
                 if head == seen or not live:
                     continue
                 seen = head
-                count, header = await tx.rpc.batch_raw([("eth_getTransactionCount", [tx.address, hex(head)]),
-                                                        ("eth_getBlockByNumber", [hex(head), False])])
+                # the mined nonce first (cheap); only what is still unmined is simulated again,
+                # at "latest", in nonce order as it would be mined
+                count, header = await tx.rpc.batch_raw([("eth_getTransactionCount", [tx.address, "latest"]),
+                                                        ("eth_getBlockByNumber", ["latest", False])])
                 mined_below = int(count["result"], 16)
                 base_fee = next_base_fee_bound(int(header["result"]["baseFeePerGas"], 16))
+                at = int(header["result"]["number"], 16)
                 live = sorted((i for i in live if i.row.nonce >= mined_below), key=lambda i: i.row.nonce)
-                if not live:
-                    continue
-                results = await self.burst.simulate(live, hex(head))  # in nonce order, as they would be mined
+                results = await self.burst.simulate(live, "latest") if live else []
             except (SourceError, KeyError, TypeError, ValueError) as e:
                 log.warning("stale_watch.failed", reason=str(e))
                 continue
             for i, (_, why) in zip(live, results, strict=True):
                 if why is not None:
-                    await self._cancel(i, base_fee, f"would revert at block {head}: {why}")
+                    await self._cancel(i, base_fee, f"would revert at block {at}: {why}")
 
     async def _cancel(self, i: Item, base_fee: int, why: str) -> None:
         tx = self.burst.ex.tx

@@ -131,3 +131,38 @@ async def test_a_liquidation_taken_by_another_is_cancelled_not_mined_to_revert(d
     # keeper's nonces went to self-transfers: nothing of keeper's reached the Pool
     assert len(mined) == len(due)
     assert all(tx["to"].lower() == info.liquidator.lower() and tx["input"] in ("0x", "") for tx in mined)
+
+
+async def test_an_account_in_flight_waits_until_its_plan_saw_the_first_liquidation(devnet, w3, tmp_path):
+    """Busy only until broadcast: a later tick may liquidate the account again, but only once
+    its first liquidation is mined at or before the new decision's block."""
+    info = devnet.info
+    due = await _crash(w3, info)
+    k = await _build(devnet, tmp_path, "live")
+    try:
+        await rpc(w3, "evm_setAutomine", [False])
+        gap = await _nonce(w3, info.liquidator)
+        k.executor.tx.nonces.reset()
+        k.executor.tx.nonces.seed(gap + 1)  # one nonce left out: the burst waits in the pool, unmined
+        head = await k.rpc.block_number()
+        await k.engine.index(head)
+        await k.engine.full_scan(head)
+
+        async def all_sent() -> bool:
+            return len(k.executor.burst.unconfirmed) == len(due)
+        await _until(all_sent, "every liquidation sent")
+        assert not k.executor.in_flight  # busy only until broadcast
+        await rpc(w3, "evm_mine", [])  # a block without them: the next tick's plans cannot have seen them
+        await k.engine.full_scan(head + 1)
+        rows = k.store.query("SELECT COUNT(*) FROM tx_journal WHERE action_key LIKE ?", (f"liq:%:{head + 1}",))
+        assert rows[0][0] == 0  # deferred: nothing signed for those accounts
+        assert not k.executor.burst.watch.cancels  # still liquidatable: nothing is stale
+        # the gap filled: the first liquidations are mined (the waits end)
+        await rpc(w3, "eth_sendTransaction", [{"from": info.liquidator, "to": info.liquidator,
+                                               "nonce": hex(gap), "value": "0x0"}])
+        await rpc(w3, "evm_mine", [])
+        assert await _nonce(w3, info.liquidator) == gap + 1 + len(due)
+    finally:
+        await rpc(w3, "evm_setAutomine", [True])
+        await k.executor.drain()
+        await k.close()
