@@ -87,7 +87,7 @@ class Responder:
 
     async def _decide(self, w, market, tops, due, sale: bool = False) -> list[Decision]:
         adapter, me = w.adapter, self.executor.tx.address
-        liq = bool(due or sale)
+        liq, t0 = bool(due or sale), time.perf_counter()
         # the reads a decision needs, all at once (one round trip's time, not four)
         wallet, _, gas_hex, dex, _ = await asyncio.gather(
             balances(self.mc, adapter.spend_tokens(market), me, market.block),
@@ -106,7 +106,10 @@ class Responder:
             else:
                 ctx = PlanContext(me, wallet, gas_usd, self.policy.min_profit_usd_e8, self.prices,
                                   self.policy.receive_a_token, frozenset(self.policy.protect), dex)
+        t1 = time.perf_counter()
         decisions, refused = decide(adapter, market, tops, due, w.accounts, wallet, ctx)
+        log.debug("decision.timing", market=w.key, block=market.block, due=len(due),
+                  read_ms=round((t1 - t0) * 1000, 1), planned_ms=round((time.perf_counter() - t1) * 1000, 1))
         for r in refused:
             self._refused(w.key, r)
         for d in decisions:
