@@ -29,9 +29,11 @@ Scenarios: ``crash`` (WETH and WBTC -30% in one block B) and ``decline`` (15 blo
 * win share: who emitted the first ``LiquidationCall`` of each liquidated user;
 * blocks from the price block B (the latest price block at or before inclusion) to the
   inclusion of each side's successful liquidations;
-* liquidation transactions each side sent to the Pool, and how many were mined reverted;
+* liquidation transactions each side sent to the Pool, and how many were mined reverted (and how
+  many keeper replaced by a cancel before they could revert, from its log);
 * keeper's latency from ``block.seen`` (its runner) to ``tx.sent`` of a liquidation decided
-  at that block, p50 / p99 (from its log).
+  at that block, p50 / p99 (from its log), and from the block's first ``decision.made`` to
+  each ``tx.sent`` (the send path alone).
 
 A benchmark, not a test: nothing here asserts a time. Numbers go to the README table.
 """
@@ -200,10 +202,12 @@ def _ts(line: dict) -> float:
     return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
-def keeper_latency(log_path: Path) -> list[float]:
-    """ms from ``block.seen`` of block N to each ``tx.sent`` of a liquidation decided at N."""
+def keeper_latency(log_path: Path) -> tuple[list[float], list[float]]:
+    """ms from ``block.seen`` of block N to each ``tx.sent`` of a liquidation decided at N, and
+    from the first ``decision.made`` at N to it (the send path alone)."""
     seen: dict[int, float] = {}
-    out = []
+    decided: dict[int, float] = {}
+    out, send = [], []
     for text in log_path.read_text().splitlines():
         try:
             line = json.loads(text)
@@ -211,11 +215,20 @@ def keeper_latency(log_path: Path) -> list[float]:
             continue
         if line.get("event") == "block.seen":
             seen.setdefault(int(line["head"]), _ts(line))
+        elif line.get("event") == "decision.made":
+            decided.setdefault(int(line["block"]), _ts(line))
         elif line.get("event") == "tx.sent" and str(line.get("action_key", "")).startswith("liq:"):
             block = int(line["action_key"].rsplit(":", 1)[1])
             if block in seen:
                 out.append((_ts(line) - seen[block]) * 1000)
-    return out
+            if block in decided:
+                send.append((_ts(line) - decided[block]) * 1000)
+    return out, send
+
+
+def keeper_cancels(log_path: Path) -> int:
+    """Liquidations keeper replaced by a cancel before they could revert (``tx.cancelled``)."""
+    return log_path.read_text().count('"tx.cancelled"')
 
 
 async def chain_results(node: Node, info, start: int, end: int, price_blocks: list[int],
@@ -305,7 +318,8 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_sha
             print(f"# competitor: views that reverted: {dict(comp.errors)}", file=sys.stderr)
         sides = {to_checksum_address(info.liquidator): "keeper", to_checksum_address(competitor.address): "competitor"}
         res = await chain_results(node, info, start, end, price_blocks, sides)
-        res["latency_ms"] = keeper_latency(log_path)
+        res["latency_ms"], res["send_ms"] = keeper_latency(log_path)
+        res["cancelled"] = keeper_cancels(log_path)
         return res
     finally:
         if keeper is not None and keeper.poll() is None:
@@ -339,13 +353,16 @@ def report(scenario: str, borrowers: int, results: list[dict]) -> str:
     sent = {s: sum(r["sent"][s] for r in results) for s in ("keeper", "competitor")}
     rev = {s: sum(r["reverted"][s] for r in results) for s in ("keeper", "competitor")}
     lat = [x for r in results for x in r["latency_ms"]]
+    send = [x for r in results for x in r["send_ms"]]
+    cancelled = sum(r.get("cancelled", 0) for r in results)
 
     def hist(c: Counter) -> str:
         return " ".join(f"B+{k}:{v}" for k, v in sorted(c.items())) or "-"
     return (f"| {scenario} | {borrowers} | {len(results)} | {first['keeper']} of {total} | "
-            f"{hist(lags['keeper'])} | {hist(lags['competitor'])} | {rev['keeper']} of {sent['keeper']} | "
+            f"{hist(lags['keeper'])} | {hist(lags['competitor'])} | {rev['keeper']} of {sent['keeper']}"
+            f"{f' ({cancelled} cancelled)' if cancelled else ''} | "
             f"{rev['competitor']} of {sent['competitor']} | {_pct(lat, 0.5)} / {_pct(lat, 0.99)} "
-            f"({len(lat)} sends) |")
+            f"({len(lat)} sends) | {_pct(send, 0.5)} / {_pct(send, 0.99)} |")
 
 
 async def main() -> None:
@@ -361,8 +378,9 @@ async def main() -> None:
                          "bundle to the project's relay (which then builds the blocks)")
     args = ap.parse_args()
     print("| scenario | borrowers | trials | keeper first | keeper: B to inclusion | competitor: B to inclusion"
-          " | keeper reverted of sent | competitor reverted of sent | keeper seen->sent ms p50 / p99 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " | keeper reverted of sent | competitor reverted of sent | keeper seen->sent ms p50 / p99"
+          " | keeper decided->sent ms p50 / p99 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for scenario in (("crash", "decline") if args.scenario == "both" else (args.scenario,)):
         results = []
         for t in range(args.trials):

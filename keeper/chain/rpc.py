@@ -294,6 +294,37 @@ class Rpc:
             raise SourceError(f"{what}: {len(responses)} answers")
         return [_unwrap(m, r) for (m, _), r in zip(calls, responses, strict=True)]
 
+    async def batch_raw(self, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """Like ``batch`` but each answer as the node sent it, a JSON-RPC ``error`` included
+        (a simulation that reverts is an answer, not a failure of the batch)."""
+        what = f"batch of {len(calls)}"
+        responses = await self._ask(what, lambda p: p.make_batch_request(calls))
+        if not isinstance(responses, list) or len(responses) != len(calls):
+            raise SourceError(f"{what}: not one answer per call")
+        return [r if isinstance(r, dict) else {"error": {"message": "malformed answer"}} for r in responses]
+
+    async def broadcast_many(self, raw_txs: list[str]) -> list[dict[str, Any] | None]:
+        """Several signed transactions in ONE batch to every live endpoint at once (in order, so
+        a node sees consecutive nonces in sequence). Per transaction: the first acceptance of
+        any endpoint, else its first refusal, else None (unknown whether a node has it)."""
+        eps = [ep for ep in order(self.endpoints, self.max_lag_blocks) if await self._ready(ep)]
+        if not eps:
+            raise SourceError(f"{SEND}: node unreachable or failed (no endpoint is up)")
+        calls = [(SEND, [raw]) for raw in raw_txs]
+
+        async def one(ep: Endpoint) -> list[Any] | None:
+            try:
+                answer = await self._exchange(ep, SEND, lambda p: p.make_batch_request(calls))
+            except _Failure:
+                return None
+            return answer if isinstance(answer, list) and len(answer) == len(calls) else None
+        answers = [a for a in await asyncio.gather(*(one(ep) for ep in eps)) if a is not None]
+        out: list[dict[str, Any] | None] = []
+        for i in range(len(calls)):
+            mine = [a[i] for a in answers if isinstance(a[i], dict)]
+            out.append(next((r for r in mine if not r.get("error")), mine[0] if mine else None))
+        return out
+
     async def chain_id(self) -> int:
         return int(await self.request("eth_chainId", []), 16)
 

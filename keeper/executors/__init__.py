@@ -7,6 +7,7 @@ Modules::
     keeper.executors.guard     AllowList, Guard, Fees, decode_revert (pure)
     keeper.executors.journal   Journal: the tx_journal table, already_done, reconcile
     keeper.executors.tx        TxManager, NonceManager, build_tx_manager
+    keeper.executors.burst     Burst: a tick's liquidations simulated, signed and sent at once
 
 A send goes: guard (allow-list) -> eth_call simulation -> gas estimate -> fees within the
 caps -> [dry_run stops here] -> nonce -> sign -> journal row COMMITTED -> broadcast -> wait

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 
@@ -34,8 +33,10 @@ from keeper.chain.rpc import Rpc
 from keeper.errors import ExecutionError, SimulationReverted, SourceError
 from keeper.executors import TxOutcome, TxRequest
 from keeper.executors.approvals import Approvals
+from keeper.executors.burst import Burst
 from keeper.executors.fees import bid_wei
 from keeper.executors.pending import PendingActions
+from keeper.executors.results import ActionResult, action_key  # noqa: F401  re-exported
 from keeper.executors.tx import TxManager
 from keeper.model import Approval, Decision, Liquidate, TxStep
 from keeper.prices import PriceBook
@@ -53,23 +54,6 @@ CREATE TABLE IF NOT EXISTS actions (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    action_key: str
-    kind: str  # "liquidate" | "top_up"
-    result: str  # "done" | "lost" | "dry_run" | "failed" | "skipped"
-    tx_hash: str | None = None
-    expected: int | None = None  # liquidate: profit USD e8 after gas; top_up: health factor (wad)
-    realized: int | None = None
-    detail: str = ""
-
-
-def action_key(d: Decision) -> str:
-    kind = "liq" if isinstance(d, Liquidate) else "topup"
-    who = d.accounts[0] if d.accounts else "protocol"  # a purchase from the protocol names no one
-    return f"{kind}:{d.market}:{who}:{d.block}"
-
-
 class ActionExecutor:
     def __init__(self, tx: TxManager, rpc: Rpc, store: Store, prices: PriceBook | None = None,
                  on_alert: Callable[[Decision, ActionResult], None] | None = None,
@@ -84,6 +68,7 @@ class ActionExecutor:
         self.approvals = Approvals(tx, rpc, tx.guard.max_spend_per_tx_wei)  # set up ahead (start-up)
         self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per configured market
         self.pending = PendingActions(store)  # decisions a crash may interrupt (executors/recovery.py)
+        self.burst = Burst(self)  # the lean path: a tick's liquidations in one batch
         with store.transaction() as db:
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(actions)")}
@@ -93,22 +78,31 @@ class ActionExecutor:
                 db.execute("ALTER TABLE actions ADD COLUMN route TEXT")
 
     def submit(self, decisions: list[Decision], adapter, market) -> int:
-        """Start each decision as its own task (the tick does not wait for receipts)."""
-        started = 0
+        """Start the decisions without waiting for receipts: live one-transaction liquidations
+        together on the lean path (keeper.executors.burst), each other one as its own task."""
+        started, lean = 0, []
         for d in decisions:
             slots = {f"{d.market}:{a}" for a in d.accounts or ("protocol",)}
             if slots & self.in_flight:
                 continue
             self.in_flight |= slots
+            started += 1
+            if (step := self.burst.takes(d, adapter)) is not None:
+                lean.append((d, slots, step))
+                continue
             task = asyncio.create_task(self._run(d, adapter, market, slots))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-            started += 1
+        if lean:
+            task = asyncio.create_task(self.burst.run(lean, adapter, market))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return started
 
     async def drain(self, timeout_s: float = 60.0) -> None:
-        if self.tasks or self.approvals.tasks:
-            await asyncio.wait([*self.tasks, *self.approvals.tasks], timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while (left := [*self.tasks, *self.approvals.tasks]) and time.monotonic() < deadline:
+            await asyncio.wait(left, timeout=deadline - time.monotonic())  # a burst starts its waits
 
     async def _run(self, d: Decision, adapter, market, slots: set[str]) -> ActionResult:
         kind = "liquidate" if isinstance(d, Liquidate) else "top_up"

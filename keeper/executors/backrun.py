@@ -206,7 +206,7 @@ class BackrunSender:
                                          detail="backrun not included"))
             return
         try:
-            outs: list[TxOutcome] = [await self.tx._wait([row], logc) for row in rows]
+            outs: list[TxOutcome] = [await self.tx.wait(row, logc) for row in rows]
             if not all(o.ok for o in outs):
                 result = ActionResult(key, "liquidate", "lost", outs[0].hash, r.d.profit_usd_e8,
                                       detail="backrun reverted on chain")

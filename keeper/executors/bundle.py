@@ -36,7 +36,7 @@ class MempoolSubmitter:
 
     async def send(self, tx, updates: list[PendingTx], ready: list) -> dict[int, list]:
         out: dict[int, list] = {}
-        async with tx._lock:  # noqa: SLF001 - the executors package shares TxManager's send lock
+        async with tx.send_lock:
             for r in ready:
                 rows = []
                 for q, gas in zip(r.reqs, r.gas):
@@ -79,7 +79,7 @@ class BundleSubmitter:
             return {k: rows for k, rows in signed.items() if all(r.hash in op.included for r in rows)}
         op = self._open = _Open(uuid.uuid4().hex)  # before any await: a second backrun joins it
         try:
-            async with tx._lock:  # noqa: SLF001 - the nonces stay the bundle's until its block
+            async with tx.send_lock:  # the nonces stay the bundle's until its block
                 op.target = await tx.rpc.block_number() + 1
                 signed = await self._sign(tx, ready)
                 op.add(updates, signed)

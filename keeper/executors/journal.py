@@ -31,7 +31,6 @@ from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
 from keeper.executors import TxOutcome
 from keeper.executors.guard import Fees
-from keeper.executors.signer import SignedTx
 from keeper.store import Store
 
 OPEN = ("signed", "sent")
@@ -128,15 +127,22 @@ async def node_request(rpc: Rpc, method: str, params: list[Any]) -> Any:
         raise SourceError(f"{method}: node unreachable or failed ({type(e).__name__})") from e
     if not isinstance(response, dict):
         raise SourceError(f"{method}: malformed response")
-    err = response.get("error")
-    if err:
-        message = str(err.get("message", err)) if isinstance(err, dict) else str(err)
-        raw = err.get("data") if isinstance(err, dict) else None
-        if isinstance(raw, dict):  # some nodes nest it: {"data": {"data": "0x..."}}
-            raw = raw.get("data")
-        data = bytes.fromhex(raw[2:]) if isinstance(raw, str) and raw.startswith("0x") else b""
-        raise NodeError(method, message, data)
+    err = answer_error(response)
+    if err is not None:
+        raise NodeError(method, *err)
     return response.get("result")
+
+
+def answer_error(response: dict[str, Any]) -> tuple[str, bytes] | None:
+    """A JSON-RPC answer's error as (message, revert data); None for a result."""
+    err = response.get("error")
+    if not err:
+        return None
+    message = str(err.get("message", err)) if isinstance(err, dict) else str(err)
+    raw = err.get("data") if isinstance(err, dict) else None
+    if isinstance(raw, dict):  # some nodes nest it: {"data": {"data": "0x..."}}
+        raw = raw.get("data")
+    return message, bytes.fromhex(raw[2:]) if isinstance(raw, str) and raw.startswith("0x") else b""
 
 
 async def broadcast(rpc: Rpc, raw_tx: str) -> str | None:
@@ -145,10 +151,14 @@ async def broadcast(rpc: Rpc, raw_tx: str) -> str | None:
     try:
         await node_request(rpc, "eth_sendRawTransaction", [raw_tx])
     except NodeError as e:
-        if any(s in e.message.lower() for s in _ALREADY):
+        if is_already_known(e.message):
             return None
         return e.message
     return None
+
+
+def is_already_known(refusal: str) -> bool:
+    return any(s in refusal.lower() for s in _ALREADY)
 
 
 def is_nonce_too_low(refusal: str) -> bool:
@@ -176,22 +186,28 @@ class Journal:
 
     # -- writes (each one committed before it returns) ------------------------------
 
-    def record_signed(self, *, action_key: str, sender: str, nonce: int, attempt: int,
-                      purpose: str, to: str, data: bytes, value: int, gas_limit: int,
-                      fees: Fees, max_cost_wei: int, signed: SignedTx) -> JournalRow:
-        now = time.time()
-        row = JournalRow(0, signed.hash, action_key, sender, nonce, attempt, "signed", purpose, to,
-                         "0x" + data.hex(), value, gas_limit, fees.max_fee_per_gas,
-                         fees.priority_fee_per_gas, max_cost_wei, signed.raw,
-                         None, None, None, None, None, now, now)
+    def record_signed(self, **kw: Any) -> JournalRow:
+        """One signed transaction (keywords of :meth:`record_signed_many`), committed."""
+        return self.record_signed_many([kw])[0]
+
+    def record_signed_many(self, txs: list[dict[str, Any]]) -> list[JournalRow]:
+        """Signed transactions in ONE committed write: each dict has ``action_key, sender,
+        nonce, attempt, purpose, to, data, value, gas_limit, fees, max_cost_wei, signed``."""
+        now, rows = time.time(), []
         cols = _COLUMNS[1:]
-        values = [str(getattr(row, c)) if c in _INT_TEXT and getattr(row, c) is not None
-                  else getattr(row, c) for c in cols]
         with self.store.transaction() as db:
-            cur = db.execute(f"INSERT INTO tx_journal ({', '.join(cols)})"
-                             f" VALUES ({', '.join('?' * len(cols))})", values)
-            row_id = cur.lastrowid
-        return replace(row, id=row_id)
+            for t in txs:
+                fees, signed = t["fees"], t["signed"]
+                row = JournalRow(0, signed.hash, t["action_key"], t["sender"], t["nonce"], t["attempt"],
+                                 "signed", t["purpose"], t["to"], "0x" + t["data"].hex(), t["value"],
+                                 t["gas_limit"], fees.max_fee_per_gas, fees.priority_fee_per_gas,
+                                 t["max_cost_wei"], signed.raw, None, None, None, None, None, now, now)
+                values = [str(getattr(row, c)) if c in _INT_TEXT and getattr(row, c) is not None
+                          else getattr(row, c) for c in cols]
+                cur = db.execute(f"INSERT INTO tx_journal ({', '.join(cols)})"
+                                 f" VALUES ({', '.join('?' * len(cols))})", values)
+                rows.append(replace(row, id=cur.lastrowid))
+        return rows
 
     def mark(self, rows: JournalRow | Iterable[JournalRow], state: str, error: str | None = None,
              only_open: bool = False) -> None:

@@ -50,9 +50,14 @@ class PendingActions:
             db.execute(_SCHEMA)
 
     def save(self, key: str, d: Decision) -> None:
+        self.save_many([(key, d)])
+
+    def save_many(self, items: list[tuple[str, Decision]]) -> None:
+        """Several decisions in one committed write (a tick's burst of liquidations)."""
+        now = time.time()
         with self.store.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO action_pending (action_key, decision, created_at)"
-                       " VALUES (?, ?, ?)", (key, dumps(d), time.time()))
+            db.executemany("INSERT OR REPLACE INTO action_pending (action_key, decision, created_at)"
+                           " VALUES (?, ?, ?)", [(key, dumps(d), now) for key, d in items])
 
     def done(self, key: str) -> None:
         with self.store.transaction() as db:

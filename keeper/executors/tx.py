@@ -64,6 +64,15 @@ class NonceManager:
         nonce, self._next = self._next, self._next + 1
         return nonce
 
+    def seed(self, pending_count: int) -> None:
+        """The node's pending transaction count, read ahead (in a batch): used if none is known."""
+        if self._next is None:
+            self._next = pending_count
+
+    @property
+    def known(self) -> bool:
+        return self._next is not None
+
     def give_back(self, nonce: int) -> None:
         """``nonce`` was never broadcast: reuse it (or resync if a later one was taken)."""
         self._next = nonce if self._next == nonce + 1 else None
@@ -85,6 +94,32 @@ class TxManager:
     @property
     def address(self) -> str:
         return self.signer.address
+
+    @property
+    def send_lock(self) -> asyncio.Lock:
+        """Held from taking a nonce to its broadcast (keeper.executors.burst takes it too)."""
+        return self._lock
+
+    @property
+    def chain_id(self) -> int | None:
+        return self._chain_id
+
+    @chain_id.setter
+    def chain_id(self, value: int) -> None:
+        self._chain_id = value
+
+    def hook(self, stage: str, row: JournalRow) -> None:
+        self._hook(stage, row)
+
+    def sign_now(self, to: str, value: int, data: bytes, gas_limit: int, nonce: int, fees: Fees) -> SignedTx:
+        """Sign with the chain id already known (no IO)."""
+        if self._chain_id is None:
+            raise ExecutionError("the chain id is not known yet")
+        return self.signer.sign({
+            "type": 2, "chainId": self._chain_id, "nonce": nonce, "to": to, "value": value,
+            "data": data, "gas": gas_limit, "maxFeePerGas": fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": fees.priority_fee_per_gas,
+        })
 
     def already_done(self, action_key: str) -> bool:
         return self.journal.already_done(action_key)
@@ -179,11 +214,7 @@ class TxManager:
                     fees: Fees) -> SignedTx:
         if self._chain_id is None:
             self._chain_id = await self.rpc.chain_id()
-        return self.signer.sign({
-            "type": 2, "chainId": self._chain_id, "nonce": nonce, "to": to, "value": value,
-            "data": data, "gas": gas_limit, "maxFeePerGas": fees.max_fee_per_gas,
-            "maxPriorityFeePerGas": fees.priority_fee_per_gas,
-        })
+        return self.sign_now(to, value, data, gas_limit, nonce, fees)
 
     async def _first_send(self, req: TxRequest, gas_limit: int, fees: Fees, log: Any) -> JournalRow:
         for _ in range(3):
@@ -222,6 +253,10 @@ class TxManager:
         raise ExecutionError(f"nonce too low 3 times in a row for {req.action_key!r}: is another"
                              f" process sending from {self.address}?")
 
+    async def wait(self, row: JournalRow, log: Any) -> TxOutcome:
+        """The receipt of a transaction sent elsewhere (keeper.executors.burst), as ``send`` waits."""
+        return await self._wait([row], log)
+
     async def _wait(self, group: list[JournalRow], log: Any) -> TxOutcome:
         """Poll until one tx of ``group`` (one nonce) is mined; replace it while it lingers."""
         deadline = time.monotonic() + self.cfg.receipt_timeout_s
@@ -238,6 +273,10 @@ class TxManager:
                 log.warning("tx.poll_failed", reason=str(e))
             else:
                 found = next((rc for rc in receipts if rc), None)
+                fresh = self.journal.group(first.sender, first.nonce)
+                if found is None and len(fresh) > len(group):  # a cancel of the same nonce (keeper.executors.burst)
+                    group, latest = fresh, fresh[-1]
+                    continue
                 if found is not None:
                     out = self.journal.record_receipt(group, found)
                     (log.info if out.ok else log.warning)(f"tx.{out.status}", tx_hash=out.hash,

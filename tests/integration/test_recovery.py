@@ -56,6 +56,11 @@ async def test_a_liquidation_killed_after_broadcast_gets_its_row_profit_and_aler
         start, n0 = int(await rpc(w3, "eth_blockNumber", []), 16), await nonce(w3, info.liquidator)
 
         await run_until_killed(path, "liq:")
+        for _ in range(100):  # bounded: automine lags the sends (a burst's batch) on a long chain
+            if await nonce(w3, info.liquidator) == int(await rpc(w3, "eth_getTransactionCount", [
+                    info.liquidator, "pending"]), 16):
+                break
+            await asyncio.sleep(0.1)
 
         ours = [e for e in await liquidations(w3, info.pool, start)
                 if e["liquidator"] == to_checksum_address(info.liquidator)]

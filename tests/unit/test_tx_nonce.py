@@ -145,3 +145,21 @@ async def test_simulation_revert_decoded(make, node):
     with pytest.raises(SimulationReverted, match="Aave error 45 HEALTH_FACTOR_NOT_BELOW_THRESHOLD"):
         await make().send(req("a"))
     assert "eth_sendRawTransaction" not in node.methods
+
+
+def test_the_burst_defers_a_liquidation_whose_plan_cannot_have_seen_the_first():
+    """keeper.executors.burst: an account's next liquidation goes only when the previous one's
+    receipt is in a block at or before the new decision's block."""
+    from types import SimpleNamespace
+
+    from keeper.executors.burst import Burst
+
+    burst = Burst(SimpleNamespace())
+    item = SimpleNamespace(slots={"m:0xa"}, d=SimpleNamespace(block=10))
+    where = {"m:0xa": 0}
+    mined_at = lambda n: [{"result": {"blockNumber": hex(n)}}]  # noqa: E731
+    assert burst._deferred(item, where, [{"result": None}])  # not mined yet
+    assert burst._deferred(item, where, mined_at(11))  # mined after the decision's block
+    assert not burst._deferred(item, where, mined_at(10))
+    assert not burst._deferred(item, where, mined_at(9))
+    assert not burst._deferred(item, {}, [])  # nothing unconfirmed for the account
