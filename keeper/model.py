@@ -77,6 +77,7 @@ class ProtectRule:
     max_slippage_bps: int = 100  # a deleverage's swap vs the oracle
     dex_factory: Address | None = None  # [dex] uniswap_v3_factory: the pools a deleverage sells on
     close_below: tuple[str, int] | None = None  # (SYMBOL, USD e8): stop-loss at or below this price
+    boost_above_wad: int | None = None  # re-leverage to the target above this health factor
 
 
 @dataclass(frozen=True, slots=True)
