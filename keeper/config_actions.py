@@ -8,6 +8,7 @@ target_hf = "1.40"
 actions = ["repay:USDC", "supply:WETH", "deleverage:WETH->USDC"]
 contract = "0x..."        # KeeperProtection (`keeper protect setup` deploys one when unset)
 max_slippage_bps = 100    # a deleverage's swap may pay at most this much below the oracle
+boost_above_hf = "1.80"   # optional: above it, borrow more and buy collateral, down to target_hf
 
 [liquidator]
 enabled = true
@@ -58,6 +59,7 @@ class ProtectConfig(_Model):
     contract: Address | None = None  # KeeperProtection, for deleverage:COLLATERAL->DEBT actions
     max_slippage_bps: int = Field(default=100, ge=0, lt=10_000, strict=True)
     close_below_price: ClosePrice | None = None  # stop-loss: repay the debt from collateral
+    boost_above_hf: HealthFactor | None = None  # re-leverage to target_hf above this (Aave V3)
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -75,6 +77,12 @@ class ProtectConfig(_Model):
         if self.target_hf <= self.trigger_hf:
             raise _fail(f"must be greater than trigger_hf ({format_fixed(self.trigger_hf, 18)})",
                         field="target_hf")
+        if self.boost_above_hf is not None and self.boost_above_hf <= self.target_hf:
+            raise _fail(f"must be greater than target_hf ({format_fixed(self.target_hf, 18)})",
+                        field="boost_above_hf")
+        if self.boost_above_hf is not None and not any(k == "deleverage" for k, _ in self.parsed_actions()):
+            raise _fail("a boost buys the collateral of a deleverage:COLLATERAL->DEBT action with its debt: "
+                        "add one", field="boost_above_hf")
         close = self.close_below_price
         if close is not None and not any(k == "deleverage" and s.split("->")[0] == close.asset.upper()
                                          for k, s in self.parsed_actions()):

@@ -53,9 +53,14 @@ def top_ups_due(policy: Policy, market_name: str, positions: Iterable[Position],
             continue
         closing = (rule.close_below is not None and usd_of is not None
                    and (usd_of(rule.close_below[0]) or 2**256) <= rule.close_below[1])
-        if p.health_factor_wad < rule.trigger_hf_wad or closing:
+        if p.health_factor_wad < rule.trigger_hf_wad or closing or _boosting(p, rule):
             out.append((p, replace(rule, closing=True) if closing else rule))
     return out
+
+
+def _boosting(p: Position, rule: ProtectRule) -> bool:
+    """Above the rule's ``boost_above_hf``: re-leverage to the target (optional rule)."""
+    return rule.boost_above_wad is not None and (p.health_factor_wad or 0) > rule.boost_above_wad
 
 
 def liquidations_due(policy: Policy, positions: Iterable[Position]) -> list[Position]:
@@ -76,11 +81,11 @@ def decide(adapter, market, tops: list[tuple[Position, ProtectRule]], due: list[
     for pos, rule in tops:
         acct = accounts.get(pos.account)
         d = adapter.plan_top_up(market, acct, rule, wallet) if acct is not None else None
-        if d is None:
+        if d is None and not _boosting(pos, rule):  # no boost to make is nothing to alert about
             held = ", ".join(f"{k}:{s}" for k, s in rule.actions)
             refused.append(Refusal(pos.account, pos.health_factor_wad or 0,
                                    f"cannot protect: the wallet cannot pay any of {held} on this market"))
-        else:
+        elif d is not None:
             out.append(d)
     if ctx is not None:  # someone is due, or the protocol sells something (adapter.sells)
         out.extend(adapter.plan_liquidations(market, due, accounts, ctx))
@@ -91,7 +96,7 @@ def policy_from(cfg) -> Policy:  # cfg: keeper.config.Config (not imported: deci
     rules = {
         p.account.lower(): ProtectRule(p.account, p.trigger_hf, p.target_hf, tuple(p.parsed_actions()),
                                        p.market, p.contract, p.max_slippage_bps, cfg.dex.uniswap_v3_factory,
-                                       p.close_below())
+                                       p.close_below(), p.boost_above_hf)
         for p in cfg.protect
     }
     lq = cfg.liquidator

@@ -81,7 +81,8 @@ async def prices(rpc_url: str, info) -> dict[str, int]:
         return {s: await get_price(w3, info, s) for s in info.tokens}
 
 
-async def crash(rpc_url: str, info, minfo, pause_s: float) -> None:
+async def crash(rpc_url: str, info, minfo, pause_s: float, scene) -> None:
+    from keeper.demo_deleverage import follow
     from keeper.demo_story import usd
     from keeper.devnet.api import apply_price_change, get_price, set_price
     from keeper.devnet.morpho import follow_feed
@@ -90,13 +91,14 @@ async def crash(rpc_url: str, info, minfo, pause_s: float) -> None:
         for symbol, step in CRASH:
             old = await get_price(w3, info, symbol)
             change = await set_price(w3, info, symbol, apply_price_change(old, step))
-            await follow_feed(w3, minfo, symbol, change.old_e8, change.new_e8)  # Morpho's oracles too
+            await follow(w3, info, scene, symbol)  # the DEX first (the deleverage scene's pools),
+            await follow_feed(w3, minfo, symbol, change.old_e8, change.new_e8)  # then Morpho's oracles
             console.print(f"[bold magenta]price  {symbol} {step}: {usd(change.old_e8)} -> "
                           f"{usd(change.new_e8)} (block {change.block}, tx {change.tx_hash[:18]}…)[/]")
             await asyncio.sleep(pause_s)
 
 
-def write_config(path: Path, info, minfo, cinfo, hook_url: str, protected: str) -> None:
+def write_config(path: Path, info, minfo, cinfo, hook_url: str, protected: str, extra: str = "") -> None:
     from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml
     from keeper.devnet.state import keeper_config_toml
 
@@ -123,7 +125,7 @@ actions = ["repay:USDC", "repay:DAI", "supply:WETH"]
 kind = "webhook"
 url = "{hook_url}"
 statuses = ["at_risk", "liquidatable"]
-""")
+""" + extra)
 
 
 def main() -> None:
@@ -141,6 +143,7 @@ def main() -> None:
 
 
 def run_demo(args: argparse.Namespace) -> None:
+    from keeper import demo_deleverage as deleverage
     from keeper import demo_story as story
     from keeper.devnet.anvil import start_anvil, stop_anvil
     from keeper.devnet.api import deploy
@@ -155,10 +158,11 @@ def run_demo(args: argparse.Namespace) -> None:
     steps = Steps(console)
     keeper_log = args.dir / "keeper.log"
     alerts: list[dict] = []
+    decimals: dict[str, int] = {}  # the devnet's tokens, once deployed
 
     def on_alert(a: dict) -> None:
         alerts.append(a)
-        console.print(story.alert_line(a), highlight=False, soft_wrap=True)
+        console.print(story.alert_line(a, decimals), highlight=False, soft_wrap=True)
 
     with steps.step("start anvil on a free port"):
         proc = start_anvil(port=0, log_path=str(args.dir / "anvil.log"))
@@ -169,6 +173,7 @@ def run_demo(args: argparse.Namespace) -> None:
         source = "compiled from npm @aave-dao/aave-v3-origin" if args.aave == "3.6" else "npm @aave/core-v3"
         with steps.step(f"Aave V3 {args.aave}: deploy ({source}), seed {n} borrowers"):
             info = asyncio.run(deploy(proc.rpc_url, n_borrowers=n, seed=1, aave=args.aave))
+        decimals.update(info.decimals)
         with steps.step("Morpho Blue 1.0.0: compile with npm solc 0.8.19 (cached in build/)"):
             compile_morpho()
         with steps.step(f"Morpho Blue: deploy WETH/USDC and WBTC/USDC, seed {n // 2} borrowers"):
@@ -179,18 +184,23 @@ def run_demo(args: argparse.Namespace) -> None:
             asyncio.run(fund(proc.rpc_url, info, info.liquidator))
         cfg_path = args.dir / "keeper.toml"
         write_config(cfg_path, info, minfo, cinfo, hook_url, info.borrowers[0])
+        with steps.step("deleverage scene: Uniswap V3 pools, KeeperProtection, twin borrowers, a delegation"):
+            scene = asyncio.run(_with_w3(proc.rpc_url, deleverage.set_up, info, minfo, DEV_KEY_1))
         with steps.step("discover borrowers from the protocols' events and scan every position"):
             before = asyncio.run(scan_once(cfg_path))
-        weth_first = [p for p in before if p.main_collateral == "WETH" and p.health_factor_wad]
+        weth_first = [p for p in before if p.main_collateral == "WETH" and p.health_factor_wad
+                      and p.account not in (scene.saved, scene.neighbour)]
         protected = min(weth_first, key=lambda p: p.health_factor_wad)  # on whichever protocol
-        write_config(cfg_path, info, minfo, cinfo, hook_url, protected.account)
+        write_config(cfg_path, info, minfo, cinfo, hook_url, protected.account,
+                     scene.protect_toml())
         console.print(story.prices_line(asyncio.run(prices(proc.rpc_url, info))))
         console.print(story.status_table(before, f"{len(before)} positions before the crash"))
         console.print(story.riskiest_table(before))
         console.print(f"protected (the user's own loan, on {story.protocol_name(protected.protocol)}): "
                       f"{protected.account}, HF "
                       f"{format_hf(protected.health_factor_wad)}; keeper tops it up below 1.15 "
-                      f"to 1.40.\nkeeper wallet {info.liquidator} (anvil dev account #1); webhook {hook_url}")
+                      f"to 1.40.\n" + deleverage.intro(scene, before) + "\n"
+                      + f"keeper wallet {info.liquidator} (anvil dev account #1); webhook {hook_url}")
         console.print(Rule(f"keeper run (live) in the background, its JSON log in {keeper_log}; "
                            "then a price crash"))
         watcher = story.ActionWatcher(args.dir / "keeper.sqlite", console).start()
@@ -199,8 +209,8 @@ def run_demo(args: argparse.Namespace) -> None:
             keeper_proc = subprocess.Popen(
                 [sys.executable, "-m", "keeper", "run", "--config", str(cfg_path),
                  "--log-format", "json"], env=env, stdout=logf, stderr=subprocess.STDOUT)
-        time.sleep(4)
-        asyncio.run(crash(proc.rpc_url, info, minfo, args.pause))
+        _wait_for(keeper_log, '"scan.done"', 60)  # its first full scan: then the crash
+        asyncio.run(crash(proc.rpc_url, info, minfo, args.pause, scene))
         time.sleep(6)
         keeper_proc.send_signal(signal.SIGTERM)
         code = keeper_proc.wait(timeout=60)
@@ -215,6 +225,8 @@ def run_demo(args: argparse.Namespace) -> None:
         console.print(f"protected account {story.short(protected.account)}: HF "
                       f"{format_hf(protected.health_factor_wad)} before, "
                       f"{format_hf(prot.health_factor_wad)} now ({prot.status.value})")
+        for line in deleverage.outcome(scene, before, after, watcher.rows):
+            console.print(line, highlight=False, soft_wrap=True)
         table = story.summary_table(before, after, watcher.rows, alerts)
     finally:
         if keeper_proc is not None:
@@ -227,6 +239,13 @@ def run_demo(args: argparse.Namespace) -> None:
     console.print(f"stopped anvil (pid {proc.pid}) and the webhook. keeper's log: {keeper_log} "
                   f"({lines} JSON lines); anvil's: {args.dir / 'anvil.log'}")
     console.print(table)
+
+
+def _wait_for(log: Path, needle: str, timeout_s: float) -> None:
+    """Until ``needle`` is in ``log`` (keeper's JSON log), at most ``timeout_s``."""
+    end = time.time() + timeout_s
+    while time.time() < end and needle not in log.read_text():
+        time.sleep(0.2)
 
 
 async def _with_w3(rpc_url: str, fn, *args):

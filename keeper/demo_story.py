@@ -9,6 +9,7 @@ import re
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -80,18 +81,37 @@ def riskiest_table(positions, n: int = 8) -> Table:
     return t
 
 
-def alert_line(a: dict) -> str:
+def alert_line(a: dict, decimals: Mapping[str, int] | None = None) -> str:
+    """``decimals``: token symbol -> decimals, to show "5970520020951567730 WETH" as "5.9705 WETH"."""
     what = a.get("kind", "?").replace("_", " ")
     if a.get("kind") in ("flagged", "escalated"):
         what = str(a.get("status", "")).replace("_", " ").upper()
     proto = protocol_name(a.get("protocol", ""))
+    words = str(a.get("action") or "")
+    said = f": {_readable(words, decimals or {})}" if "deleverage" in words else ""  # before and after
     return (f"  [cyan]alert[/]  {what:16} {short(a.get('account', ''))} on {proto} "
-            f"(HF {a.get('health_factor', '?')}, debt {a.get('debt_usd', '?')})")
+            f"(HF {a.get('health_factor', '?')}, debt {a.get('debt_usd', '?')}){said}")
+
+
+_HF_WORDS = re.compile(r"(health factor(?: to| after| now)?|trigger) (\d{16,})")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_AMOUNT = re.compile(r"\b(\d+) ([A-Z][A-Za-z0-9]{1,9})\b")  # "5970520020951567730 WETH"
+
+
+def _readable(words: str, decimals: Mapping[str, int]) -> str:
+    """An alert's words with wad health factors as "1.2345", amounts of known tokens in
+    whole units and addresses shortened."""
+    words = _HF_WORDS.sub(lambda m: f"{m.group(1)} {format_hf(int(m.group(2)))}", words)
+    words = _AMOUNT.sub(lambda m: (f"{format_fixed(int(m.group(1)), decimals[m.group(2)], 4)} {m.group(2)}"
+                                   if m.group(2) in decimals else m.group(0)), words)
+    return _ADDRESS.sub(lambda m: short(m.group(0)), words)
 
 
 def action_line(row: dict) -> str:
     proto = protocol_name(row.get("protocol") or "?")
     kind = {"liquidate": "liquidation", "top_up": "top-up"}.get(row["kind"], row["kind"])
+    if is_deleverage(row):
+        kind = "deleverage"
     color = "green" if row["result"] == "done" else "yellow"
     profit, expected = realized_profit(row), expected_profit(row)
     extra = (f", realized profit {usd(profit)} after gas" if profit is not None else
@@ -101,6 +121,11 @@ def action_line(row: dict) -> str:
         extra = f" ({_HF_RAW.sub(lambda m: 'HF ' + format_hf(int(m.group(1))), row['detail'])})"
     tx = f" tx {row['tx_hash']}" if row["tx_hash"] else ""
     return f"  [{color}]action[/] {kind} of {short(row['account'])} on {proto}: {row['result']}{tx}{extra}"
+
+
+def is_deleverage(row: dict) -> bool:
+    """A top-up row that was a deleverage (its detail is the contract's Deleveraged event)."""
+    return row["kind"] == "top_up" and (row.get("detail") or "").startswith("deleveraged")
 
 
 def realized_profit(row: dict) -> int | None:
@@ -169,7 +194,7 @@ def summary_table(before, after, actions: list[dict], alerts: list[dict]) -> Tab
     t = Table(title="what happened", title_justify="left",
               caption="Compound V3 on the devnet: CometStandIn, a stand-in for tests (contracts/src)")
     for col in ("protocol", "positions", "liquidatable before", "liquidatable after", "alerts",
-                "liquidations", "top-ups", "profit after gas"):
+                "liquidations", "top-ups", "deleverages", "profit after gas"):
         t.add_column(col, justify="left" if col == "protocol" else "right")
     for proto in sorted({p.protocol for p in before}):
         done = [r for r in actions if r.get("protocol") == proto and r["result"] == "done"]
@@ -180,6 +205,7 @@ def summary_table(before, after, actions: list[dict], alerts: list[dict]) -> Tab
                   str(sum(p.protocol == proto and p.status == Status.LIQUIDATABLE for p in after)),
                   str(sum(a.get("protocol") == proto for a in alerts)),
                   str(sum(r["kind"] == "liquidate" for r in done)),
-                  str(sum(r["kind"] == "top_up" for r in done)),
+                  str(sum(r["kind"] == "top_up" and not is_deleverage(r) for r in done)),
+                  str(sum(is_deleverage(r) for r in done)),
                   f"{usd(sum(profits))} realized" if profits else "-")
     return t

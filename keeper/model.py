@@ -78,6 +78,7 @@ class ProtectRule:
     dex_factory: Address | None = None  # [dex] uniswap_v3_factory: the pools a deleverage sells on
     close_below: tuple[str, int] | None = None  # (SYMBOL, USD e8): stop-loss at or below this price
     closing: bool = False  # this tick's price book has the stop-loss asset at or below close_below
+    boost_above_wad: int | None = None  # re-leverage to the target above this health factor
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,10 +112,11 @@ def _protect(cfg: Config, symbols: dict[str, set[str] | None]) -> list[Check]:
             continue  # a market that failed its own check: already one line
         have = set().union(*known)
         for k, (kind, symbol) in enumerate(rule.parsed_actions()):
-            if symbol not in have:
+            missing = [s for s in symbol.split("->") if s not in have]  # deleverage: COLLATERAL->DEBT
+            if missing:
                 where = f"market {names[0]}" if len(names) == 1 else f"markets {', '.join(names)}"
                 out.append(_bad(f"protect[{j}].actions[{k}]",
-                                f"{kind}:{symbol}: {where} {'has' if len(names) == 1 else 'have'} no token {symbol} "
+                                f"{kind}:{symbol}: {where} {'has' if len(names) == 1 else 'have'} no token {missing[0]} "
                                 f"(tokens: {', '.join(sorted(have))})"))
     return out
 

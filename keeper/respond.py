@@ -42,6 +42,7 @@ class Responder:
         self.decided = 0
         if executor is not None:
             executor.on_alert = self.action_alert
+            executor.on_broadcast = self.before_alert
         self._positions: dict[tuple[str, str], Position] = {}
         self._feeds_block: int | None = None
         self._refusals: dict[str, str] = {}  # this tick's: account -> why it cannot be protected
@@ -173,6 +174,17 @@ class Responder:
             pos = self._positions.get((d.market, account))
             if pos is not None:
                 self._report(pos, kind, words)
+
+    def before_alert(self, d: Decision) -> None:
+        """A deleverage's "before" alert, once its transaction is broadcast (so after its
+        simulation passed): the health factor now and what will be sold and repaid (the
+        adapter's reason). Its "after" is the ``top_up_done`` alert with the receipt's numbers."""
+        if self.notifications is None or isinstance(d, Liquidate) or d.plan.action != "deleverage":
+            return
+        for account in d.accounts:
+            pos = self._positions.get((d.market, account))
+            if pos is not None:
+                self._report(pos, "deleverage_sent", f"deleverage sent, not yet mined: {d.reason}")
 
     def _report(self, pos: Position, kind: str, words: str) -> None:
         from keeper.notify.policy import action_alert

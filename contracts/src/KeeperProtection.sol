@@ -40,6 +40,9 @@ interface IPAavePool {
     function getUserAccountData(address user) external view
         returns (uint256, uint256, uint256, uint256, uint256, uint256);
     function ADDRESSES_PROVIDER() external view returns (address);
+    function flashLoan(address receiver, address[] calldata assets, uint256[] calldata amounts,
+        uint256[] calldata modes, address onBehalfOf, bytes calldata params, uint16 referral) external; // boost
+    function supply(address asset, uint256 amount, address onBehalfOf, uint16 referral) external; // boost
 }
 
 interface IPAddressesProvider {
@@ -319,6 +322,74 @@ contract KeeperProtection is CometProtection {
         uint256 pd = oracle.getAssetPrice(d.debt);
         uint256 value = sold * pc * 10 ** IPErc20(d.debt).decimals() / (pd * 10 ** IPErc20(d.collateral).decimals());
         return value * (BPS - d.maxSlippageBps) / BPS;
+    }
+
+    // ---------------------------------------------------------------- boost (re-leverage), Aave V3
+
+    /// Aave V3 boost: flash-borrow `borrowAmount` of the debt token with `flashLoan` mode 2 (the
+    /// debt is opened for the borrower through its credit delegation,
+    /// `VariableDebtToken.approveDelegation(this, ...)`: no premium), buy collateral with it on
+    /// one Uniswap V3 pool within `maxSlippageBps` of the Aave oracle, supply it for the borrower.
+    /// The health factor after must be within [minHealthFactor, maxHealthFactor].
+    struct AaveBoost {
+        address pool;
+        address borrower;
+        address collateral;
+        address debt;
+        uint256 borrowAmount;
+        uint24 poolFee; // the Uniswap V3 pool (debt, collateral, poolFee)
+        uint256 deadline;
+        uint256 minHealthFactor; // wad
+        uint256 maxHealthFactor; // wad
+        uint256 maxSlippageBps; // vs the Aave oracle
+    }
+
+    event Boosted(address indexed borrower, address indexed collateral, address indexed debt, uint256 borrowed,
+        uint256 supplied, uint256 healthFactorAfter);
+
+    error HealthFactorTooHigh(uint256 healthFactor, uint256 maximum);
+
+    uint256 private _supplied; // the boost's collateral bought and supplied, inside its flash loan
+
+    function boostAave(AaveBoost calldata b) external {
+        _onlyFor(b.borrower);
+        address[] memory assets = new address[](1);
+        uint256[] memory amounts = new uint256[](1);
+        uint256[] memory modes = new uint256[](1);
+        (assets[0], amounts[0], modes[0]) = (b.debt, b.borrowAmount, 2);
+        _caller = b.pool;
+        IPAavePool(b.pool).flashLoan(address(this), assets, amounts, modes, b.borrower, abi.encode(b), 0);
+        _caller = address(0);
+        (,,,,, uint256 hf) = IPAavePool(b.pool).getUserAccountData(b.borrower);
+        if (hf < b.minHealthFactor) revert HealthFactorTooLow(hf, b.minHealthFactor);
+        if (hf > b.maxHealthFactor) revert HealthFactorTooHigh(hf, b.maxHealthFactor);
+        emit Boosted(b.borrower, b.collateral, b.debt, b.borrowAmount, _supplied, hf);
+        _supplied = 0;
+        _transfer(b.debt, b.borrower, _balance(b.debt)); // keeps nothing
+        _transfer(b.collateral, b.borrower, _balance(b.collateral));
+    }
+
+    /// Aave V3 flashLoan (the boost's): buy collateral with the borrowed debt token, supply it for
+    /// the borrower; the Pool then opens the debt in the borrower's name (mode 2).
+    function executeOperation(address[] calldata, uint256[] calldata amounts, uint256[] calldata,
+        address initiator, bytes calldata params) external returns (bool)
+    {
+        if (msg.sender != _caller || initiator != address(this)) revert UnexpectedCallback(msg.sender);
+        AaveBoost memory b = abi.decode(params, (AaveBoost));
+        _approve(b.debt, router, amounts[0]);
+        uint256 bought = IPSwapRouter(router).exactInputSingle(
+            IPSwapRouter.ExactInputSingleParams(b.debt, b.collateral, b.poolFee, address(this), b.deadline,
+                amounts[0], 0, 0)
+        );
+        IPPriceOracle oracle = IPPriceOracle(IPAddressesProvider(IPAavePool(b.pool).ADDRESSES_PROVIDER()).getPriceOracle());
+        uint256 value = amounts[0] * oracle.getAssetPrice(b.debt) * 10 ** IPErc20(b.collateral).decimals()
+            / (oracle.getAssetPrice(b.collateral) * 10 ** IPErc20(b.debt).decimals());
+        uint256 minimum = value * (BPS - b.maxSlippageBps) / BPS;
+        if (bought < minimum) revert SlippageTooHigh(bought, minimum);
+        _approve(b.collateral, b.pool, bought);
+        IPAavePool(b.pool).supply(b.collateral, bought, b.borrower, 0);
+        _supplied = bought;
+        return true;
     }
 
     function _aToken(address pool, address asset) internal view returns (address a) {

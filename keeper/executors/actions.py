@@ -62,6 +62,7 @@ class ActionExecutor:
         self.bid_share_bps = bid_share_bps  # [liquidator]: share of the profit bid as priority fee
         self.prices = prices or PriceBook()
         self.on_alert = on_alert or (lambda _d, _r: None)
+        self.on_broadcast: Callable[[Decision], None] = lambda _d: None  # the last step is out
         self.in_flight: set[str] = set()  # "market:account"
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
@@ -158,8 +159,13 @@ class ActionExecutor:
         self.pending.save(key, d)  # before the first send: a restart finishes it from here
         bid = bid_wei(budget, self.bid_share_bps) if liquidation else 0
         steps = adapter.encode(d, self.tx.address)
+        def sent() -> None:  # the action's last transaction is broadcast, not yet mined
+            self.on_broadcast(d)
+            if on_sent is not None:
+                on_sent()
+
         for i, step in enumerate(steps):
-            last = on_sent if i == len(steps) - 1 else None
+            last = sent if i == len(steps) - 1 else None
             out = await self._step(step, key if i == 0 else f"{key}:{i}", budget, logc, bid, last)
             if isinstance(out, str):  # "dry_run" | "lost" | "skipped"
                 if out == "skipped":

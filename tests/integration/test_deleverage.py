@@ -6,7 +6,9 @@ WETH then falls 2% a block (the Uniswap V3 pools arbitraged back to the oracle e
 the whole keeper runs each block (build_keeper, engine.on_block, executor drain, live mode).
 Asserted on chain: the contract's ``Deleveraged`` events (the Pool's health factor inside the
 transaction) land within 0.5% above the target, the Pool's health factor never falls below 1,
-no ``LiquidationCall`` names the borrower, and the contract holds nothing. A deleverage whose
+no ``LiquidationCall`` names the borrower, and the contract holds nothing; each deleverage
+raises a ``deleverage_sent`` alert (health factor now, what will be sold and repaid) once it is
+broadcast and a ``top_up_done`` one with the receipt's numbers after it. A deleverage whose
 swap pays more than ``max_slippage_bps`` below the oracle reverts in simulation, is never
 sent, and the borrower gets a ``top_up_failed`` alert.
 """
@@ -119,11 +121,19 @@ async def test_decline_is_deleveraged_to_the_target_and_never_liquidatable(devne
             lowest = min(lowest, await pool_hf(w3, info.pool, borrower))
         done = k.store.query("SELECT realized FROM actions WHERE kind = 'top_up' AND result = 'done'")
         alerts = k.store.query("SELECT action FROM alerts WHERE kind = 'top_up_done'")
+        told = k.store.query("SELECT kind, action FROM alerts WHERE kind IN ('deleverage_sent', 'top_up_done') "
+                             "ORDER BY rowid")
     finally:
         await k.close()
         await sink.stop()
     assert len(alerts) == len(done) and all("deleveraged: sold" in a and "below the oracle" in a
                                             for (a,) in alerts), alerts
+    # each deleverage: "before" (HF now, what will be sold and repaid) once it is sent, then "after"
+    assert [kd for kd, _ in told] == ["deleverage_sent", "top_up_done"] * len(done), told
+    for (_, before), (_, after) in zip(told[::2], told[1::2], strict=True):
+        sold = before.split("sell ", 1)[1].split(" ", 1)[0]
+        assert "below trigger" in before and " WETH " in before and "to repay" in before, before
+        assert f"sold {sold} of" in after, (before, after)  # the same sale, then what it did
     events = [e for e in await logs(w3, contract, DELEVERAGED, start)
               if to_checksum_address("0x" + e["topics"][1][-40:]) == borrower]
     assert len(events) >= 2, "the decline should need more than one deleverage"
@@ -159,6 +169,7 @@ async def test_a_swap_beyond_max_slippage_reverts_in_simulation_and_alerts(devne
                 break
         results = k.store.query("SELECT result FROM actions WHERE kind = 'top_up'")
         alerts = k.store.query("SELECT kind, account FROM alerts WHERE kind LIKE 'top_up%'")
+        before = k.store.query("SELECT 1 FROM alerts WHERE kind = 'deleverage_sent'")
     finally:
         await k.close()
         await sink.stop()
@@ -166,6 +177,7 @@ async def test_a_swap_beyond_max_slippage_reverts_in_simulation_and_alerts(devne
     assert int(await rpc(w3, "eth_getTransactionCount", [info.liquidator, "latest"]), 16) == nonce0  # never sent
     assert await logs(w3, contract, DELEVERAGED, start) == []
     assert ("top_up_failed", borrower) in [(kd, a) for kd, a in alerts]
+    assert before == []  # never sent: no "before" alert
 
 
 async def test_only_the_borrower_or_its_keeper_may_call_and_the_target_is_checked_on_chain(devnet, w3, tmp_path):

@@ -61,6 +61,10 @@ def test_demo_tells_a_story_and_logs_to_a_file(tmp_path):
         assert bad not in text
     assert not [line for line in lines if re.match(r"\s*\w+(Error|Exception)\b", line)]
     assert "price  WETH -6%" in text and "positions before the crash" in text
+    # the deleverage scene: twin loans, the protected one deleveraged and never liquidated, the other liquidated
+    (saved,) = [x for x in lines if x.startswith("protected   twin")]
+    (other,) = [x for x in lines if x.startswith("unprotected twin")]
+    assert "deleveraged" in saved and "LIQUIDATED" not in saved and "LIQUIDATED" in other, (saved, other)
     keeper_log = d / "keeper.log"
     assert str(keeper_log) in text
     events = [json.loads(x) for x in keeper_log.read_text().splitlines() if x.startswith("{")]

@@ -109,3 +109,14 @@ def test_doctor_shows_the_same_problems_and_exits_2(devnet, tmp_path):
     assert out.returncode == 2, out.stdout + out.stderr
     fails = [x for x in out.stdout.splitlines() if x.startswith("FAIL")]
     assert any("protect[0].actions[0]" in x and "XYZ" in x for x in fails), out.stdout
+
+
+def test_deleverage_actions_are_checked_token_by_token(devnet, tmp_path):
+    path = tmp_path / "d.toml"
+    dex = "".join(f'{k} = "{NO_CODE}"\n' for k in ("uniswap_v3_factory", "uniswap_v3_router", "uniswap_v3_quoter"))
+    path.write_text(base(devnet) + "\n[dex]\n" + dex
+                    + protect("deleverage:WETH->USDC").replace('USDC"]', 'USDC", "deleverage:WETH->XYZ"]'))
+    out = subprocess.run([*KEEPER, "doctor", "--config", str(path)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "KEEPER_PRIVATE_KEY": KEY})
+    fails = [x for x in out.stdout.splitlines() if x.startswith("FAIL") and "protect[0]" in x]
+    assert len(fails) == 1 and "actions[1]" in fails[0] and "no token XYZ" in fails[0], out.stdout

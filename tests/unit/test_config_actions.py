@@ -76,10 +76,13 @@ def test_bid_share_bps_refused_names_the_key(tmp_path, value):
     assert "liquidator.bid_share_bps" in str(e.value)
 
 
+DEX = ('\n[dex]\nuniswap_v3_factory = "0x1F98431c8aD98523631AE4a59f267346ea31F984"\n'
+       'uniswap_v3_router = "0xE592427A0AEce92De3Edee1F18E0157C05861564"\n'
+       'uniswap_v3_quoter = "0x61fFE014bA17989E743c5F6cB21bF9697530B21e"\n')
+
+
 def test_protect_stop_loss_needs_a_deleverage_selling_its_asset(tmp_path):
-    dex = ('\n[dex]\nuniswap_v3_factory = "0x1F98431c8aD98523631AE4a59f267346ea31F984"\n'
-           'uniswap_v3_router = "0xE592427A0AEce92De3Edee1F18E0157C05861564"\n'
-           'uniswap_v3_quoter = "0x61fFE014bA17989E743c5F6cB21bF9697530B21e"\n')
+    dex = DEX
     rule = (f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.1"\ntarget_hf = "1.2"\n'
             'actions = ["deleverage:WETH->USDC"]\n')
     cfg = load(tmp_path, rule + 'close_below_price = { asset = "weth", usd = "1800.5" }\n' + dex)
@@ -88,3 +91,18 @@ def test_protect_stop_loss_needs_a_deleverage_selling_its_asset(tmp_path):
         load(tmp_path, rule + 'close_below_price = { asset = "WBTC", usd = "1" }\n' + dex)
     with pytest.raises(ConfigError, match="positive USD price"):
         load(tmp_path, rule + 'close_below_price = { asset = "WETH", usd = "-1" }\n' + dex)
+
+
+def test_protect_boost_above_hf_is_above_the_target_and_needs_a_deleverage_pair(tmp_path):
+    from keeper.decide import policy_from
+
+    dex = DEX
+    rule = (f'\n[[protect]]\naccount = "{ACCOUNT}"\ntrigger_hf = "1.1"\ntarget_hf = "1.3"\n'
+            'actions = ["deleverage:WETH->USDC"]\n')
+    cfg = load(tmp_path, rule + 'boost_above_hf = "1.45"\n' + dex)
+    assert policy_from(cfg).protect[ACCOUNT.lower()].boost_above_wad == 145 * WAD // 100
+    assert policy_from(load(tmp_path, rule + dex)).protect[ACCOUNT.lower()].boost_above_wad is None
+    with pytest.raises(ConfigError, match="protect\\[0\\].boost_above_hf.*greater than target_hf"):
+        load(tmp_path, rule + 'boost_above_hf = "1.3"\n' + dex)
+    with pytest.raises(ConfigError, match="protect\\[0\\].boost_above_hf.*deleverage:COLLATERAL->DEBT"):
+        load(tmp_path, rule.replace("deleverage:WETH->USDC", "repay:USDC") + 'boost_above_hf = "1.5"\n')

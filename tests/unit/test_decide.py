@@ -90,3 +90,14 @@ def test_receive_a_token_reaches_the_liquidation_call():
     assert step.data[-32:] == (1).to_bytes(32, "big")  # liquidationCall(..., receiveAToken=true)
     (d,), _ = run(M, acct, Policy({}, liquidate=True), rich, ctx(rich))
     assert encode(POOL, d)[0].data[-32:] == bytes(32)
+
+
+def test_an_account_above_boost_above_hf_is_due_and_a_boost_that_cannot_be_made_is_not_a_refusal():
+    safe = account({WETH: 10 * 10**18}, {USDC: 5_000 * 10**6})  # HF 3.3
+    rule = ProtectRule(USER, 115 * WAD // 100, 130 * WAD // 100, (("deleverage", "WETH->USDC"),),
+                       contract="0x000000000000000000000000000000000000C0DE", boost_above_wad=200 * WAD // 100)
+    policy = Policy({USER.lower(): rule})
+    assert [p.account for p, _ in top_ups_due(policy, "m", [position_from(M, safe)])] == [USER]
+    assert run(M, safe, policy, {}, None) == ([], [])  # no pools read: no boost, and nothing to alert
+    below = ProtectRule(USER, 115 * WAD // 100, 130 * WAD // 100, rule.actions, boost_above_wad=400 * WAD // 100)
+    assert top_ups_due(Policy({USER.lower(): below}), "m", [position_from(M, safe)]) == []

@@ -112,3 +112,56 @@ def test_stop_loss_repays_all_of_the_debt_below_the_price_only():
     after_close = apply_transfer_out(m, apply_repay(m, acct, USDC.asset, q.repay), WETH.asset, q.withdraw)
     assert account_data(m, after_close).total_debt_base == 0  # no debt left
     assert 0 < q.withdraw < 10 * E18  # the rest of the WETH stays the borrower's
+
+
+def test_smallest_input_is_the_smallest_paying_input_in_few_quotes():
+    import random
+
+    from keeper.dex import deleverage as dl
+
+    pool = weth_usdc_pool(500, 300 * E18)
+    route = Route.single(WETH.asset, 500, USDC.asset)
+    pools = {route.hops[0].key(): pool}
+    calls = [0]
+    real = dl.quote_route
+
+    def counted(*a):
+        calls[0] += 1
+        return real(*a)
+
+    rng = random.Random(7)
+    small = [2000 * E6, 25_000 * E6] + [rng.randrange(E6, 60_000 * E6) for _ in range(20)]  # <10% of the pool
+    needs = [1, 2, 1999, 123_456_789_012, 300_000 * E6] + small
+    for need in needs:
+        calls[0] = 0
+        dl.quote_route = counted
+        try:
+            x = dl.smallest_input(route, pools, need, 10**4 * E18)
+        finally:
+            dl.quote_route = real
+        assert x is not None and quote_route(route, pools, x) >= need > quote_route(route, pools, x - 1), need
+        if need in small:
+            assert calls[0] < 60, (need, calls[0])  # a bisection over [0, 1e22] takes 74
+    assert dl.smallest_input(route, pools, 10**9 * E6, 10 * E18) is None  # not even all of it pays
+
+
+def test_boost_borrows_the_most_that_keeps_the_target_after_price_impact():
+    from keeper.protocols.aave_v3.boost import apply_borrow, plan_boost
+    from keeper.protocols.aave_v3.topup import apply_supply
+
+    m, acct = market(), account({WETH: 10 * E18}, {USDC: 5_000 * E6})  # HF 3.3
+    d = dex(weth_usdc_pool(500, 300 * E18))
+    q = plan_boost(m, acct, TARGET, WETH.asset, USDC.asset, d, pool=m.pool, contract=CONTRACT,
+                   max_slippage_bps=100)
+    route = Route.single(USDC.asset, 500, WETH.asset)
+
+    def hf_after(borrow: int) -> int:
+        bought = quote_route(route, d.pools, borrow)
+        return account_data(m, apply_borrow(m, apply_supply(m, acct, WETH.asset, bought), USDC.asset, borrow)
+                            ).health_factor_wad
+
+    assert q is not None and q.bought == quote_route(route, d.pools, q.borrow)
+    assert q.expected_hf_wad == hf_after(q.borrow) >= TARGET > hf_after(q.borrow + 1)  # the most it may borrow
+    assert q.expected_hf_wad - TARGET < TARGET // 200 and q.min_hf_wad < TARGET < q.max_hf_wad
+    assert plan_boost(m, account({WETH: 10 * E18}, {USDC: 12_000 * E6}), TARGET, WETH.asset, USDC.asset, d,
+                      pool=m.pool, contract=CONTRACT, max_slippage_bps=100) is None  # already below it

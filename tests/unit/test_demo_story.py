@@ -63,3 +63,22 @@ def test_the_watcher_prints_each_row_once(tmp_path):
     text = console.export_text()
     assert text.count("action") == 1 and "liquidation of 0x997F…f185 on Compound V3" in text
     assert len(w.rows) == 2  # the skipped one is kept, not printed
+
+
+def test_a_deleverage_is_told_as_one_with_readable_amounts():
+    from keeper.demo_story import alert_line, is_deleverage
+
+    row = {"kind": "top_up", "result": "done", "tx_hash": TX, "account": ACCOUNT, "protocol": "morpho_blue",
+           "detail": "deleveraged: sold 5 of 0xabc, repaid 4 of 0xdef, swap paid 4 (0 bps below the oracle), "
+                     "health factor after 1300000000000000000", "realized": None, "expected": None}
+    assert is_deleverage(row) and not is_deleverage({**row, "detail": "partial: wallet short"})
+    assert action_line(row).startswith("  [green]action[/] deleverage of 0x997F…f185 on Morpho Blue: done")
+    before = {"kind": "deleverage_sent", "protocol": "morpho_blue", "account": ACCOUNT, "health_factor": "1.1279",
+              "debt_usd": "28,666.66 USDC",
+              "action": "deleverage sent, not yet mined: health factor 1127999980784651490 below trigger "
+                        "1160000000000000000; deleverage on Morpho: sell 5970520020951567730 WETH (price impact "
+                        "5 bps) to repay 11218316288 USDC"}
+    assert alert_line(before, {"WETH": 18, "USDC": 6}).endswith(
+        "health factor 1.1279 below trigger 1.1600; deleverage on Morpho: sell 5.9705 WETH (price impact 5 bps) "
+        "to repay 11218.3162 USDC")
+    assert "action" not in alert_line({**before, "kind": "flagged", "action": None})  # others: as before

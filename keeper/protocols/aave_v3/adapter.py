@@ -11,6 +11,7 @@ from keeper.dex.liquidator import FLASH_AAVE
 from keeper.dex.view import FlashLender
 from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp, TxStep
 from keeper.prices import PriceBook
+from keeper.protocols.aave_v3 import boost
 from keeper.protocols.aave_v3 import deleverage as dl
 from keeper.protocols.aave_v3 import plan
 from keeper.protocols.aave_v3.deleverage_reader import delegation, read_dex_inputs
@@ -73,6 +74,9 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         """A wallet top-up first; a deleverage (from the position itself) when the wallet
         cannot pay for the whole target and the rule allows one."""
         hf = self.evaluator(market).position(acct, DEFAULT_THRESHOLDS, False).health_factor_wad
+        if rule.boost_above_wad is not None and (hf or 0) > rule.boost_above_wad:  # re-leverage
+            dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
+            return boost.boost_top_up(self.label, market, acct, hf or 0, rule, rule.boost_above_wad, dex)
         if dl.closing(market, rule):  # stop-loss: close from the collateral, whatever the HF
             dex = self._dex[1] if self._dex is not None and self._dex[0] == market.block else None
             return dl.close_top_up(self.label, market, acct, hf or 0, rule, dex)
@@ -96,7 +100,7 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         return await delegation(self.rpc, market, rule, contract, keeper, market.block)
 
     def protect_calls(self, contract: Address) -> list[tuple[Address, str]]:
-        return [(contract, dl.DELEVERAGE_AAVE)]
+        return [(contract, dl.DELEVERAGE_AAVE), (contract, boost.BOOST_AAVE)]
 
     def plan_liquidations(self, market: AaveMarketState, due: Sequence[Position],
                           accounts: Mapping[Address, AaveAccount], ctx: PlanContext) -> list[Liquidate]:
@@ -106,11 +110,15 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         if isinstance(decision, TopUp) and isinstance(decision.quote, dl.DeleverageQuote):
             q = decision.quote
             return [TxStep(q.contract, dl.deleverage_calldata(q, q.deadline), f"deleverage {decision.account}")]
+        if isinstance(decision, TopUp) and isinstance(decision.quote, boost.BoostQuote):
+            return [TxStep(decision.quote.contract, boost.boost_calldata(decision.quote), f"boost {decision.account}")]
         return plan.encode(self._pool(), decision)
 
     def realized(self, market: AaveMarketState, decision: Decision, receipts, prices: PriceBook) -> Outcome:
         if isinstance(decision, TopUp) and isinstance(decision.quote, dl.DeleverageQuote):
             return dl.realized(decision.quote, receipts)
+        if isinstance(decision, TopUp) and isinstance(decision.quote, boost.BoostQuote):
+            return boost.realized(decision.quote, receipts)
         return plan.realized(market, decision, receipts)
 
     def allowed_calls(self, market: AaveMarketState) -> list[tuple[Address, str]]:

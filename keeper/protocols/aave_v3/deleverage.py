@@ -30,12 +30,9 @@ from keeper.dex.deleverage import (  # noqa: F401  (FLASH_*, DexInputs: this pac
 )
 from keeper.dex.route import Route, quote_route
 from keeper.model import Address, Outcome, ProtectRule, TopUp, TopUpPlan
-from keeper.protocols.aave_v3.health import account_data
-from keeper.protocols.aave_v3.liquidation import user_reserve
-from keeper.protocols.aave_v3.math36 import is_v36
-from keeper.protocols.aave_v3.math import get_normalized_debt, get_normalized_income, percent_mul, ray_div, ray_mul
+from keeper.protocols.aave_v3.deleverage36 import INVALID, steps, transfer_out30
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
-from keeper.protocols.aave_v3.topup import TopUpInvalid, _first_true, _with_row, apply_repay
+from keeper.protocols.aave_v3.topup import _first_true
 
 DELEVERAGE_AAVE = ("deleverageAave((address,address,address,address,uint256,uint256,uint24,uint256,uint256,"
                    "uint256,uint8,address))")
@@ -67,19 +64,7 @@ class DeleverageQuote:
         return impact_bps(self.oracle_out, self.expected_out)
 
 
-def apply_transfer_out(market: AaveMarketState, acct: AaveAccount, asset: Address, amount: int) -> AaveAccount:
-    """The account after its aTokens of ``amount`` move to another address (AToken._transfer:
-    ``amount.rayDiv(index)`` scaled units; a full balance turns the collateral bit off)."""
-    reserve = market.by_asset(asset)
-    index = get_normalized_income(reserve, market.timestamp)
-    row = user_reserve(acct, reserve.id)
-    scaled = ray_div(amount, index)
-    if amount == 0 or scaled > row.scaled_a_token:
-        raise TopUpInvalid("INVALID_AMOUNT")
-    cfg = acct.user_config
-    if scaled == row.scaled_a_token:
-        cfg &= ~(1 << (2 * reserve.id + 1))
-    return _with_row(acct, replace(row, scaled_a_token=row.scaled_a_token - scaled), cfg)
+apply_transfer_out = transfer_out30  # 3.0.2's; deleverage36.steps(market) picks by version
 
 
 def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: int, collateral: Address,
@@ -90,9 +75,8 @@ def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: i
     or None (no debt of ``debt``, no pool, or the target cannot be reached). ``repay_exactly``:
     repay that much (a stop-loss: all of it), whatever the health factor after."""
     d_res, c_res = market.by_asset(debt), market.by_asset(collateral)
-    scaled_debt = user_reserve(acct, d_res.id).scaled_variable_debt
-    variable = ray_mul(scaled_debt, get_normalized_debt(d_res, market.timestamp)) if scaled_debt else 0
-    held = ray_mul(user_reserve(acct, c_res.id).scaled_a_token, get_normalized_income(c_res, market.timestamp))
+    st = steps(market)
+    variable, held = st.owed(market, acct, debt), st.held(market, acct, collateral)
     if variable == 0 or held == 0:
         return None
     best: DeleverageQuote | None = None
@@ -103,15 +87,15 @@ def plan_deleverage(market: AaveMarketState, acct: AaveAccount, target_hf_wad: i
         sizes: dict[int, tuple[int, int, int]] = {}  # repay -> (withdraw, flash fee, hf)
 
         def reaches(repay: int) -> bool:
-            flash_fee = percent_mul(repay, dex.flash_premium_bps) if dex.flash_source == FLASH_AAVE else 0
+            flash_fee = st.flash_fee(repay, dex.flash_premium_bps) if dex.flash_source == FLASH_AAVE else 0
             withdraw = smallest_input(route, dex.pools, repay + flash_fee, held)
             if withdraw is None:
                 return False
             try:  # Aave repays min(repay, debt): a stop-loss may flash a little more than it owes
-                after = apply_transfer_out(market, apply_repay(market, acct, debt, repay), collateral, withdraw)
-            except TopUpInvalid:
+                after = st.transfer_out(market, st.repay(market, acct, debt, repay), collateral, withdraw)
+            except INVALID:
                 return False
-            hf = account_data(market, after).health_factor_wad
+            hf = st.hf(market, after)
             sizes[repay] = (withdraw, flash_fee, hf)
             return hf >= target_hf_wad
 
@@ -167,7 +151,7 @@ def close_top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: int, 
                  dex: DexInputs | None) -> TopUp | None:
     """Stop-loss: repay all of the debt token of the first deleverage action selling the
     stop-loss asset, from that collateral; what is not sold stays the borrower's."""
-    if rule.contract is None or dex is None or is_v36(market) or rule.close_below is None:
+    if rule.contract is None or dex is None or rule.close_below is None:
         return None
     later = replace(market, timestamp=market.timestamp + HORIZON_S)
     listed = {r.symbol.upper(): r for r in market.reserves}
@@ -175,8 +159,7 @@ def close_top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: int, 
         if coll != rule.close_below[0] or debt not in listed or coll not in listed:
             continue
         d_res = listed[debt]
-        scaled = user_reserve(acct, d_res.id).scaled_variable_debt
-        owed = ray_mul(scaled, get_normalized_debt(d_res, later.timestamp)) if scaled else 0
+        owed = steps(later).owed(later, acct, d_res.asset)
         if owed == 0:
             continue
         q = plan_deleverage(later, acct, 2**256 - 1, listed[coll].asset, d_res.asset, dex, pool=market.pool,
@@ -194,9 +177,9 @@ def deleverage_top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: 
                       dex: DexInputs | None) -> TopUp | None:
     """The first of the rule's deleverage actions that reaches the target, as a TopUp whose
     plan says ``deleverage`` and whose quote is the DeleverageQuote; None when none can (or
-    the rule names no contract, the pools were not read, or the market is Aave 3.3+, whose
-    rounding this planner does not mirror yet)."""
-    if rule.contract is None or dex is None or is_v36(market):
+    the rule names no contract or the pools were not read). Sized with the market's own
+    version's rounding (deleverage36.steps)."""
+    if rule.contract is None or dex is None:
         return None
     later = replace(market, timestamp=market.timestamp + HORIZON_S)
     listed = {r.symbol.upper(): r.asset for r in market.reserves}

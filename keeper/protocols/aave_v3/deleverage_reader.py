@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from keeper.chain.abi import selector, word
+from keeper.chain.abi import addr_arg, call_data, selector, uint_arg, word
 from keeper.chain.rpc import Rpc
 from keeper.dex.protection_reader import keeper_named, read_sale_pools
 from keeper.protocols.aave_v3.deleverage import FLASH_AAVE, DexInputs
@@ -40,6 +40,18 @@ async def delegation(rpc: Rpc, market, rule, contract: str, keeper: str, block: 
                               f"may withdraw {coll} collateral only inside a deleverage you or your "
                               f"keeper call, sold for your debt within max_slippage_bps of the oracle, "
                               f"and only if your health factor ends at or above the target"))
+    for _, debt in pairs(rule)[:1] if rule.boost_above_wad is not None else ():  # the boost's credit delegation
+        r = listed.get(debt)
+        if r is None:
+            continue
+        have = word(await rpc.call(r.variable_debt_token, call_data(
+            "borrowAllowance(address,address)", addr_arg(rule.account), addr_arg(contract)), block))
+        out.append(Delegation(r.variable_debt_token, call_data("approveDelegation(address,uint256)", addr_arg(contract),
+                                                               uint_arg(UINT256_MAX)), have >= UINT256_MAX // 2,
+                              f"approveDelegation({contract}) on the {debt} variable debt token "
+                              f"({r.variable_debt_token}): the contract may open {debt} debt in your name only "
+                              f"inside a boost you or your keeper call, buying {pairs(rule)[0][0]} that it supplies "
+                              f"for you, and only if your health factor ends within 0.5% of the target"))
     if keeper.lower() != rule.account.lower():
         data, done = await keeper_named(rpc, contract, rule.account, keeper, block)
         out.append(Delegation(contract, data, done, f"name {keeper} as the key that may call the contract for you"))
