@@ -96,7 +96,7 @@ def policy_from(cfg) -> Policy:  # cfg: keeper.config.Config (not imported: deci
     rules = {
         p.account.lower(): ProtectRule(p.account, p.trigger_hf, p.target_hf, tuple(p.parsed_actions()),
                                        p.market, p.contract, p.max_slippage_bps, cfg.dex.uniswap_v3_factory,
-                                       p.close_below(), p.boost_above_hf)
+                                       p.close_below(), boost_above_wad=p.boost_above_hf)
         for p in cfg.protect
     }
     lq = cfg.liquidator

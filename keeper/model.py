@@ -77,8 +77,8 @@ class ProtectRule:
     max_slippage_bps: int = 100  # a deleverage's swap vs the oracle
     dex_factory: Address | None = None  # [dex] uniswap_v3_factory: the pools a deleverage sells on
     close_below: tuple[str, int] | None = None  # (SYMBOL, USD e8): stop-loss at or below this price
-    closing: bool = False  # this tick's price book has the stop-loss asset at or below close_below
     boost_above_wad: int | None = None  # re-leverage to the target above this health factor
+    closing: bool = False  # this tick's price book has the stop-loss asset at or below close_below
 
 
 @dataclass(frozen=True, slots=True)
