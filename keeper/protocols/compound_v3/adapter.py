@@ -10,7 +10,7 @@ from keeper.checks import Check
 from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, Status, TopUp, TxStep
 from keeper.prices import PriceBook
 from keeper.protocols.base import MarketAdapter, PlanContext
-from keeper.protocols.compound_v3 import plan
+from keeper.protocols.compound_v3 import plan, triggers
 from keeper.protocols.compound_v3.doctor import comet_checks
 from keeper.protocols.compound_v3.math import CometAccount, CometMarket, hf_wad
 from keeper.protocols.compound_v3.reader import CometAdapter
@@ -22,6 +22,22 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
     def __init__(self, *args, market_name: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.market_name = market_name or self.label
+
+    @staticmethod
+    def accrued(old: CometMarket | None, new: CometMarket) -> int | None:
+        return triggers.accrued(old, new)
+
+    @staticmethod
+    def crossing(market: CometMarket, acct: CometAccount, hf_wad: int) -> int | None:
+        return triggers.crossing(market, acct, hf_wad)
+
+    @staticmethod
+    def projected(market: CometMarket, bps: int) -> tuple[CometMarket, int]:
+        return triggers.projected(market, bps)
+
+    @staticmethod
+    def liquidation_prices(market: CometMarket, acct: CometAccount) -> list[tuple[str, int, bool]]:
+        return triggers.liquidation_prices(market, acct)
 
     async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         """Comet's own ``isLiquidatable`` and ``borrowBalanceOf`` of each account."""
