@@ -141,7 +141,8 @@ class Ahead:
     def __init__(self, adapter, thresholds: Thresholds, always: Iterable[str] = ()) -> None:
         self.adapter, self.thresholds = adapter, thresholds
         self.crossings = Crossings() if overrides(adapter, "crossing") else None
-        self.prices = PriceTriggers() if overrides(adapter, "liquidation_prices") else None
+        self.prices = (PriceTriggers() if overrides(adapter, "liquidation_prices")
+                       and adapter.price_triggers_ahead else None)
         self.liquidatable: set[str] = set()
         self.always = {a.lower() for a in always}  # own accounts: recomputed every block
         self.mine: set[str] = set()  # the accounts of ``always`` this watch holds

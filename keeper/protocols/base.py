@@ -203,6 +203,10 @@ class MarketAdapter(ABC, Generic[M, A]):
         else moved) and that level; None when this protocol has no accrual level (default)."""
         return None
 
+    # keep liquidation_prices for every position after every evaluation (keeper.triggers);
+    # False where it costs more than the tick can afford (then it is there on demand)
+    price_triggers_ahead: ClassVar[bool] = True
+
     def liquidation_prices(self, market: M, acct: A) -> list[tuple[Hashable, int, bool]]:
         """(price key, price, falls) per oracle price ``acct``'s health reads: liquidatable
         once that price is at or below ``price`` (falls: a collateral) or at or above it (a

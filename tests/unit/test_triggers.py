@@ -229,3 +229,32 @@ def test_comet_stepped_through_interest_and_prices_equals_a_full_recompute(raw, 
     _step(CompoundV3.__new__(CompoundV3), m, accounts, moves,
           lambda mk, a: cm.position_from(mk, a, TH, with_drop=False).status, liquidatable,
           lambda mk, dt: cm.accrue(mk, mk.timestamp + dt), reprice)
+
+
+# ------------------------------------------------------------------ Aave V3 (3.0.2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(10**15, 10**21), st.integers(10**6, 10**11)), min_size=1, max_size=12),
+       st.integers(-6_000, 3_000))
+def test_aave_price_triggers_name_exactly_who_a_collateral_price_liquidates(raw, bps):
+    from keeper.protocols.aave_v3 import triggers as at
+    from keeper.protocols.aave_v3.health import calculate_user_account_data, shock
+    from tests.unit.test_health_builders import USDC as A_USDC
+    from tests.unit.test_health_builders import WETH as A_WETH
+    from tests.unit.test_health_builders import account, market
+
+    m = market()
+    accounts = {acct_id(i): replace(account({A_WETH: c}, {A_USDC: d}), account=acct_id(i))
+                for i, (c, d) in enumerate(raw)}
+    book = PriceTriggers()
+    for a, acct in accounts.items():
+        book.set(a, at.liquidation_prices(m, acct))
+    moved = shock(m, {A_WETH.asset: bps})
+    price = next(r.price_base for r in moved.reserves if r.asset == A_WETH.asset)
+
+    def liquidatable(mk, acct):
+        return calculate_user_account_data(mk, acct).health_factor_wad < E18
+
+    assert book.liquidated_by(A_WETH.asset.lower(), price) == {
+        a for a, acct in accounts.items() if liquidatable(moved, acct)}
