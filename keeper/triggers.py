@@ -46,35 +46,45 @@ def next_threshold(status: Status, thresholds: Thresholds) -> int | None:
 
 
 class Crossings:
-    """account -> accrual level at which its status may change, and a heap to pop them by."""
+    """account -> accrual level at which its status may change, and a heap to pop them by
+    (built when first needed; a full scan that replaces most levels just drops it)."""
 
-    __slots__ = ("level", "heap")
+    __slots__ = ("level", "heap", "_pending")
 
     def __init__(self) -> None:
         self.level: dict[str, int] = {}
-        self.heap: list[tuple[int, str]] = []
+        self.heap: list[tuple[int, str]] | None = None
+        self._pending = 0  # pushes since the heap was built
 
     def __len__(self) -> int:
         return len(self.level)
 
     def set(self, account: str, level: int | None) -> None:
         """Replace ``account``'s crossing (None: interest alone never changes its status)."""
+        current = self.level
         if level is None:
-            self.level.pop(account, None)
+            current.pop(account, None)
             return
-        if self.level.get(account) == level:
+        if current.get(account) == level:
             return
-        self.level[account] = level
-        heapq.heappush(self.heap, (level, account))
-        if len(self.heap) > 2 * len(self.level) + 1024:  # stale entries: compact
-            self.heap = [(v, a) for a, v in self.level.items()]
-            heapq.heapify(self.heap)
+        current[account] = level
+        heap = self.heap
+        if heap is not None:
+            self._pending += 1
+            if self._pending > (len(current) >> 3) + 64:  # mostly replaced: rebuild when due
+                self.heap = None
+            else:
+                heapq.heappush(heap, (level, account))
 
     def due(self, level: int) -> set[str]:
         """Accounts whose crossing is at or below ``level``; they leave the book (the engine
         re-evaluates them, which sets their next crossing)."""
-        out: set[str] = set()
         heap, current = self.heap, self.level
+        if heap is None:
+            heap = self.heap = [(v, a) for a, v in current.items()]
+            heapq.heapify(heap)
+            self._pending = 0
+        out: set[str] = set()
         while heap and heap[0][0] <= level:
             v, a = heapq.heappop(heap)
             if current.get(a) == v:
@@ -85,12 +95,14 @@ class Crossings:
 
 class PriceTriggers:
     """Per (price key, falls), the positions' liquidation prices as a sorted list of
-    (price, account); each account's entries are replaced in place (bisect), so a tick pays
-    only for the positions it re-evaluated."""
+    (price, account), built when first asked; then each account's entries are replaced in
+    place (bisect), unless most of them changed (a full scan): then it is rebuilt when next
+    asked."""
 
     def __init__(self) -> None:
         self.of: dict[str, list[tuple[Hashable, int, bool]]] = {}  # account -> its triggers
-        self.book: dict[tuple[Hashable, bool], list[tuple[int, str]]] = {}
+        self.book: dict[tuple[Hashable, bool], list[tuple[int, str]]] | None = None
+        self._pending = 0
 
     def __len__(self) -> int:
         return len(self.of)
@@ -101,24 +113,42 @@ class PriceTriggers:
         old = self.of.get(account)
         if old == triggers:
             return
-        for key, price, falls in old or ():
-            rows = self.book[(key, falls)]
-            i = bisect_left(rows, (price, account))
-            del rows[i]
-        for key, price, falls in triggers:
-            insort(self.book.setdefault((key, falls), []), (price, account))
         if triggers:
             self.of[account] = triggers
-        else:
-            self.of.pop(account, None)
+        elif old is not None:
+            del self.of[account]
+        book = self.book
+        if book is None:
+            return
+        self._pending += 1
+        if self._pending > (len(self.of) >> 3) + 64:
+            self.book = None
+            return
+        for key, price, falls in old or ():
+            rows = book[(key, falls)]
+            del rows[bisect_left(rows, (price, account))]
+        for key, price, falls in triggers:
+            insort(book.setdefault((key, falls), []), (price, account))
+
+    def _built(self) -> dict[tuple[Hashable, bool], list[tuple[int, str]]]:
+        if self.book is None:
+            book: dict[tuple[Hashable, bool], list[tuple[int, str]]] = {}
+            for account, triggers in self.of.items():
+                for key, price, falls in triggers:
+                    book.setdefault((key, falls), []).append((price, account))
+            for rows in book.values():
+                rows.sort()
+            self.book, self._pending = book, 0
+        return self.book
 
     def liquidated_by(self, key: Hashable, price: int) -> set[str]:
         """Accounts liquidatable once ``key``'s price becomes ``price`` (others unchanged)."""
+        book = self._built()
         out: set[str] = set()
-        falls = self.book.get((key, True))
+        falls = book.get((key, True))
         if falls:  # trigger >= price
             out.update(a for _, a in falls[bisect_left(falls, (price, "")):])
-        rises = self.book.get((key, False))
+        rises = book.get((key, False))
         if rises:  # trigger <= price
             out.update(a for _, a in rises[:bisect_right(rises, (price, "\uffff"))])
         return out
@@ -147,31 +177,34 @@ class Ahead:
         self.always = {a.lower() for a in always}  # own accounts: recomputed every block
         self.mine: set[str] = set()  # the accounts of ``always`` this watch holds
         self._ahead: tuple[object, object, int | None] | None = None  # (market, projected, level)
+        self._next = {s: next_threshold(s, thresholds) for s in Status}
 
     def _projected(self, market):
-        if self._ahead is None or self._ahead[0] is not market:
-            p = self.adapter.projected(market, HORIZON_BPS) if self.crossings is not None else None
-            self._ahead = (market, market, None) if p is None else (market, p[0], p[1])
+        if self._ahead is not None and self._ahead[0] is market:
+            return self._ahead[1], self._ahead[2]
+        p = self.adapter.projected(market, HORIZON_BPS) if self.crossings is not None else None
+        self._ahead = (market, market, None) if p is None else (market, p[0], p[1])
         return self._ahead[1], self._ahead[2]
 
     def keep(self, market, acct, pos) -> None:
         """After ``pos`` (of ``acct`` at ``market``) was evaluated: its next crossing and its
         liquidation prices (at the horizon: a superset until the level gets there, when the
         position is due again)."""
-        a = pos.account
+        a, status = pos.account, pos.status
         if self.always and a.lower() in self.always:
             self.mine.add(a)
-        if pos.status == Status.LIQUIDATABLE:
+        if status is Status.LIQUIDATABLE:
             self.liquidatable.add(a)
-        else:
+        elif self.liquidatable:
             self.liquidatable.discard(a)
         ahead, horizon = self._projected(market)
-        if self.crossings is not None:
-            t = next_threshold(pos.status, self.thresholds)
+        crossings = self.crossings
+        if crossings is not None:
+            t = self._next[status]
             level = None if t is None else self.adapter.crossing(market, acct, t)
-            if self.prices is not None and horizon is not None:
-                level = horizon if level is None else min(level, horizon)
-            self.crossings.set(a, level)
+            if horizon is not None and self.prices is not None:
+                level = horizon if level is None or horizon < level else level
+            crossings.set(a, level)
         if self.prices is not None:
             self.prices.set(a, self.adapter.liquidation_prices(ahead, acct))
 

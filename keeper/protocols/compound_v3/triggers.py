@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keeper.protocols.compound_v3.math import (
-    BASE_INDEX_SCALE, FACTOR_SCALE, CometAccount, CometMarket, _balance, _totals, assets_in,
+    BASE_INDEX_SCALE, FACTOR_SCALE, CometAccount, CometAssetInfo, CometMarket, _balance, assets_in,
     mul_factor, mul_price, present_value_of,
 )
 from keeper.units import WAD
@@ -47,6 +47,30 @@ def projected(m: CometMarket, bps: int) -> tuple[CometMarket, int]:
     return replace(m, base_borrow_index=level), level
 
 
+_LAST: list = [None, None, None, None]  # (account object, market.assets, prices) -> terms: one entry
+
+
+def _terms(m: CometMarket, acct: CometAccount) -> tuple[int, list[tuple[CometAssetInfo, int, int]]]:
+    """(liquidation-weighted collateral value, [(asset info, balance, its term)]) as
+    ``math._totals`` sums it (prices <= 0 count as 0); the index is not read, so the
+    crossing and the prices at the horizon share one walk (kept for the last account)."""
+    last = _LAST
+    if last[0] is acct and last[1] is m.assets and last[2] is m.prices_e8:
+        return last[3]
+    bits = assets_in(m, acct)
+    liq, terms = 0, []
+    for info in m.assets:
+        if bits >> info.offset & 1:
+            bal = _balance(acct, info.asset)
+            term = mul_factor(mul_price(bal, max(m.price(info.asset), 0), info.scale),
+                              info.liquidate_collateral_factor)
+            liq += term
+            terms.append((info, bal, term))
+    out = (liq, terms)
+    _LAST[:] = [acct, m.assets, m.prices_e8, out]
+    return out
+
+
 def crossing(m: CometMarket, acct: CometAccount, hf_wad: int) -> int | None:
     """The lowest baseBorrowIndex at which ``acct``'s health factor is below ``hf_wad``
     (exact; the module doc). None without a borrow or with a base price <= 0 (no debt value:
@@ -56,7 +80,7 @@ def crossing(m: CometMarket, acct: CometAccount, hf_wad: int) -> int | None:
     base_price = m.price(m.base_token)
     if base_price <= 0:
         return None
-    d = _totals(m, acct, strict=False).liquidation_value * WAD // hf_wad + 1
+    d = _terms(m, acct)[0] * WAD // hf_wad + 1
     x = -(-d * m.base_scale // base_price)
     return -(-x * BASE_INDEX_SCALE // -acct.principal)
 
@@ -66,21 +90,18 @@ def liquidation_prices(m: CometMarket, acct: CometAccount) -> list[tuple[str, in
     price's lowest, the other prices as in ``m`` (prices <= 0 count as 0, as position_from)."""
     if acct.principal >= 0:
         return []
-    t = _totals(m, acct, strict=False)
-    debt, liq = t.debt_value, t.liquidation_value
+    liq, terms = _terms(m, acct)
+    pv = present_value_of(m.base_borrow_index, -acct.principal)
+    debt = pv * max(m.price(m.base_token), 0) // m.base_scale  # -signedMulPrice(-pv): pv >= 0
     out: list[tuple[str, int, bool]] = []
-    bits = assets_in(m, acct)
-    for info in m.assets:
-        bal = _balance(acct, info.asset)
-        if not (bits >> info.offset & 1) or bal == 0 or info.liquidate_collateral_factor == 0:
+    for info, bal, term in terms:
+        if bal == 0 or info.liquidate_collateral_factor == 0:
             continue
-        term = mul_factor(mul_price(bal, max(m.price(info.asset), 0), info.scale), info.liquidate_collateral_factor)
         r = debt - (liq - term)  # liquidatable <=> term(p) < r
         if r <= 0:
             continue
         v = -(-r * FACTOR_SCALE // info.liquidate_collateral_factor) - 1  # term(p) < r <=> mulPrice <= v
         out.append((info.asset.lower(), -(-(v + 1) * info.scale // bal) - 1, True))
-    pv = present_value_of(m.base_borrow_index, -acct.principal)
     if pv > 0:  # debt(p) = floor(pv * p / s_b) > liq
         out.append((m.base_token.lower(), -(-(liq + 1) * m.base_scale // pv), False))
     return out
