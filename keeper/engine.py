@@ -32,6 +32,7 @@ from keeper.model import Address, Position, Status
 from keeper.protocols import registry
 from keeper.protocols.base import ChainReaders, MarketAdapter
 from keeper.store import Store
+from keeper.triggers import Ahead
 
 log = structlog.get_logger("keeper.engine")
 MERGE_SLICE = 1_000  # accounts a scan_beside merges per hold of the tick lock
@@ -53,6 +54,7 @@ class Watch:
     scan_block: int | None = None  # S of a safety-net scan under way (scan_beside)
     fresh: dict[Address, int] = field(default_factory=dict)  # while scanning: account -> block a
     # tick re-read it at (newer than S: the scan's older read of it is dropped)
+    ahead: Ahead | None = None  # triggers computed ahead (keeper.triggers)
 
     def set_account(self, acct: Any) -> None:
         old = self.accounts.get(acct.account)
@@ -65,7 +67,7 @@ class Watch:
 
 
 class Engine:
-    def __init__(self, cfg: Config, rpc: Rpc, store: Store, drops: str = "flagged"):
+    def __init__(self, cfg: Config, rpc: Rpc, store: Store, drops: str = "flagged", ahead: bool = True):
         self.cfg = cfg
         self.drops = drops  # "all" | "flagged": which positions get the price-drop search
         self.rpc = rpc
@@ -85,6 +87,8 @@ class Engine:
                 raise ConfigError(f"protocol {mk.protocol!r} is not supported", key=f"markets.{mk.name}") from None
             for key, adapter in built:
                 w = Watch(key, adapter, mk.start_block)
+                if ahead:  # False: every move recomputes its holders (bench/idle.py's "before")
+                    w.ahead = Ahead(adapter, self.thresholds, (p.account for p in cfg.protect))
                 w.tracked.update(store.accounts(key))
                 self.watches.append(w)
 
@@ -209,8 +213,12 @@ class Engine:
                 if w.scan_block is not None:
                     w.fresh[a.account] = block
             affected = set(dirty)
-            for k in w.adapter.moved(w.market, market):
-                affected |= w.holders.get(k, set())
+            level = w.ahead.accrued(w.market, market) if w.ahead is not None else None
+            if level is not None:  # interest alone: only the positions whose crossing has come
+                affected |= w.ahead.due(level)
+            else:
+                for k in w.adapter.moved(w.market, market):
+                    affected |= w.holders.get(k, set())
             w.market, w.last_block = market, block
             mine = self._evaluate(w, market, [w.accounts[a] for a in affected if a in w.accounts])
             changed.extend(mine)
@@ -224,8 +232,11 @@ class Engine:
         out, transitions = [], []
         ev = w.adapter.evaluator(market)  # per-market values computed once
         all_drops = self.drops == "all"
+        ahead = w.ahead if record else None
         for acct in accounts:
             pos = ev.position(acct, self.thresholds, all_drops)
+            if ahead is not None:
+                ahead.keep(market, acct, pos)
             if not all_drops and pos.status != Status.SAFE and self._changes(w, pos):
                 # the drop is for people (logs, alerts): search it where a status changes
                 pos = replace(pos, drop_to_liquidation_bps=ev.drop(acct))

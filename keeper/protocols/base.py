@@ -9,7 +9,8 @@ Comet). ``M`` is its market state at a pinned block, ``A`` the raw state of one 
 IO (chain reads, pinned block)  discover, load_market, iter_accounts, read_accounts,
                                 contract_health, doctor
 pure                            event_sources, event_topics, touched, evaluator, keys_of,
-                                moved, apply_shocks, symbols, prices_usd, tokens,
+                                moved, accrued, crossing, projected, liquidation_prices,
+                                apply_shocks, symbols, prices_usd, tokens,
                                 spend_tokens, approvals, agrees, plan_top_up, sells,
                                 plan_liquidations, encode, realized, allowed_calls
 ==============================  ===========================================================
@@ -186,6 +187,35 @@ class MarketAdapter(ABC, Generic[M, A]):
     def flash_lenders(self, market: M) -> list[Any]:
         """keeper.dex.view.FlashLender values: this protocol lends tokens for one transaction
         (capital-free liquidations on any market may borrow from it). Default: none."""
+        return []
+
+    # -- triggers computed ahead (optional; keeper.triggers) ---------------------------
+    def accrued(self, old: M | None, new: M) -> int | None:
+        """When ``old`` -> ``new`` moved every position by interest alone (no price, rate
+        base, configuration or share total changed): ``new``'s accrual level, a number that
+        never falls and that ``crossing`` is measured in. None otherwise, or when this
+        protocol has no such level (default): the engine then recomputes ``moved`` holders."""
+        return None
+
+    def crossing(self, market: M, acct: A, hf_wad: int) -> int | None:
+        """The lowest accrual level (as ``accrued`` counts it, ``market``'s other inputs held)
+        at which ``acct``'s health factor is below ``hf_wad``: exact or lower, never higher.
+        None: interest alone never gets it there (no debt)."""
+        return None
+
+    def projected(self, market: M, bps: int) -> tuple[M, int] | None:
+        """``market`` with its accrual level raised by ``bps`` (interest to come, nothing
+        else moved) and that level; None when this protocol has no accrual level (default)."""
+        return None
+
+    # keep liquidation_prices for every position after every evaluation (keeper.triggers);
+    # False where it costs more than the tick can afford (then it is there on demand)
+    price_triggers_ahead: ClassVar[bool] = True
+
+    def liquidation_prices(self, market: M, acct: A) -> list[tuple[Hashable, int, bool]]:
+        """(price key, price, falls) per oracle price ``acct``'s health reads: liquidatable
+        once that price is at or below ``price`` (falls: a collateral) or at or above it (a
+        debt), the other prices as in ``market``. Empty: none known (default)."""
         return []
 
     # -- protection from the position itself (optional) -------------------------------

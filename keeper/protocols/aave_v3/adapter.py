@@ -13,7 +13,7 @@ from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Po
 from keeper.prices import PriceBook
 from keeper.protocols.aave_v3 import boost
 from keeper.protocols.aave_v3 import deleverage as dl
-from keeper.protocols.aave_v3 import plan
+from keeper.protocols.aave_v3 import plan, triggers
 from keeper.protocols.aave_v3.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.aave_v3.doctor import aave_checks
 from keeper.protocols.aave_v3 import encode as enc
@@ -38,6 +38,17 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
                              None if v.health_factor_wad == UINT256_MAX else v.health_factor_wad,
                              v.total_collateral_base, v.total_debt_base)
                 for a, v in zip(accounts, views)]
+
+    # a price search per position (~100 us, fast.py) would add ~1 s to a 10,000-position
+    # scan or price move: on demand only (bench/idle.py's full-scan column measured it)
+    price_triggers_ahead = False
+
+    @staticmethod
+    def liquidation_prices(market: AaveMarketState, acct: AaveAccount) -> list[tuple[str, int, bool]]:
+        """The main collateral's price key and the highest price at which the account is
+        liquidatable (health.liquidation_price, exact on fast.py's view); none for 3.6
+        markets yet (no fast path) nor for the other keys an account's health reads."""
+        return triggers.liquidation_prices(market, acct)
 
     async def doctor(self, block: int) -> list[Check]:
         return await aave_checks(self.label, self.provider, self.rpc, self.mc, block)

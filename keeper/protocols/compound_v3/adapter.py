@@ -12,7 +12,7 @@ from keeper.prices import PriceBook
 from keeper.protocols.base import MarketAdapter, PlanContext
 from keeper.dex.deleverage import deleverage_outcome, pairs_of
 from keeper.protocols.compound_v3 import deleverage as dl
-from keeper.protocols.compound_v3 import plan
+from keeper.protocols.compound_v3 import plan, triggers
 from keeper.protocols.compound_v3.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.compound_v3.doctor import comet_checks
 from keeper.protocols.compound_v3.math import CometAccount, CometMarket, hf_wad
@@ -26,6 +26,22 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
         super().__init__(*args, **kwargs)
         self.market_name = market_name or self.label
         self._dex = None  # (block, keeper.dex.deleverage.DexInputs) of the last prepare_protect
+
+    @staticmethod
+    def accrued(old: CometMarket | None, new: CometMarket) -> int | None:
+        return triggers.accrued(old, new)
+
+    @staticmethod
+    def crossing(market: CometMarket, acct: CometAccount, hf_wad: int) -> int | None:
+        return triggers.crossing(market, acct, hf_wad)
+
+    @staticmethod
+    def projected(market: CometMarket, bps: int) -> tuple[CometMarket, int]:
+        return triggers.projected(market, bps)
+
+    @staticmethod
+    def liquidation_prices(market: CometMarket, acct: CometAccount) -> list[tuple[str, int, bool]]:
+        return triggers.liquidation_prices(market, acct)
 
     async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         """Comet's own ``isLiquidatable`` and ``borrowBalanceOf`` of each account."""

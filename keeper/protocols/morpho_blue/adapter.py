@@ -24,7 +24,7 @@ from keeper.prices import PriceBook
 from keeper.protocols.base import MarketAdapter, PlanContext
 from keeper.dex.deleverage import deleverage_outcome, pairs_of
 from keeper.protocols.morpho_blue import deleverage as dl
-from keeper.protocols.morpho_blue import plan
+from keeper.protocols.morpho_blue import plan, triggers
 from keeper.protocols.morpho_blue.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.morpho_blue.doctor import morpho_checks
 from keeper.protocols.morpho_blue import math as math
@@ -92,6 +92,22 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
         if old is None or replace(old, block=0, timestamp=0) != replace(new, block=0, timestamp=0):
             return {"market"}
         return set()
+
+    @staticmethod
+    def accrued(old: MorphoMarket | None, new: MorphoMarket) -> int | None:
+        return triggers.accrued(old, new)
+
+    @staticmethod
+    def crossing(market: MorphoMarket, acct: MorphoPosition, hf_wad: int) -> int | None:
+        return triggers.crossing(market, acct, hf_wad)
+
+    @staticmethod
+    def projected(market: MorphoMarket, bps: int) -> tuple[MorphoMarket, int]:
+        return triggers.projected(market, bps)
+
+    @staticmethod
+    def liquidation_prices(market: MorphoMarket, acct: MorphoPosition) -> list[tuple[str, int, bool]]:
+        return triggers.liquidation_prices(market, acct)
 
     def apply_shocks(self, market: MorphoMarket, shocks: dict[str, int]) -> MorphoMarket:
         """The oracle price is collateral in loan-token units: a collateral move scales it,

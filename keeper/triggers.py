@@ -1,0 +1,226 @@
+"""Triggers computed ahead, generic (no protocol named): after a position is evaluated, keep
+what would change its status without re-reading or recomputing it.
+
+* ``Crossings``: interest. On a market whose positions all move with one accrual level
+  (Morpho Blue's totalBorrowAssets at fixed borrow shares, Comet's baseBorrowIndex; the
+  adapter's ``accrued`` / ``crossing``), each position's status can only worsen as the
+  level rises, and only when its health factor falls below the next threshold. The level
+  at which that happens is computed once, exactly or earlier (never later), and kept in a
+  heap; a block that moved the market by interest alone recomputes only the positions
+  whose crossing level has come.
+* ``PriceTriggers``: prices. For each price key (an oracle asset) the prices at which each
+  position becomes liquidatable (``adapter.liquidation_prices``: a collateral's price at
+  or below, a debt's at or above, the other prices as they are), kept sorted, so a price
+  update names the positions it liquidates with a bisection (``liquidated_by``). Where
+  interest moves debts every block, the prices are computed at a horizon (the accrual
+  level ``HORIZON_BPS`` ahead, ``adapter.projected``): more debt only raises a collateral's
+  liquidation price and lowers a debt's, so until the level gets there the book names every
+  position a price liquidates and a few that one exact evaluation clears
+  (``Ahead.candidates``); reaching the horizon makes the position due like a crossing.
+
+Both are exact only while the inputs of a position other than the level (or that one
+price) stay as they were when it was evaluated; the engine re-evaluates a position
+whenever those move (``MarketAdapter.moved``), and each re-evaluation replaces its entry.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Hashable, Iterable
+
+from keeper.health.status import Thresholds
+from keeper.model import Status
+
+
+def next_threshold(status: Status, thresholds: Thresholds) -> int | None:
+    """The health factor (wad) below which a position of ``status`` changes status next
+    as its health falls; None for a liquidatable one (falling health cannot change it)."""
+    if status == Status.SAFE:
+        return thresholds.watch_wad
+    if status == Status.WATCH:
+        return thresholds.at_risk_wad
+    if status == Status.AT_RISK:
+        return thresholds.liquidation_wad
+    return None
+
+
+class Crossings:
+    """account -> accrual level at which its status may change, and a heap to pop them by
+    (built when first needed; a full scan that replaces most levels just drops it)."""
+
+    __slots__ = ("level", "heap", "_pending")
+
+    def __init__(self) -> None:
+        self.level: dict[str, int] = {}
+        self.heap: list[tuple[int, str]] | None = None
+        self._pending = 0  # pushes since the heap was built
+
+    def __len__(self) -> int:
+        return len(self.level)
+
+    def set(self, account: str, level: int | None) -> None:
+        """Replace ``account``'s crossing (None: interest alone never changes its status)."""
+        current = self.level
+        if level is None:
+            current.pop(account, None)
+            return
+        if current.get(account) == level:
+            return
+        current[account] = level
+        heap = self.heap
+        if heap is not None:
+            self._pending += 1
+            if self._pending > (len(current) >> 3) + 64:  # mostly replaced: rebuild when due
+                self.heap = None
+            else:
+                heapq.heappush(heap, (level, account))
+
+    def due(self, level: int) -> set[str]:
+        """Accounts whose crossing is at or below ``level``; they leave the book (the engine
+        re-evaluates them, which sets their next crossing)."""
+        heap, current = self.heap, self.level
+        if heap is None:
+            heap = self.heap = [(v, a) for a, v in current.items()]
+            heapq.heapify(heap)
+            self._pending = 0
+        out: set[str] = set()
+        while heap and heap[0][0] <= level:
+            v, a = heapq.heappop(heap)
+            if current.get(a) == v:
+                del current[a]
+                out.add(a)
+        return out
+
+
+class PriceTriggers:
+    """Per (price key, falls), the positions' liquidation prices as a sorted list of
+    (price, account), built when first asked; then each account's entries are replaced in
+    place (bisect), unless most of them changed (a full scan): then it is rebuilt when next
+    asked."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, list[tuple[Hashable, int, bool]]] = {}  # account -> its triggers
+        self.book: dict[tuple[Hashable, bool], list[tuple[int, str]]] | None = None
+        self._pending = 0
+
+    def __len__(self) -> int:
+        return len(self.of)
+
+    def set(self, account: str, triggers: list[tuple[Hashable, int, bool]]) -> None:
+        """``triggers``: (price key, price, falls): liquidatable once the key's price is at or
+        below ``price`` (falls) or at or above it (not falls), other prices unchanged."""
+        old = self.of.get(account)
+        if old == triggers:
+            return
+        if triggers:
+            self.of[account] = triggers
+        elif old is not None:
+            del self.of[account]
+        book = self.book
+        if book is None:
+            return
+        self._pending += 1
+        if self._pending > (len(self.of) >> 3) + 64:
+            self.book = None
+            return
+        for key, price, falls in old or ():
+            rows = book[(key, falls)]
+            del rows[bisect_left(rows, (price, account))]
+        for key, price, falls in triggers:
+            insort(book.setdefault((key, falls), []), (price, account))
+
+    def _built(self) -> dict[tuple[Hashable, bool], list[tuple[int, str]]]:
+        if self.book is None:
+            book: dict[tuple[Hashable, bool], list[tuple[int, str]]] = {}
+            for account, triggers in self.of.items():
+                for key, price, falls in triggers:
+                    book.setdefault((key, falls), []).append((price, account))
+            for rows in book.values():
+                rows.sort()
+            self.book, self._pending = book, 0
+        return self.book
+
+    def liquidated_by(self, key: Hashable, price: int) -> set[str]:
+        """Accounts liquidatable once ``key``'s price becomes ``price`` (others unchanged)."""
+        book = self._built()
+        out: set[str] = set()
+        falls = book.get((key, True))
+        if falls:  # trigger >= price
+            out.update(a for _, a in falls[bisect_left(falls, (price, "")):])
+        rises = book.get((key, False))
+        if rises:  # trigger <= price
+            out.update(a for _, a in rises[:bisect_right(rises, (price, "\uffff"))])
+        return out
+
+
+def overrides(adapter: object, method: str) -> bool:
+    """Does ``adapter``'s class implement the optional ``method`` of MarketAdapter?"""
+    from keeper.protocols.base import MarketAdapter
+
+    return getattr(type(adapter), method, None) is not getattr(MarketAdapter, method)
+
+
+HORIZON_BPS = 100  # price triggers hold for 1% of interest to come (keeper.triggers doc)
+
+
+class Ahead:
+    """One watch's triggers: its interest crossings (when the adapter has an accrual level)
+    and its price triggers (when the adapter names liquidation prices)."""
+
+    def __init__(self, adapter, thresholds: Thresholds, always: Iterable[str] = ()) -> None:
+        self.adapter, self.thresholds = adapter, thresholds
+        self.crossings = Crossings() if overrides(adapter, "crossing") else None
+        self.prices = (PriceTriggers() if overrides(adapter, "liquidation_prices")
+                       and adapter.price_triggers_ahead else None)
+        self.liquidatable: set[str] = set()
+        self.always = {a.lower() for a in always}  # own accounts: recomputed every block
+        self.mine: set[str] = set()  # the accounts of ``always`` this watch holds
+        self._ahead: tuple[object, object, int | None] | None = None  # (market, projected, level)
+        self._next = {s: next_threshold(s, thresholds) for s in Status}
+
+    def _projected(self, market):
+        if self._ahead is not None and self._ahead[0] is market:
+            return self._ahead[1], self._ahead[2]
+        p = self.adapter.projected(market, HORIZON_BPS) if self.crossings is not None else None
+        self._ahead = (market, market, None) if p is None else (market, p[0], p[1])
+        return self._ahead[1], self._ahead[2]
+
+    def keep(self, market, acct, pos) -> None:
+        """After ``pos`` (of ``acct`` at ``market``) was evaluated: its next crossing and its
+        liquidation prices (at the horizon: a superset until the level gets there, when the
+        position is due again)."""
+        a, status = pos.account, pos.status
+        if self.always and a.lower() in self.always:
+            self.mine.add(a)
+        if status is Status.LIQUIDATABLE:
+            self.liquidatable.add(a)
+        elif self.liquidatable:
+            self.liquidatable.discard(a)
+        ahead, horizon = self._projected(market)
+        crossings = self.crossings
+        if crossings is not None:
+            t = self._next[status]
+            level = None if t is None else self.adapter.crossing(market, acct, t)
+            if horizon is not None and self.prices is not None:
+                level = horizon if level is None or horizon < level else level
+            crossings.set(a, level)
+        if self.prices is not None:
+            self.prices.set(a, self.adapter.liquidation_prices(ahead, acct))
+
+    def accrued(self, old, new) -> int | None:
+        """The accrual level when only interest moved the market (None: recompute as usual)."""
+        return None if self.crossings is None else self.adapter.accrued(old, new)
+
+    def due(self, level: int) -> set[str]:
+        """Who a block that moved the market by interest alone, to ``level``, must recompute:
+        positions whose crossing (or price-trigger horizon) has come, the liquidatable ones
+        (their plans read fresh values) and own accounts (``[[protect]]`` triggers are not
+        thresholds)."""
+        out = self.crossings.due(level) if self.crossings is not None else set()
+        return out | self.liquidatable | self.mine
+
+    def candidates(self, key: Hashable, price: int) -> set[str]:
+        """Accounts a new ``price`` of ``key`` may make liquidatable: every one it does, and
+        (interest to come within the horizon) a few that one exact evaluation clears."""
+        return set() if self.prices is None else self.prices.liquidated_by(key, price)
