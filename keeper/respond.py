@@ -11,6 +11,7 @@ due for an action.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Sequence
 
@@ -26,6 +27,8 @@ from keeper.decide import Policy, Refusal, decide, liquidations_due, top_ups_due
 from keeper.model import Decision, Liquidate, Position
 from keeper.prices import PriceBook
 from keeper.protocols.base import PlanContext
+
+_OF_TOKEN = re.compile(r"\b(\d+) of (0x[0-9a-fA-F]{40})\b")  # "5 of 0xToken" -> "5 WETH"
 
 log = structlog.get_logger("keeper.respond")
 
@@ -165,15 +168,25 @@ class Responder:
         else:
             p = d.plan
             kind = "top_up_partial" if p.partial and r.result == "done" else f"top_up_{r.result}"
-            words = (f"top-up {r.result}: {p.action} {p.amount} of {p.asset}"
-                     + (f" (partial: wallet short by {p.shortfall})" if p.partial else "")
-                     + (f", health factor now {r.realized}" if r.realized is not None else "")
-                     + (f", {r.detail}" if r.detail and not p.partial else "")
-                     + (f", tx {r.tx_hash}" if r.tx_hash else ""))
+            if p.action == "deleverage" and r.detail:  # the Deleveraged event says it all
+                words = (f"deleverage {r.result}: {r.detail.removeprefix('deleveraged: ')}"
+                         + (f", tx {r.tx_hash}" if r.tx_hash else ""))
+            else:
+                words = (f"top-up {r.result}: {p.action} {p.amount} of {p.asset}"
+                         + (f" (partial: wallet short by {p.shortfall})" if p.partial else "")
+                         + (f", health factor now {r.realized}" if r.realized is not None else "")
+                         + (f", {r.detail}" if r.detail and not p.partial else "")
+                         + (f", tx {r.tx_hash}" if r.tx_hash else ""))
+        words = _OF_TOKEN.sub(self._symbol, words)
         for account in d.accounts:
             pos = self._positions.get((d.market, account))
             if pos is not None:
                 self._report(pos, kind, words)
+
+    def _symbol(self, m: re.Match) -> str:
+        """ "5 of 0xToken" -> "5 WETH" for a token some market named (else as it was)."""
+        symbol = self.prices.symbol_of.get(m.group(2).lower())
+        return m.group(0) if symbol is None else f"{m.group(1)} {symbol}"
 
     def before_alert(self, d: Decision) -> None:
         """A deleverage's "before" alert, once its transaction is broadcast (so after its

@@ -126,14 +126,17 @@ async def test_decline_is_deleveraged_to_the_target_and_never_liquidatable(devne
     finally:
         await k.close()
         await sink.stop()
-    assert len(alerts) == len(done) and all("deleveraged: sold" in a and "below the oracle" in a
+    assert len(alerts) == len(done) and all("deleverage done: sold " in a and "below the oracle" in a
                                             for (a,) in alerts), alerts
+    # worded as a deleverage, tokens by symbol ("sold 123 WETH, repaid 456 USDC"), not by address
+    assert all( " WETH, repaid " in a and " of 0x" not in a
+               for (a,) in alerts), alerts
     # each deleverage: "before" (HF now, what will be sold and repaid) once it is sent, then "after"
     assert [kd for kd, _ in told] == ["deleverage_sent", "top_up_done"] * len(done), told
     for (_, before), (_, after) in zip(told[::2], told[1::2], strict=True):
         sold = before.split("sell ", 1)[1].split(" ", 1)[0]
         assert "below trigger" in before and " WETH " in before and "to repay" in before, before
-        assert f"sold {sold} of" in after, (before, after)  # the same sale, then what it did
+        assert f"sold {sold} WETH" in after, (before, after)  # the same sale, then what it did
     events = [e for e in await logs(w3, contract, DELEVERAGED, start)
               if to_checksum_address("0x" + e["topics"][1][-40:]) == borrower]
     assert len(events) >= 2, "the decline should need more than one deleverage"

@@ -127,7 +127,7 @@ async def test_comet_decline_is_deleveraged_to_the_target_and_never_liquidatable
               if to_checksum_address("0x" + e["topics"][1][-40:]) == borrower]
     assert len(events) >= 2, "the decline should need more than one deleverage"
     assert len(done) == len(events) and len(alerts) == len(done)
-    assert all("deleveraged: sold" in a for (a,) in alerts), alerts
+    assert all("deleverage done: sold " in a for (a,) in alerts), alerts
     for e in events:
         data = bytes.fromhex(e["data"][2:])
         sold, repaid, received, hf = (word(data, i) for i in range(4))
