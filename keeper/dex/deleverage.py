@@ -125,5 +125,5 @@ def deleverage_outcome(receipts, contract: str, borrower: str, collateral: str, 
         return Outcome(False, detail="mined without a Deleveraged event")
     sold, repaid, received, hf = got
     return Outcome(True, hf, detail=f"deleveraged: sold {sold} of {collateral}, repaid {repaid} of {debt}, "
-                                    f"swap paid {received} ({impact_bps(oracle_out, received)} bps below the "
+                                    f"swap paid {received} of {debt} ({impact_bps(oracle_out, received)} bps below the "
                                     f"oracle), health factor after {hf}")
