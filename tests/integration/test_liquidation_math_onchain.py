@@ -69,7 +69,14 @@ async def send(w3, sender: str, to: str, abi, fn: str, args, timestamp: int | No
         await rpc(w3, "evm_setNextBlockTimestamp", [timestamp])
     tx = {"from": sender, "to": to, "data": calldata(abi, fn, args), "gas": GAS}
     receipt = await wait_receipt(w3, await rpc(w3, "eth_sendTransaction", [tx]))
-    assert int(receipt["status"], 16) == 1, f"{fn} reverted"
+    if int(receipt["status"], 16) != 1:  # replay it on the block before, for the revert reason
+        before = hex(int(receipt["blockNumber"], 16) - 1)
+        try:
+            why = await rpc(w3, "eth_call", [tx, before])
+        except Exception as e:  # noqa: BLE001 - the reason is all we want from it
+            why = e
+        raise AssertionError(f"{fn} reverted in block {int(receipt['blockNumber'], 16)} "
+                             f"(timestamp {timestamp}): {why}")
     return receipt
 
 
