@@ -174,6 +174,13 @@ async def _status(config: Path) -> None:
                     out.print(f"  fires when {symbol} <= {at} (now "
                               f"{'?' if now is None else f'${Decimal(now) / 10**8:,.2f}'})"
                               + ("" if bps is None else f", a {bps / 100:.2f}% fall"))
+                if rule.close_below is not None:
+                    sym, usd = rule.close_below
+                    out.print(f"  stop-loss: repays all the debt when {sym} <= ${Decimal(usd) / 10**8:,.2f}")
+                if rule.boost_above_wad is not None:
+                    due = hf is not None and hf > rule.boost_above_wad
+                    out.print(f"  boost: above health factor {_hf(rule.boost_above_wad)} re-leverages to "
+                              f"{_hf(rule.target_hf_wad)}" + (" (due now)" if due else ""))
     finally:
         await rpc.close()
 

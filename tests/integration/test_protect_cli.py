@@ -63,3 +63,12 @@ async def test_setup_deploys_delegates_once_and_status_shows_the_firing_price(de
     assert await pool_hf(w3, info.pool, borrower) >= trigger  # one bp less: not yet
     await set_price(w3, info, "WETH", price * (10_000 - bps) // 10_000)
     assert await pool_hf(w3, info.pool, borrower) < trigger  # the printed fall: it fires
+
+    # a stop-loss and a boost are shown with the rule (the boost's credit delegation is missing)
+    path.write_text(path.read_text().replace("max_slippage_bps", 'close_below_price = { asset = "WETH", '
+                                             'usd = "1234.5" }\nboost_above_hf = "1.9"\nmax_slippage_bps'))
+    st = keeper("protect", "status", "--config", str(path), env=env)
+    assert st.returncode == 0, st.stderr + st.stdout
+    assert "stop-loss: repays all the debt when WETH <= $1,234.50" in st.stdout, st.stdout
+    assert "boost: above health factor 1.9" in st.stdout and "(due now)" not in st.stdout, st.stdout
+    assert "MISSING" in st.stdout  # approveDelegation for the boost, not yet given
