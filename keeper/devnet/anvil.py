@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +68,9 @@ def anvil_command(port: int) -> list[str]:
     ]  # fmt: skip
 
 
+HOME_PREFIX = "keeper-anvil-home-"  # start_anvil's private HOME for one anvil
+
+
 def start_anvil(
     port: int = 0, log_path: str | Path | None = None, timeout_s: float = 20.0,
     extra_args: tuple[str, ...] = (),
@@ -78,6 +83,10 @@ def start_anvil(
     if _answers(port):
         raise DevnetError(f"something already answers JSON-RPC on {HOST}:{port}")
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    # anvil writes states older than the ones it keeps in memory to $HOME/.foundry/anvil/tmp and
+    # leaves them there when stopped (about 4 GB per test run): give it a HOME of its own,
+    # removed by stop_anvil
+    home = tempfile.mkdtemp(prefix=HOME_PREFIX)
     try:
         proc = subprocess.Popen(
             anvil_command(port) + list(extra_args),
@@ -85,8 +94,10 @@ def start_anvil(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, "HOME": home},
         )
     except OSError as e:
+        shutil.rmtree(home, ignore_errors=True)
         raise DevnetError(f"cannot start anvil ({ANVIL_BIN}): {e}") from e
     finally:
         if log is not subprocess.DEVNULL:
@@ -95,6 +106,7 @@ def start_anvil(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            shutil.rmtree(home, ignore_errors=True)
             raise DevnetError(
                 f"anvil exited with code {proc.returncode} at start on port {port}"
                 + (f"; see {log_path}" if log_path else "")
@@ -122,20 +134,40 @@ def is_anvil_running(pid: int) -> bool:
 
 
 def stop_anvil(pid: int, timeout_s: float = 10.0) -> bool:
-    """Stop the anvil with this PID. Returns False when no such anvil was running."""
+    """Stop the anvil with this PID and remove the HOME start_anvil gave it (its on-disk
+    states). Returns False when no such anvil was running."""
     if not is_anvil_running(pid):
         _reap(pid)
         return False
+    home = _own_home(pid)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         _reap(pid)
         if not is_anvil_running(pid):
-            return True
+            break
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    _reap(pid)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
     return True
+
+
+def _own_home(pid: int) -> str | None:
+    """The HOME start_anvil made for this anvil (None for any other)."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in env:
+        if item.startswith(b"HOME="):
+            home = item[5:].decode(errors="replace")
+            name = os.path.basename(home)
+            if name.startswith(HOME_PREFIX) and os.path.dirname(home) == tempfile.gettempdir():
+                return home
+    return None
 
 
 def _reap(pid: int) -> None:

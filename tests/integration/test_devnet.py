@@ -263,3 +263,26 @@ async def test_state_keys_and_config_are_usable(devnet: Devnet):
 
     cfg = load_config(devnet.config_path, env={})
     assert cfg.markets[0].pool_addresses_provider == info.pool_addresses_provider
+
+
+def test_a_stopped_anvil_leaves_no_states_on_disk():
+    """anvil spills states beyond the ones it keeps in memory under $HOME/.foundry/anvil/tmp and
+    does not remove them when stopped; start_anvil gives it a HOME of its own, stop_anvil
+    removes it (before: about 4 GB left behind per test run)."""
+    import os
+    import urllib.request
+
+    from keeper.devnet.anvil import _own_home, start_anvil, stop_anvil
+
+    a = start_anvil()
+    home = _own_home(a.pid)
+    try:
+        assert home is not None and os.path.isdir(home)
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": [hex(700)]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{a.port}", body, {"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=30).read()
+        spilled = os.path.join(home, ".foundry", "anvil", "tmp")
+        assert os.path.isdir(spilled) and os.listdir(spilled)  # anvil wrote states there, not in ~
+    finally:
+        assert stop_anvil(a.pid)
+    assert not os.path.exists(home)
