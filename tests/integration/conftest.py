@@ -6,7 +6,11 @@ Fixtures:
 * ``devnet`` (session): ``Devnet(info, rpc_url, config_path, anvil)``; ``info`` is the
   ``DevnetInfo`` of the deployment, ``config_path`` a keeper TOML for it in a tmp dir.
 * ``w3`` (session): an ``AsyncWeb3`` connected to the devnet.
+* ``engine`` (per test): keeper's ``Engine`` on the devnet, its store in the test's tmp dir.
 * ``_chain_snapshot`` (autouse): snapshot before each test, revert after it.
+
+``anvil_for``, ``devnet_on``, ``web3_on`` and ``engine_on`` build the same things for the
+module-scoped devnets of own_anvil.py and devnet36.py.
 
 No skip when node_modules is missing: ``make test`` installs it, so a missing anvil or
 artifact is a broken set-up and fails loudly (DevnetError names the missing path).
@@ -15,6 +19,7 @@ artifact is a broken set-up and fails loudly (DevnetError names the missing path
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +27,14 @@ import pytest
 import pytest_asyncio
 from web3 import AsyncWeb3
 
+from keeper.chain.rpc import Rpc
+from keeper.config import load_config
 from keeper.devnet.anvil import AnvilProcess, start_anvil, stop_anvil
 from keeper.devnet.api import connect, deploy
 from keeper.devnet.rpc import rpc
 from keeper.devnet.state import DevnetInfo, write_keeper_config
+from keeper.engine import Engine
+from keeper.store import Store
 
 N_BORROWERS = 30
 SEED = 1
@@ -48,30 +57,67 @@ class Devnet:
     anvil: AnvilProcess
 
 
-@pytest.fixture(scope="session")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
-    log = tmp_path_factory.mktemp("anvil") / "anvil.log"
-    proc = start_anvil(port=0, log_path=log)
+@contextmanager
+def anvil_for(tmp_path_factory: pytest.TempPathFactory, name: str = "anvil") -> Iterator[AnvilProcess]:
+    """An anvil on a free port, its log in a tmp dir; stopped (and its states removed) after."""
+    proc = start_anvil(port=0, log_path=tmp_path_factory.mktemp(name) / "anvil.log")
     try:
         yield proc
     finally:
         stop_anvil(proc.pid)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def devnet(anvil: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Devnet:
-    info = await deploy(anvil.rpc_url, n_borrowers=N_BORROWERS, seed=SEED)
+async def devnet_on(anvil: AnvilProcess, tmp_path_factory: pytest.TempPathFactory, n_borrowers: int = N_BORROWERS,
+                    seed: int = SEED, **deploy_args) -> Devnet:
+    """The devnet deployed on ``anvil`` with a keeper TOML for it (``deploy_args``: e.g. aave="3.6")."""
+    info = await deploy(anvil.rpc_url, n_borrowers=n_borrowers, seed=seed, **deploy_args)
     config_path = write_keeper_config(info, tmp_path_factory.mktemp("devnet") / "keeper.toml")
     return Devnet(info=info, rpc_url=anvil.rpc_url, config_path=config_path, anvil=anvil)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def w3(devnet: Devnet) -> AsyncIterator[AsyncWeb3]:
-    client = connect(devnet.rpc_url)
+@asynccontextmanager
+async def web3_on(rpc_url: str) -> AsyncIterator[AsyncWeb3]:
+    client = connect(rpc_url)
     try:
         yield client
     finally:
         await client.provider.disconnect()
+
+
+@asynccontextmanager
+async def engine_on(config_path: Path, rpc_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    """keeper's Engine on a devnet, its SQLite store in ``tmp_path``."""
+    cfg = load_config(config_path)
+    cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"path": tmp_path / "k.sqlite"})})
+    node, store = Rpc(rpc_url), Store(tmp_path / "k.sqlite")
+    try:
+        yield Engine(cfg, node, store)
+    finally:
+        store.close()
+        await node.close()
+
+
+@pytest.fixture(scope="session")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
+    with anvil_for(tmp_path_factory) as proc:
+        yield proc
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def devnet(anvil: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Devnet:
+    return await devnet_on(anvil, tmp_path_factory)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def w3(devnet: Devnet) -> AsyncIterator[AsyncWeb3]:
+    async with web3_on(devnet.rpc_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def engine(devnet: Devnet, tmp_path: Path) -> AsyncIterator[Engine]:
+    async with engine_on(devnet.config_path, devnet.rpc_url, tmp_path) as eng:
+        yield eng
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")

@@ -14,14 +14,11 @@ import pytest
 import pytest_asyncio
 from web3 import AsyncWeb3
 
-from keeper.chain.rpc import Rpc
-from keeper.config import load_config
-from keeper.devnet.anvil import AnvilProcess, start_anvil, stop_anvil
-from keeper.devnet.api import connect, deploy
+from keeper.devnet.anvil import AnvilProcess
+from keeper.devnet.api import deploy
 from keeper.devnet.rpc import rpc
 from keeper.devnet.state import DevnetInfo, write_keeper_config
-from keeper.engine import Engine
-from keeper.store import Store
+from tests.integration.conftest import anvil_for, engine_on, web3_on
 
 N_BORROWERS = 24
 
@@ -35,11 +32,8 @@ class Devnet36:
 
 @pytest.fixture(scope="module")
 def anvil36(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
-    proc = start_anvil(port=0, log_path=tmp_path_factory.mktemp("anvil36") / "anvil.log")
-    try:
+    with anvil_for(tmp_path_factory, "anvil36") as proc:
         yield proc
-    finally:
-        stop_anvil(proc.pid)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -51,11 +45,8 @@ async def devnet36(anvil36: AnvilProcess, tmp_path_factory: pytest.TempPathFacto
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def w3_36(devnet36: Devnet36) -> AsyncIterator[AsyncWeb3]:
-    client = connect(devnet36.info.rpc_url)
-    try:
+    async with web3_on(devnet36.info.rpc_url) as client:
         yield client
-    finally:
-        await client.provider.disconnect()
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
@@ -70,9 +61,5 @@ async def _snapshot36(w3_36: AsyncWeb3) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def engine36(devnet36, tmp_path):
-    cfg = load_config(devnet36.config_path)
-    cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"path": tmp_path / "k.sqlite"})})
-    node, store = Rpc(devnet36.info.rpc_url), Store(tmp_path / "k.sqlite")
-    yield Engine(cfg, node, store)
-    store.close()
-    await node.close()
+    async with engine_on(devnet36.config_path, devnet36.info.rpc_url, tmp_path) as eng:
+        yield eng

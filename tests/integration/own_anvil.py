@@ -11,10 +11,8 @@ import pytest
 import pytest_asyncio
 from web3 import AsyncWeb3
 
-from keeper.devnet.anvil import AnvilProcess, start_anvil, stop_anvil
-from keeper.devnet.api import connect, deploy
-from keeper.devnet.state import write_keeper_config
-from tests.integration.conftest import N_BORROWERS, SEED, Devnet
+from keeper.devnet.anvil import AnvilProcess
+from tests.integration.conftest import Devnet, anvil_for, devnet_on, web3_on
 
 
 def fixtures(aave: str | None = None):
@@ -22,26 +20,17 @@ def fixtures(aave: str | None = None):
     (None: the devnet's default, 3.0.2)."""
     @pytest.fixture(scope="module")
     def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
-        proc = start_anvil(port=0, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
-        try:
+        with anvil_for(tmp_path_factory) as proc:
             yield proc
-        finally:
-            stop_anvil(proc.pid)
 
     @pytest_asyncio.fixture(scope="module", loop_scope="session")
     async def devnet(anvil: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Devnet:
-        extra = {"aave": aave} if aave else {}
-        info = await deploy(anvil.rpc_url, n_borrowers=N_BORROWERS, seed=SEED, **extra)
-        config_path = write_keeper_config(info, tmp_path_factory.mktemp("devnet") / "keeper.toml")
-        return Devnet(info=info, rpc_url=anvil.rpc_url, config_path=config_path, anvil=anvil)
+        return await devnet_on(anvil, tmp_path_factory, **({"aave": aave} if aave else {}))
 
     @pytest_asyncio.fixture(scope="module", loop_scope="session")
     async def w3(devnet: Devnet) -> AsyncIterator[AsyncWeb3]:
-        client = connect(devnet.rpc_url)
-        try:
+        async with web3_on(devnet.rpc_url) as client:
             yield client
-        finally:
-            await client.provider.disconnect()
 
     return anvil, devnet, w3
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from eth_abi import encode
 from eth_utils import to_checksum_address
 
-from keeper.chain.abi import addr_arg, call_data, topic, uint_arg, word
+from keeper.chain.abi import topic, word
 from keeper.chain.rpc import Rpc
 from keeper.config import load_config
 from keeper.config_types import Secret

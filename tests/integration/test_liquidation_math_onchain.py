@@ -16,8 +16,6 @@ import pytest
 from eth_abi import decode
 from eth_utils import keccak
 
-from keeper.chain.rpc import Rpc
-from keeper.config import load_config
 from keeper.devnet.api import apply_price_change, get_price, set_price, wait_receipt
 from keeper.devnet.artifacts import load_aave
 from keeper.devnet.rpc import calldata, rpc
@@ -31,7 +29,6 @@ from keeper.protocols.aave_v3.liquidation import (
 from keeper.protocols.aave_v3.math import get_normalized_debt, get_normalized_income, ray_div, ray_mul
 from keeper.protocols.aave_v3.topup import hf_after, plan_top_up
 from keeper.protocols.aave_v3.health import account_data
-from keeper.store import Store
 from keeper.units import UINT256_MAX, WAD
 
 POOL_ABI = load_aave("Pool").abi
@@ -41,18 +38,6 @@ LIQUIDATION_CALL = "0x" + keccak(text="LiquidationCall(address,address,address,u
 GAS = hex(2_000_000)
 STEP = 12  # seconds between the read and the transaction's block
 TARGET = 14 * WAD // 10
-
-
-@pytest.fixture
-async def engine(devnet, tmp_path):
-    cfg = load_config(devnet.config_path)
-    cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"path": tmp_path / "k.sqlite"})})
-    node = Rpc(devnet.rpc_url)
-    store = Store(tmp_path / "k.sqlite")
-    eng = Engine(cfg, node, store)
-    yield eng
-    store.close()
-    await node.close()
 
 
 async def read(engine: Engine):

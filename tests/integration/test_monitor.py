@@ -5,30 +5,11 @@ Pool's HF < 1; discovery resumes from its checkpoint; stale feeds make positions
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import pytest
-
-from keeper.chain.rpc import Rpc
-from keeper.config import load_config
 from keeper.devnet.api import advance_time, apply_price_change, get_price, set_feed_updated_at, set_price
 from keeper.devnet.rpc import rpc
 from keeper.engine import Engine
 from keeper.model import Status
-from keeper.store import Store
 from keeper.units import RAY, UINT256_MAX, WAD
-
-
-@pytest.fixture
-async def engine(devnet, tmp_path):
-    cfg = load_config(devnet.config_path)
-    cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"path": tmp_path / "k.sqlite"})})
-    node = Rpc(devnet.rpc_url)
-    store = Store(tmp_path / "k.sqlite")
-    eng = Engine(cfg, node, store)
-    yield eng
-    store.close()
-    await node.close()
 
 
 async def scan(engine: Engine):

@@ -7,33 +7,16 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
-from keeper.chain.rpc import Rpc
-from keeper.config import load_config
 from keeper.devnet.api import get_price, mint, set_price
 from keeper.devnet.artifacts import load_aave
 from keeper.devnet.rpc import calldata, rpc, wait_receipt
-from keeper.engine import Engine
 from keeper.model import Status
 from keeper.runner import Runner
-from keeper.store import Store
 from keeper.units import UINT256_MAX
 
 POOL_ABI = load_aave("Pool").abi
 ERC20_ABI = load_aave("MintableERC20").abi
-
-
-@pytest.fixture
-async def engine(devnet, tmp_path):
-    cfg = load_config(devnet.config_path)
-    cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"path": tmp_path / "k.sqlite"})})
-    node = Rpc(devnet.rpc_url)
-    store = Store(tmp_path / "k.sqlite")
-    eng = Engine(cfg, node, store)
-    yield eng
-    store.close()
-    await node.close()
 
 
 async def _send(w3, sender: str, to: str, data: str) -> int:
