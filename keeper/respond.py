@@ -46,6 +46,7 @@ class Responder:
         if executor is not None:
             executor.on_alert = self.action_alert
             executor.on_broadcast = self.before_alert
+            executor.min_profit_usd_e8 = policy.min_profit_usd_e8
         self._positions: dict[tuple[str, str], Position] = {}
         self._feeds_block: int | None = None
         self._refusals: dict[str, str] = {}  # this tick's: account -> why it cannot be protected
@@ -70,6 +71,7 @@ class Responder:
         self.learn(adapter, market)
         if self.executor is not None:  # a new reserve: its approvals in the background
             self.executor.approvals.ensure_soon(adapter.approvals(market))
+            self.executor.latest[w.key] = market  # sent liquidations are valued at it (profit_watch)
         decisions: list[Decision] = []
         self._refusals = {}
         if self.executor is not None:

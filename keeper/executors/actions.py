@@ -64,6 +64,8 @@ class ActionExecutor:
         self.on_alert = on_alert or (lambda _d, _r: None)
         self.on_broadcast: Callable[[Decision], None] = lambda _d: None  # the last step is out
         self.in_flight: set[str] = set()  # "market:account"
+        self.latest: dict[str, object] = {}  # watch key -> its market at the last tick (profit_watch)
+        self.min_profit_usd_e8 = 0  # the policy's minimum (the Responder sets it): below it, cancel
         self.tasks: set[asyncio.Task] = set()
         self._approvals: dict[str, asyncio.Lock] = {}
         self.approvals = Approvals(tx, rpc, tx.guard.max_spend_per_tx_wei)  # set up ahead (start-up)

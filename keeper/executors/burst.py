@@ -28,7 +28,10 @@ checked (the sender's mined nonce; the liquidations not yet mined simulated agai
 head, in nonce order); one that would now revert (someone else took it, the account healed) and is not
 mined is replaced by a cancel: the same nonce, a 0-value self-transfer of 21,000 gas with
 fees +12.5% (the guard's replacement bump, within the action's budget), so it is not mined
-to revert. The action is then recorded ``lost`` ("cancelled").
+to revert. The action is then recorded ``lost`` ("cancelled"). So is one that would still
+succeed but no longer pays: its profit at the head, from the simulation's logs and the
+head's prices, minus gas at the current fees, below the policy's minimum
+(keeper.executors.profit_watch).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import structlog
 from keeper.errors import ExecutionError, SourceError
 from keeper.executors.fees import bid_tip, bid_wei, next_base_fee_bound
 from keeper.executors.guard import decode_revert
+from keeper.executors.profit_watch import ProfitCheck
 from keeper.executors.journal import (
     JournalRow,
     answer_error,
@@ -69,6 +73,7 @@ class Item:
     logc: Any
     params: dict[str, Any] = field(default_factory=dict)
     row: JournalRow | None = None
+    adapter: Any = None  # its market's adapter (values the simulated logs: profit_watch)
 
 
 class Burst:
@@ -102,7 +107,7 @@ class Burst:
             budget = ex.prices.usd_to_wei(d.profit_usd_e8)
             items.append(Item(d, key, slots, step, budget, bid_wei(budget, ex.bid_share_bps), logc,
                               {"from": tx.address, "to": step.to, "data": "0x" + step.data.hex(),
-                               "value": "0x0"}))
+                               "value": "0x0"}, adapter=adapter))
         if not items:
             return
         try:
@@ -178,14 +183,16 @@ class Burst:
             ready.append((i, gas, fees))
         return await self._sign_and_broadcast(ready, base_fee)
 
-    async def simulate(self, items: list[Item], tag: str) -> list[tuple[int, str | None]]:
+    async def simulate(self, items: list[Item], tag: str,
+                       logs: list[list[dict[str, Any]]] | None = None) -> list[tuple[int, str | None]]:
         """Per liquidation (gas used, None) or (0, revert reason), at block ``tag``: in one
-        ``eth_simulateV1`` (in order, one after another), or where the node lacks it an
-        ``eth_call`` + ``eth_estimateGas`` each, in one batch."""
+        ``eth_simulateV1`` (in order, one after another; each call's logs appended to
+        ``logs``), or where the node lacks it an ``eth_call`` + ``eth_estimateGas`` each, in
+        one batch (no logs)."""
         rpc = self.ex.tx.rpc
         if self.simulate_v1:
             (answer,) = await rpc.batch_raw([_simulate_v1(items, tag)])
-            if (results := _simulated(items, answer)) is not None:
+            if (results := _simulated(items, answer, logs)) is not None:
                 return results
             self.simulate_v1 = False
             log.info("burst.no_simulate_v1", reason="the node does not serve eth_simulateV1: "
@@ -285,15 +292,18 @@ def _simulate_v1(items: list[Item], tag: str) -> tuple[str, list[Any]]:
                                 "validation": False}, tag])
 
 
-def _simulated(items: list[Item], answer: dict[str, Any]) -> list[tuple[int, str | None]] | None:
+def _simulated(items: list[Item], answer: dict[str, Any],
+               logs: list[list[dict[str, Any]]] | None = None) -> list[tuple[int, str | None]] | None:
     """Per liquidation (gas used, None) or (0, revert reason) from ``eth_simulateV1``;
-    None when the node does not serve it."""
+    None when the node does not serve it. ``logs``: each call's logs are appended."""
     try:
         calls = answer["result"][0]["calls"]
     except (KeyError, IndexError, TypeError):
         return None
     if len(calls) != len(items):
         return None
+    if logs is not None:
+        logs.extend(c.get("logs") or [] for c in calls)
     out = []
     for c in calls:
         if int(c["status"], 16) == 1:
@@ -322,6 +332,7 @@ class StaleWatch:
         self.items: dict[str, Item] = {}  # tx hash -> item
         self.cancels: dict[str, str] = {}  # cancel tx hash -> why
         self.task: asyncio.Task | None = None
+        self.profit = ProfitCheck(burst.ex)  # still succeeds, no longer pays (profit_watch)
 
     def add(self, items: list[Item]) -> None:
         self.items.update({i.row.hash: i for i in items if i.row is not None})
@@ -338,6 +349,9 @@ class StaleWatch:
         tx, seen = self.burst.ex.tx, None
         while self.items:
             await asyncio.sleep(WATCH_S)
+            if (held := self.profit.held) is not None:  # the engine's market may have reached its head
+                for i, why in self.profit.due(self.items):
+                    await self._cancel(i, held.base_fee, why)
             try:
                 head = await tx.rpc.block_number()
                 live = [i for i in self.items.values() if i.d.block < head and i.row is not None]
@@ -352,13 +366,15 @@ class StaleWatch:
                 base_fee = next_base_fee_bound(int(header["result"]["baseFeePerGas"], 16))
                 at = int(header["result"]["number"], 16)
                 live = sorted((i for i in live if i.row.nonce >= mined_below), key=lambda i: i.row.nonce)
-                results = await self.burst.simulate(live, "latest") if live else []
+                logs: list[list[dict[str, Any]]] = []
+                results = await self.burst.simulate(live, hex(at), logs) if live else []
             except (SourceError, KeyError, TypeError, ValueError) as e:
                 log.warning("stale_watch.failed", reason=str(e))
                 continue
             for i, (_, why) in zip(live, results, strict=True):
                 if why is not None:
                     await self._cancel(i, base_fee, f"would revert at block {at}: {why}")
+            self.profit.hold(at, base_fee, live, results, logs)
 
     async def _cancel(self, i: Item, base_fee: int, why: str) -> None:
         tx = self.burst.ex.tx

@@ -1,0 +1,118 @@
+"""Aave V3 interest crossings (keeper.triggers ``Crossings``), pure: the accrual level is the
+block timestamp, and per position the first second at which interest alone takes its health
+factor below its next threshold.
+
+Between two blocks in which no reserve of the market moved (price, stored indexes, rates,
+configuration, reliability: ``accrued``), only time moves the accounts: each reserve's
+normalized debt compounds per second and its normalized income grows linearly, both from
+the reserve's last update, with Aave's own rounding (math.py / math36.py). A position's
+health factor at time t is then the exact account math on the market with ``timestamp = t``;
+nothing else of it changes until one of its reserves moves (the engine then re-evaluates
+its holders, which sets a new crossing).
+
+``crossing`` finds the lowest t with hf(t) < T by doubling then bisection on that exact
+math. hf(t) = C(t) / D(t) with C (collateral x LT, linear in t per reserve) and D (debt,
+compounding) both growing: log C is concave and log D convex, so hf rises then falls at
+most once, and from a status at or above T (hf(t0) >= T) the set {t : hf(t) < T} is one
+interval [t*, inf): the search is exact, hf(t*) < T <= hf(t* - 1), which the tests check
+against a full recompute. (Rounding of the average LT can make hf twitch by a unit near
+t*; a dip before t* that recovers would be missed until t*.) A position that does not
+cross within ``HORIZON_S`` gets ``t0 + HORIZON_S``: it is simply recomputed then (earlier
+is allowed, never later). Stable debt (3.0.x) is held at its read balance, as the engine's
+evaluation holds it; an account with any is due every block, like the liquidatable ones.
+
+Evaluations share one prepared view per timestamp (``fast.prepare``), memoized per market,
+so a full scan pays one evaluation per position far from a threshold and about
+log2(HORIZON_S) = 22 for one that crosses within the horizon (bisection from the same
+interval: its first midpoints are the same for every position, their views shared). 3.6 markets use math36's walk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from keeper.protocols.aave_v3.fast import MarketView, fast_totals, prepare
+from keeper.protocols.aave_v3.math36 import is_v36, walk
+from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
+
+HORIZON_S = 30 * 86_400  # a position that does not cross within 30 days is recomputed then
+_VIEWS_KEPT = 4096
+
+
+def _fixed(m: AaveMarketState) -> tuple:
+    """What time alone leaves as it is (everything but the block and its timestamp)."""
+    return (m.pool, m.base_currency_unit, m.reserves, m.emode_categories, m.unreliable_assets,
+            m.version, m.revision)
+
+
+def accrued(old: AaveMarketState | None, new: AaveMarketState) -> int | None:
+    """``new.timestamp`` when only time moved the market since ``old``, else None."""
+    if old is None or new.timestamp < old.timestamp or _fixed(old) != _fixed(new):
+        return None
+    return new.timestamp
+
+
+def level(market: AaveMarketState) -> int:
+    """The market's accrual level: its timestamp (crossings hold across other reserves' moves)."""
+    return market.timestamp
+
+
+class _Clock:
+    """Prepared views of one market at other timestamps (the last market's only)."""
+
+    __slots__ = ("market", "views")
+
+    def __init__(self) -> None:
+        self.market: AaveMarketState | None = None
+        self.views: dict[int, MarketView] = {}
+
+    def view(self, market: AaveMarketState, t: int) -> MarketView:
+        if self.market is not market:
+            self.market, self.views = market, {}
+        v = self.views.get(t)
+        if v is None:
+            if len(self.views) >= _VIEWS_KEPT:
+                self.views.clear()
+            v = self.views[t] = prepare(replace(market, timestamp=t))
+        return v
+
+
+_CLOCK = _Clock()
+
+
+def hf_at(market: AaveMarketState, acct: AaveAccount, t: int) -> int | None:
+    """``acct``'s health factor (wad) at time ``t`` with nothing but time moved; None without debt."""
+    if is_v36(market):
+        totals = walk(replace(market, timestamp=t), acct).totals
+        return None if totals.total_debt_base == 0 else totals.health_factor_wad
+    _, td, _, _, hf, _ = fast_totals(_CLOCK.view(market, t), acct)
+    return None if td == 0 else hf
+
+
+def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
+    """The lowest timestamp at which ``acct``'s health factor is below ``hf_wad`` (module doc),
+    ``t0 + HORIZON_S`` when not within it; None when it has no debt (interest cannot get it
+    there)."""
+    t0 = market.timestamp
+    if not any(r.scaled_variable_debt or r.stable_debt for r in acct.reserves):
+        return None
+    if any(r.stable_debt for r in acct.reserves):
+        return t0 + 1
+
+    def below(t: int) -> bool:
+        hf = hf_at(market, acct, t)
+        return hf is not None and hf < hf_wad
+
+    try:
+        if below(t0):
+            return t0
+        lo, hi = t0, t0 + HORIZON_S
+        if not below(hi):
+            return hi
+        while hi - lo > 1:  # hf(lo) >= T > hf(hi); the first midpoints are every position's
+            # (and their prepared views shared)
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if below(mid) else (mid, hi)
+        return hi
+    except (ArithmeticError, ValueError, TypeError):  # outside what Aave computes: every block
+        return t0 + 1
