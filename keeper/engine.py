@@ -219,6 +219,8 @@ class Engine:
             else:
                 for k in w.adapter.moved(w.market, market):
                     affected |= w.holders.get(k, set())
+                if w.ahead is not None:  # crossings of positions no moved reserve reaches (Aave)
+                    affected |= w.ahead.due_at(market)
             w.market, w.last_block = market, block
             mine = self._evaluate(w, market, [w.accounts[a] for a in affected if a in w.accounts])
             changed.extend(mine)

@@ -45,6 +45,18 @@ def next_threshold(status: Status, thresholds: Thresholds) -> int | None:
     return None
 
 
+def up_threshold(status: Status, thresholds: Thresholds) -> int | None:
+    """The health factor (wad) at or above which a position of ``status`` changes status as
+    its health rises; None for a safe one."""
+    if status == Status.WATCH:
+        return thresholds.watch_wad
+    if status == Status.AT_RISK:
+        return thresholds.at_risk_wad
+    if status == Status.LIQUIDATABLE:
+        return thresholds.liquidation_wad
+    return None
+
+
 class Crossings:
     """account -> accrual level at which its status may change, and a heap to pop them by
     (built when first needed; a full scan that replaces most levels just drops it)."""
@@ -178,6 +190,7 @@ class Ahead:
         self.mine: set[str] = set()  # the accounts of ``always`` this watch holds
         self._ahead: tuple[object, object, int | None] | None = None  # (market, projected, level)
         self._next = {s: next_threshold(s, thresholds) for s in Status}
+        self._up = {s: up_threshold(s, thresholds) for s in Status} if overrides(adapter, "recovery") else None
 
     def _projected(self, market):
         if self._ahead is not None and self._ahead[0] is market:
@@ -202,6 +215,9 @@ class Ahead:
         if crossings is not None:
             t = self._next[status]
             level = None if t is None else self.adapter.crossing(market, acct, t)
+            if self._up is not None and (u := self._up[status]) is not None:  # interest may also raise it
+                r = self.adapter.recovery(market, acct, u)
+                level = r if level is None or (r is not None and r < level) else level
             if horizon is not None and self.prices is not None:
                 level = horizon if level is None or horizon < level else level
             crossings.set(a, level)
@@ -219,6 +235,12 @@ class Ahead:
         thresholds)."""
         out = self.crossings.due(level) if self.crossings is not None else set()
         return out | self.liquidatable | self.mine
+
+    def due_at(self, market) -> set[str]:
+        """After a block that was not interest alone: the crossings that came anyway, where
+        the adapter's level says crossings outlive other moves (``MarketAdapter.level``)."""
+        lv = None if self.crossings is None else self.adapter.level(market)
+        return set() if lv is None else self.crossings.due(lv)
 
     def candidates(self, key: Hashable, price: int) -> set[str]:
         """Accounts a new ``price`` of ``key`` may make liquidatable: every one it does, and

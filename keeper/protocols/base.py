@@ -203,6 +203,18 @@ class MarketAdapter(ABC, Generic[M, A]):
         None: interest alone never gets it there (no debt)."""
         return None
 
+    def recovery(self, market: M, acct: A, hf_wad: int) -> int | None:
+        """Where interest can also RAISE a health factor (Aave: collateral earns): the lowest
+        accrual level at which ``acct``'s health factor may be at or above ``hf_wad``, exact
+        or lower. None (default): interest alone never raises it (Morpho Blue, Compound V3)."""
+        return None
+
+    def level(self, market: M) -> int | None:
+        """``market``'s accrual level when each position's crossing depends only on what that
+        position holds (Aave: the timestamp; its crossings outlive a move of another reserve,
+        so a block that is not interest alone still pops them). None (default): not so."""
+        return None
+
     def projected(self, market: M, bps: int) -> tuple[M, int] | None:
         """``market`` with its accrual level raised by ``bps`` (interest to come, nothing
         else moved) and that level; None when this protocol has no accrual level (default)."""

@@ -13,7 +13,7 @@ from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Po
 from keeper.prices import PriceBook
 from keeper.protocols.aave_v3 import boost
 from keeper.protocols.aave_v3 import deleverage as dl
-from keeper.protocols.aave_v3 import plan, triggers
+from keeper.protocols.aave_v3 import interest, plan, triggers
 from keeper.protocols.aave_v3.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.aave_v3.doctor import aave_checks
 from keeper.protocols.aave_v3 import encode as enc
@@ -42,6 +42,23 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
     # a price search per position (~100 us, fast.py) would add ~1 s to a 10,000-position
     # scan or price move: on demand only (bench/idle.py's full-scan column measured it)
     price_triggers_ahead = False
+
+    # interest crossings: the level is the block timestamp (keeper.protocols.aave_v3.interest)
+    @staticmethod
+    def accrued(old: AaveMarketState | None, new: AaveMarketState) -> int | None:
+        return interest.accrued(old, new)
+
+    @staticmethod
+    def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
+        return interest.crossing(market, acct, hf_wad)
+
+    @staticmethod
+    def recovery(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
+        return interest.recovery(market, acct, hf_wad)
+
+    @staticmethod
+    def level(market: AaveMarketState) -> int:
+        return interest.level(market)
 
     @staticmethod
     def liquidation_prices(market: AaveMarketState, acct: AaveAccount) -> list[tuple[str, int, bool]]:

@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keeper.protocols.aave_v3.fast import MarketView, fast_totals, prepare
-from keeper.protocols.aave_v3.math36 import is_v36, walk
+from keeper.protocols.aave_v3.math import get_normalized_debt
+from keeper.protocols.aave_v3.math36 import is_v36, normalized_debt, walk
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
 
 HORIZON_S = 30 * 86_400  # a position that does not cross within 30 days is recomputed then
@@ -58,26 +59,44 @@ def level(market: AaveMarketState) -> int:
 
 
 class _Clock:
-    """Prepared views of one market at other timestamps (the last market's only)."""
+    """Prepared views of a few markets at other timestamps (the last few markets only)."""
 
-    __slots__ = ("market", "views")
+    __slots__ = ("markets",)
 
     def __init__(self) -> None:
-        self.market: AaveMarketState | None = None
-        self.views: dict[int, MarketView] = {}
+        self.markets: dict[int, tuple[AaveMarketState, dict[int, MarketView]]] = {}
 
     def view(self, market: AaveMarketState, t: int) -> MarketView:
-        if self.market is not market:
-            self.market, self.views = market, {}
-        v = self.views.get(t)
+        hit = self.markets.get(id(market))
+        if hit is None or hit[0] is not market:
+            if len(self.markets) >= 4:
+                del self.markets[next(iter(self.markets))]
+            hit = self.markets[id(market)] = (market, {})  # the reference keeps id() unique
+        views = hit[1]
+        v = views.get(t)
         if v is None:
-            if len(self.views) >= _VIEWS_KEPT:
-                self.views.clear()
-            v = self.views[t] = prepare(replace(market, timestamp=t))
+            if len(views) >= _VIEWS_KEPT:
+                views.clear()
+            v = views[t] = prepare(replace(market, timestamp=t))
         return v
 
 
 _CLOCK = _Clock()
+_FROZEN: list[tuple[AaveMarketState, AaveMarketState]] = []  # (market, its debt held at its time)
+
+
+def _debt_frozen(market: AaveMarketState) -> AaveMarketState:
+    """``market`` with every reserve's debt index held at ``market.timestamp`` (no borrow rate),
+    the supply side unchanged: at a later time t its health factors are the highest the
+    account can have at t (the same collateral, no more debt)."""
+    if _FROZEN and _FROZEN[0][0] is market:
+        return _FROZEN[0][1]
+    debt = normalized_debt if is_v36(market) else get_normalized_debt
+    frozen = replace(market, reserves=tuple(
+        replace(r, variable_borrow_index_ray=debt(r, market.timestamp), current_variable_borrow_rate_ray=0)
+        for r in market.reserves))
+    _FROZEN[:] = [(market, frozen)]
+    return frozen
 
 
 def hf_at(market: AaveMarketState, acct: AaveAccount, t: int) -> int | None:
@@ -115,4 +134,33 @@ def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | N
             lo, hi = (lo, mid) if below(mid) else (mid, hi)
         return hi
     except (ArithmeticError, ValueError, TypeError):  # outside what Aave computes: every block
+        return t0 + 1
+
+
+def recovery(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
+    """A timestamp at or before the first at which ``acct``'s health factor is at or above
+    ``hf_wad`` (collateral earning more than the debt costs), from the highest it can be at
+    each time (``_debt_frozen``: monotone, so the bisection is sound): exact when its debt
+    has no interest, earlier otherwise. None when it does not get there within the horizon
+    (``crossing`` has it recomputed by then) or has no collateral."""
+    t0 = market.timestamp
+    if not any(r.scaled_a_token for r in acct.reserves) or any(r.stable_debt for r in acct.reserves):
+        return None
+    frozen = _debt_frozen(market)
+
+    def above(t: int) -> bool:
+        hf = hf_at(frozen, acct, t)
+        return hf is None or hf >= hf_wad
+
+    try:
+        lo, hi = t0, t0 + HORIZON_S
+        if above(lo):
+            return t0
+        if not above(hi):
+            return None
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if above(mid) else (mid, hi)
+        return hi
+    except (ArithmeticError, ValueError, TypeError):
         return t0 + 1
