@@ -123,6 +123,8 @@ class Backrunner:
         raw = await self.engine.rpc.call(update.feed, call_data("latestAnswer()"))
         old = signed_word(raw, 0)
         self.pending[update.feed.lower()] = Seen(update, tx, last, old)
+        every = sorted({s.tx.hash: s.tx for s in self.pending.values()}.values(), key=lambda u: (u.sender, u.nonce))
+        self._spawn(self.sender.recheck(every))  # what was sent behind fewer updates (backrun_watch)
         log.info("oracle.pending", feed=update.feed, tx=tx.hash, answer=update.answer, current=old,
                  max_fee_per_gas=tx.max_fee_per_gas)
         if old <= 0:

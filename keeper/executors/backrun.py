@@ -37,6 +37,7 @@ from keeper.chain.mempool import PendingTx
 from keeper.errors import ExecutionError, SourceError
 from keeper.executors import TxOutcome, TxRequest
 from keeper.executors.actions import ActionExecutor, ActionResult, action_key
+from keeper.executors.backrun_watch import SentBackruns
 from keeper.executors.guard import Fees
 from keeper.model import Decision, Liquidate
 
@@ -64,6 +65,11 @@ class BackrunSender:
     def __init__(self, executor: ActionExecutor, submitter):
         self.ex, self.tx, self.submitter = executor, executor.tx, submitter
         self.sent = 0  # transactions handed to the submitter
+        self.watch = SentBackruns(self.tx)  # sent, not mined: an update seen late may cancel them
+
+    async def recheck(self, updates: list[PendingTx]) -> int:
+        """A new update is pending: cancel what of ours would now fail (backrun_watch)."""
+        return await self.watch.recheck(updates)
 
     def submit(self, decisions: list[Decision], adapter, market, updates: list[PendingTx],
                latest: Callable[[], list[PendingTx]] | None = None) -> int:
@@ -106,6 +112,11 @@ class BackrunSender:
                 self.ex.pending.save(action_key(r.d), r.d)  # a restart finishes it from here
             sent = await self.submitter.send(self.tx, updates, ready)
             self.sent += sum(len(rows) for rows in sent.values())
+            if self.submitter.name == "mempool":  # a bundle is all or nothing: no watch needed
+                self.watch.add(ready, sent)
+                now = latest() if latest is not None else updates
+                if [u.hash for u in now] != [u.hash for u in updates]:  # one came while these were signed
+                    await self.watch.recheck(now)
             await self._landed(ready, sent)
             await asyncio.gather(*(self._finish(r, sent.get(id(r)), adapter, market) for r in ready))
         except (ExecutionError, SourceError) as e:
@@ -125,7 +136,8 @@ class BackrunSender:
         rpc, until = self.tx.rpc, None
         while waiting:
             ids = list(waiting)
-            calls = [("eth_getTransactionReceipt", [row.hash]) for i in ids for row in sent[i]]
+            calls = [("eth_getTransactionReceipt", [self.watch.replaced.get(row.hash, row.hash)])
+                     for i in ids for row in sent[i]]
             *receipts, head = await rpc.batch([*calls, ("eth_blockNumber", [])])
             n = 0
             for i in ids:
@@ -207,13 +219,18 @@ class BackrunSender:
             return
         try:
             outs: list[TxOutcome] = [await self.tx.wait(row, logc) for row in rows]
-            if not all(o.ok for o in outs):
+            if (why := self.watch.cancelled(outs)) is not None:
+                result = ActionResult(key, "liquidate", "lost", outs[0].hash, r.d.profit_usd_e8,
+                                      detail=f"cancelled: {why}")
+            elif not all(o.ok for o in outs):
                 result = ActionResult(key, "liquidate", "lost", outs[0].hash, r.d.profit_usd_e8,
                                       detail="backrun reverted on chain")
             else:
                 result = await self.ex.finish(r.d, adapter, market, outs, logc)
         except (ExecutionError, SourceError) as e:
             result = ActionResult(key, "liquidate", "failed", detail=str(e))
+        finally:
+            self.watch.done(r)
         self._done(r.d, result)
 
     def _done(self, d: Decision, r: ActionResult) -> None:

@@ -46,11 +46,11 @@ import structlog
 from keeper.errors import ExecutionError, SourceError
 from keeper.executors.fees import bid_tip, bid_wei, next_base_fee_bound
 from keeper.executors.guard import decode_revert
+from keeper.executors.cancel import cancel
 from keeper.executors.profit_watch import ProfitCheck
 from keeper.executors.journal import (
     JournalRow,
     answer_error,
-    broadcast,
     is_already_known,
     is_nonce_too_low,
 )
@@ -58,7 +58,6 @@ from keeper.executors.results import ActionResult, action_key
 from keeper.model import Liquidate, TxStep
 
 log = structlog.get_logger("keeper.executors")
-CANCEL_GAS = 21_000
 WATCH_S = 0.1  # how often the stale watch asks for the head while liquidations are unconfirmed
 
 
@@ -377,29 +376,7 @@ class StaleWatch:
             self.profit.hold(at, base_fee, live, results, logs)
 
     async def _cancel(self, i: Item, base_fee: int, why: str) -> None:
-        tx = self.burst.ex.tx
         self.items.pop(i.row.hash, None)  # one cancel per liquidation
-        group = tx.journal.group(tx.address, i.row.nonce)
-        last = group[-1] if group else i.row
-        fees = tx.guard.bumped_fees(last.fees, base_fee, CANCEL_GAS, 0, last.max_cost_wei)
-        if fees is None:
-            i.logc.info("tx.cancel_skipped", tx_hash=last.hash, reason=f"{why}; a +12.5% bump does not fit the caps")
-            return
-        async with tx.send_lock:
-            signed = tx.sign_now(tx.address, 0, b"", CANCEL_GAS, last.nonce, fees)
-            row = tx.journal.record_signed(
-                action_key=last.action_key, sender=tx.address, nonce=last.nonce, attempt=last.attempt + 1,
-                purpose=f"cancel {i.step.purpose}", to=tx.address, data=b"", value=0,
-                gas_limit=CANCEL_GAS, fees=fees, max_cost_wei=last.max_cost_wei, signed=signed)
-            try:
-                refusal = await broadcast(tx.rpc, signed.raw)
-            except SourceError as e:
-                refusal = f"broadcast unconfirmed ({e})"
-            if refusal is not None:  # e.g. nonce too low: the liquidation was mined after all
-                tx.journal.mark(row, "failed", refusal)
-                i.logc.info("tx.cancel_skipped", tx_hash=last.hash, reason=f"{why}; node refused: {refusal}")
-                return
-            tx.journal.mark(row, "sent", only_open=True)
-            self.cancels[row.hash] = why
-        i.logc.info("tx.cancelled", tx_hash=row.hash, replaces=last.hash, nonce=row.nonce,
-                    max_fee_per_gas=fees.max_fee_per_gas, reason=why)
+        h = await cancel(self.burst.ex.tx, i.row, i.step.purpose, base_fee, why, i.logc)
+        if h is not None:
+            self.cancels[h] = why
