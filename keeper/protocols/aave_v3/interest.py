@@ -111,7 +111,8 @@ def hf_at(market: AaveMarketState, acct: AaveAccount, t: int) -> int | None:
 def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
     """The lowest timestamp at which ``acct``'s health factor is below ``hf_wad`` (module doc),
     ``t0 + HORIZON_S`` when not within it; None when it has no debt (interest cannot get it
-    there)."""
+    there). ``hf_wad`` is at or below its health factor now (keeper.triggers asks for the
+    next threshold below its status): one evaluation, at the horizon, for most positions."""
     t0 = market.timestamp
     if not any(r.scaled_variable_debt or r.stable_debt for r in acct.reserves):
         return None
@@ -123,8 +124,6 @@ def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | N
         return hf is not None and hf < hf_wad
 
     try:
-        if below(t0):
-            return t0
         lo, hi = t0, t0 + HORIZON_S
         if not below(hi):
             return hi
