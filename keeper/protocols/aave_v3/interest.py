@@ -21,22 +21,23 @@ cross within ``HORIZON_S`` gets ``t0 + HORIZON_S``: it is simply recomputed then
 is allowed, never later). Stable debt (3.0.x) is held at its read balance, as the engine's
 evaluation holds it; an account with any is due every block, like the liquidatable ones.
 
-Evaluations share one prepared view per timestamp (``fast.prepare``), memoized per market,
-so a full scan pays one evaluation per position far from a threshold and about
-log2(HORIZON_S) = 22 for one that crosses within the horizon (bisection from the same
-interval: its first midpoints are the same for every position, their views shared). 3.6 markets use math36's walk.
+The horizon is one prepared view for all positions (``fast.prepare``, memoized per market):
+a full scan pays one evaluation per position far from a threshold; one that crosses within
+the horizon bisects, about log2(HORIZON_S) = 20 evaluations, each bringing only its own
+reserves' indexes to the time tried (``_own_view``). 3.6 markets use math36's walk.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from keeper.protocols.aave_v3.fast import MarketView, fast_totals, prepare
-from keeper.protocols.aave_v3.math import get_normalized_debt
+from keeper.protocols.aave_v3.account import _reserve
+from keeper.protocols.aave_v3.fast import INDEX_PRICE_BITS, MarketView, _small, fast_totals, prepare
+from keeper.protocols.aave_v3.math import get_normalized_debt, get_normalized_income
 from keeper.protocols.aave_v3.math36 import is_v36, normalized_debt, walk
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
 
-HORIZON_S = 30 * 86_400  # a position that does not cross within 30 days is recomputed then
+HORIZON_S = 7 * 86_400  # a position that does not cross within 7 days is recomputed then
 _VIEWS_KEPT = 4096
 
 
@@ -99,13 +100,35 @@ def _debt_frozen(market: AaveMarketState) -> AaveMarketState:
     return frozen
 
 
-def hf_at(market: AaveMarketState, acct: AaveAccount, t: int) -> int | None:
-    """``acct``'s health factor (wad) at time ``t`` with nothing but time moved; None without debt."""
+def hf_at(market: AaveMarketState, acct: AaveAccount, t: int, shared: bool = True) -> int | None:
+    """``acct``'s health factor (wad) at time ``t`` with nothing but time moved; None without
+    debt. ``shared``: a timestamp many positions ask for (a prepared view, memoized);
+    otherwise only ``acct``'s own reserves are brought to ``t`` (``_own_view``)."""
     if is_v36(market):
         totals = walk(replace(market, timestamp=t), acct).totals
         return None if totals.total_debt_base == 0 else totals.health_factor_wad
-    _, td, _, _, hf, _ = fast_totals(_CLOCK.view(market, t), acct)
+    view = _CLOCK.view(market, t) if shared else _own_view(market, acct, t)
+    _, td, _, _, hf, _ = fast_totals(view, acct)
     return None if td == 0 else hf
+
+
+def _own_view(market: AaveMarketState, acct: AaveAccount, t: int) -> MarketView:
+    """The prepared view of ``market`` with the reserves ``acct`` holds at ``t`` (the others,
+    which its math never reads, left at ``market.timestamp``): what ``prepare`` would give
+    for them, at the cost of their indexes alone. Outside the fast path's bounds: ``prepare``."""
+    base = _CLOCK.view(market, market.timestamp)
+    rows = list(base.reserves)
+    for ur in acct.reserves:
+        i = ur.reserve_id
+        entry = rows[i] if 0 <= i < len(rows) else None
+        if entry is None:  # the exact path decides for this account: a full view at t
+            return _CLOCK.view(market, t)
+        r = _reserve(market, i)
+        income, debt = get_normalized_income(r, t), get_normalized_debt(r, t)
+        if not _small(income, debt, bits=INDEX_PRICE_BITS):
+            return _CLOCK.view(market, t)
+        rows[i] = (income, debt, *entry[2:])
+    return MarketView(replace(market, timestamp=t), tuple(rows), base.assets, base.emode, base.sources)
 
 
 def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
@@ -119,20 +142,19 @@ def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | N
     if any(r.stable_debt for r in acct.reserves):
         return t0 + 1
 
-    def below(t: int) -> bool:
-        hf = hf_at(market, acct, t)
+    def below(t: int, shared: bool = False) -> bool:
+        hf = hf_at(market, acct, t, shared)
         return hf is not None and hf < hf_wad
 
     try:
         lo, hi = t0, t0 + HORIZON_S
-        if not below(hi):
+        if not below(hi, True):  # every position asks for the horizon: one prepared view
             return hi
-        while hi - lo > 1:  # hf(lo) >= T > hf(hi); the first midpoints are every position's
-            # (and their prepared views shared)
+        while hi - lo > 1:  # hf(lo) >= T > hf(hi)
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if below(mid) else (mid, hi)
         return hi
-    except (ArithmeticError, ValueError, TypeError):  # outside what Aave computes: every block
+    except (ArithmeticError, ValueError):  # outside what Aave computes: every block
         return t0 + 1
 
 
@@ -147,19 +169,19 @@ def recovery(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | N
         return None
     frozen = _debt_frozen(market)
 
-    def above(t: int) -> bool:
-        hf = hf_at(frozen, acct, t)
+    def above(t: int, shared: bool = False) -> bool:
+        hf = hf_at(frozen, acct, t, shared)
         return hf is None or hf >= hf_wad
 
     try:
         lo, hi = t0, t0 + HORIZON_S
-        if above(lo):
+        if above(lo, True):
             return t0
-        if not above(hi):
+        if not above(hi, True):
             return None
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if above(mid) else (mid, hi)
         return hi
-    except (ArithmeticError, ValueError, TypeError):
+    except (ArithmeticError, ValueError):
         return t0 + 1
