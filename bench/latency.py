@@ -104,8 +104,50 @@ def blocks_from_log(log_path: Path) -> list[dict]:
     return out
 
 
+def backruns_from_log(log_path: Path) -> list[dict]:
+    """Per backrun (the transactions sent behind one pending update): ms from ``pending.seen``
+    of that update to its ``backrun.planned`` (positions named, evaluated on the update's
+    price), to the first ``decision.made`` after it, and to its last ``tx.sent``."""
+    seen: dict[str, float] = {}
+    planned: list[float] = []
+    decided: list[float] = []
+    sends: dict[str, list[float]] = defaultdict(list)
+    timings: list[dict] = []
+    for text in log_path.read_text().splitlines():
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        ev = line.get("event")
+        if ev == "pending.seen":
+            seen.setdefault(line["tx"], _ts(line))
+        elif ev == "backrun.planned" and line.get("due"):
+            planned.append(_ts(line))
+        elif ev == "decision.made":
+            decided.append(_ts(line))
+        elif ev == "tx.sent" and line.get("behind"):
+            sends[line["behind"]].append(_ts(line))
+        elif ev == "backrun.timing":
+            timings.append(line)
+    out = []
+    for behind, ts in sends.items():
+        if behind not in seen:
+            continue
+        t0 = seen[behind]
+        row = {"n": len(ts), "sent": (max(ts) - t0) * 1000}
+        for name, marks in (("planned", planned), ("decided", decided)):
+            after = [t for t in marks if t0 <= t <= min(ts)]
+            if after:
+                row[name] = ((max(after) if name == "planned" else min(after)) - t0) * 1000
+        mine = [t for t in timings if min(ts) <= _ts(t) and t["liquidations"] == len(ts)]
+        if mine:  # the sender's own phases: simulations behind the update(s); sign, journal, broadcast
+            row["sim_ms"], row["send_ms"], row["sims"] = mine[0]["simulated_ms"], mine[0]["sent_ms"], mine[0]["simulations"]
+        out.append(row)
+    return out
+
+
 async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: Path, port: int,
-                root: Path | None = None) -> list[dict]:
+                root: Path | None = None, backrun: bool = False) -> tuple[list[dict], list[dict]]:
     anvil = start_anvil(port)
     node = Node(anvil.rpc_url)
     keeper = None
@@ -117,7 +159,8 @@ async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: P
             "[chain]\n", f'[chain]\nws_url = "{anvil.rpc_url.replace("http://", "ws://")}"\n', 1)
         cfg = workdir / "keeper.toml"
         cfg.write_text('mode = "live"\n' + toml + f'\n[store]\npath = "{workdir / "k.sqlite"}"\n'
-                       "\n[liquidator]\nenabled = true\nmin_profit_base = 0\nbid_share_bps = 100\n")
+                       "\n[liquidator]\nenabled = true\nmin_profit_base = 0\nbid_share_bps = 100\n"
+                       + ('\n[backrun]\nenabled = true\nsubmitter = "mempool"\n' if backrun else ""))
         log_path = workdir / "keeper.log"
         env = {**os.environ, "KEEPER_PRIVATE_KEY": anvil_account(LIQUIDATOR).private_key}
         if root is not None:  # another checkout's keeper (e.g. main, for the "before" rows)
@@ -136,7 +179,7 @@ async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: P
         end = await move_prices(node, info, crash_bps)
         for _ in range(tail):
             end = await next_block(node, end)
-        return blocks_from_log(log_path)
+        return blocks_from_log(log_path), backruns_from_log(log_path)
     finally:
         if keeper is not None and keeper.poll() is None:
             keeper.terminate()
@@ -171,6 +214,8 @@ async def main() -> None:
     ap.add_argument("--tail", type=int, default=5, help="blocks after B before the trial ends")
     ap.add_argument("--port", type=int, default=0, help="anvil's port (0: a free one)")
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (keeper logs)")
+    ap.add_argument("--backrun", action="store_true", help="keeper runs [backrun] (mempool): the crash's "
+                    "updates are seen pending; pending seen -> sent is printed too")
     ap.add_argument("--keeper-root", type=Path, help="run the keeper of another checkout (its keeper/ "
                     "package and built artifacts), e.g. main's, for a before/after comparison")
     args = ap.parse_args()
@@ -180,9 +225,17 @@ async def main() -> None:
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in (int(x) for x in args.borrowers.split(",")):
         rows: list[dict] = []
+        backruns: list[dict] = []
         for t in range(args.trials):
             workdir = Path(tempfile.mkdtemp(prefix=f"latency-{size}-"))
-            got = await trial(size, 1 + t, args.crash_bps, args.tail, workdir, args.port, args.keeper_root)
+            got, br = await trial(size, 1 + t, args.crash_bps, args.tail, workdir, args.port, args.keeper_root,
+                                  args.backrun)
+            backruns.extend(br)
+            for r in br:
+                print(f"# {size} trial {t} backrun: {r['n']} sent, "
+                      + ", ".join(f"{k} {r[k]:.1f}" for k in ("planned", "decided", "sent", "sim_ms", "send_ms", "sims")
+                                  if k in r),
+                      file=sys.stderr, flush=True)
             for r in got:
                 print(f"# {size} trial {t} block {r['block']}: {r['n']} sent, "
                       + ", ".join(f"{k} {r[k]:.1f}" for k in (*PHASES, "sim_ms", "sign_ms", "bcast_ms") if k in r),
@@ -191,6 +244,13 @@ async def main() -> None:
             if args.keep:
                 print(f"# {size} trial {t}: {workdir}", file=sys.stderr)
         print(report(str(size), rows), flush=True)
+        if backruns:
+            cells = [f"{size} backrun", str(len(backruns)), "-".join(sorted({str(r["n"]) for r in backruns}, key=int))]
+            for ph in ("planned", "decided", "sent", "sim_ms", "send_ms"):
+                vals = [r[ph] for r in backruns if ph in r]
+                cells.append(f"{pct(vals, 0.5)} / {pct(vals, 0.99)}")
+            print("| " + " | ".join(cells) + " |  (backrun, ms after pending.seen: planned / decided / all sent;"
+                  " the sender's simulations / sign+journal+broadcast)", flush=True)
         big = [r for r in rows if r["n"] >= max(r2["n"] for r2 in rows) // 2] if rows else []
         if big and len(big) != len(rows):
             print(report(f"{size} (bursts of {min(r['n'] for r in big)}+)", big), flush=True)

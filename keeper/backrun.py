@@ -97,6 +97,7 @@ class Backrunner:
         update = decode_update(tx.to, tx.data)
         if update is None:
             return
+        log.debug("pending.seen", feed=update.feed, tx=tx.hash)  # bench/latency.py: pending seen -> sent
         self._spawn(self.handle(update, tx))
 
     def _spawn(self, coro) -> None:

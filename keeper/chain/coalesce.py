@@ -42,8 +42,8 @@ class Batcher:
     def _flush(self) -> None:
         queued, self.queue = self.queue, []
         by_sender: dict[int, list] = {}
-        for item in queued:
-            by_sender.setdefault(id(item[0]), []).append(item)
+        for item in queued:  # per Rpc (a bound method is a new object at each access)
+            by_sender.setdefault(id(getattr(item[0], "__self__", item[0])), []).append(item)
         for items in by_sender.values():
             self.batches += 1
             task = asyncio.ensure_future(items[0][0]([(m, p) for _, m, p, _ in items]))

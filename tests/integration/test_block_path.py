@@ -10,6 +10,7 @@ import asyncio
 
 from structlog.testing import capture_logs
 
+from keeper.chain.coalesce import together
 from keeper.chain.erc20 import balances
 from keeper.chain.headbook import HeadBook
 from keeper.chain.heads import HeadSubscription
@@ -189,3 +190,30 @@ async def test_a_crash_is_decided_before_its_transitions_are_logged_and_all_are_
         assert all(w.positions[a].drop_to_liquidation_bps is not None for a in flagged)
     finally:
         await k.close()
+
+
+async def test_reads_started_together_go_in_one_batch_with_the_same_answers(engine, devnet):
+    """keeper.chain.coalesce: the market, its logs, the wallet's balances and a failing
+    request, started together, cost fewer HTTP requests and answer exactly as alone; the
+    failing one's error stays its own."""
+    head = await engine.rpc.block_number()
+    await engine.index(head)
+    await engine.full_scan(head)
+    w, rpc = engine.watches[0], engine.rpc
+    src, topics = w.adapter.event_sources(w.market), [w.adapter.event_topics()]
+    tokens, me = list(w.adapter.spend_tokens(w.market)), devnet.info.liquidator
+
+    def reads():
+        return (engine.load(w, head), engine.logs.fetch(src, topics, 1, head),
+                balances(engine.mc, tokens, me, head), rpc.raw("eth_noSuchMethod", []))
+    h0 = rpc.counter.http_requests
+    alone = [await r for r in reads()]
+    h1 = rpc.counter.http_requests
+    with together() as batcher:
+        started = asyncio.gather(*reads())
+    coalesced = await started
+    h2 = rpc.counter.http_requests
+    assert coalesced[0] == alone[0] and coalesced[1] == alone[1] and coalesced[2] == alone[2]
+    assert "error" in coalesced[3] and coalesced[3]["error"] == alone[3]["error"]
+    assert len(alone[1]) > 0  # the devnet's history has the market's events
+    assert h2 - h1 < h1 - h0 and batcher.batches == h2 - h1, (h1 - h0, h2 - h1, batcher.batches)
