@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from race import FUNDS, Node, _ts, move_prices, next_block, send_from  # noqa: E402
+from race import FUNDS, Node, _pct, _ts, move_prices, next_block, send_from  # noqa: E402
 
 from keeper.chain.abi import addr_arg, call_data, uint_arg  # noqa: E402
 from keeper.devnet.accounts import LIQUIDATOR, anvil_account  # noqa: E402
@@ -57,6 +57,16 @@ async def fund(node: Node, info) -> None:
                         call_data("mint(address,uint256)", addr_arg(info.liquidator), uint_arg(amount)))
 
 
+def _events(log_path: Path):
+    """(event, line) of each JSON line of keeper's log."""
+    for text in log_path.read_text().splitlines():
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        yield line.get("event"), line
+
+
 def blocks_from_log(log_path: Path) -> list[dict]:
     """Per block with sends: the cumulative phase times (ms after ``block.seen``), the number
     of liquidations sent, and anvil's own ms (simulation + broadcast batches)."""
@@ -65,12 +75,7 @@ def blocks_from_log(log_path: Path) -> list[dict]:
     decided: dict[int, float] = {}
     burst: dict[int, dict] = {}
     sends: dict[int, list[float]] = defaultdict(list)
-    for text in log_path.read_text().splitlines():
-        try:
-            line = json.loads(text)
-        except ValueError:
-            continue
-        ev = line.get("event")
+    for ev, line in _events(log_path):
         if ev == "block.seen":
             seen.setdefault(int(line["head"]), _ts(line))
         elif ev == "block.timing":
@@ -113,12 +118,7 @@ def backruns_from_log(log_path: Path) -> list[dict]:
     decided: list[float] = []
     sends: dict[str, list[float]] = defaultdict(list)
     timings: list[dict] = []
-    for text in log_path.read_text().splitlines():
-        try:
-            line = json.loads(text)
-        except ValueError:
-            continue
-        ev = line.get("event")
+    for ev, line in _events(log_path):
         if ev == "pending.seen":
             seen.setdefault(line["tx"], _ts(line))
         elif ev == "backrun.planned" and line.get("due"):
@@ -190,10 +190,7 @@ async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: P
 
 
 def pct(values: list[float], q: float) -> str:
-    if not values:
-        return "-"
-    s = sorted(values)
-    return f"{s[min(len(s) - 1, int(q * len(s)))]:.1f}"
+    return _pct(values, q, 1)
 
 
 def report(label: str, rows: list[dict]) -> str:

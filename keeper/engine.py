@@ -5,6 +5,12 @@ hold which reserve). A full scan re-reads every account; a block tick re-reads o
 the accounts named by that block's events and recomputes only the positions that
 hold a reserve whose price, index or configuration moved.
 
+A block tick reads the market and its logs in one JSON-RPC batch (with the decision's
+reads: keeper.chain.coalesce), recomputes the statuses it must, and hands them to the
+responder's decisions first; the rest (the price-drop search of changed positions, their
+log lines, the store, alerts) runs after, yielding between slices so the burst the
+decisions started is never held up by it (bench/latency.py).
+
 The safety-net scan (``scan_beside``) runs beside the block ticks: it reads every account
 at the block the watch was at when it started (S), without the tick lock, and merges
 each part as it arrives under the lock, evaluated against the watch's current market.
@@ -246,6 +252,7 @@ class Engine:
                 w.positions.update((p.account, p) for _, p in pairs)
                 try:
                     await self.responder.act(w, market)
+                    await self.responder.until_sent()
                 finally:  # a failed decision read still leaves every position recorded
                     mine = await self._record_yielding(w, market, ev, pairs, olds)
                 self.responder.report(w, mine)

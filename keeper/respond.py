@@ -4,8 +4,12 @@ calls ``after_tick`` once per watched market per tick; nothing here blocks the t
 receipt or a webhook, and nothing here names a protocol.
 
 Chain reads here go through keeper.chain only: the wallet's balances of the tokens the
-market may spend, the gas price and the configured USD feeds, and only when some account is
-due for an action.
+market may spend, the gas price and the configured USD feeds. The block tick starts the
+balances and feeds at a new block beside its own market read, in the same JSON-RPC batch
+(``prefetch``; used only for that block), and the gas price comes from the pushed head
+(keeper.chain.headbook) when there is one. The block tick calls ``act`` (decisions, handed
+to the executor before anything is logged) then ``report`` (alerts); a scan calls both
+through ``after_tick``.
 """
 
 from __future__ import annotations
@@ -89,6 +93,14 @@ class Responder:
             if tops or due or sale:
                 decisions = await self._decide(w, market, tops, due, sale)
         return decisions
+
+    async def until_sent(self, timeout_s: float = 1.0) -> None:
+        """Wait (at most ``timeout_s``) for the burst ``act`` started to be broadcast: the
+        block tick's remaining work then does not take the CPU from the node's simulation
+        (2 cores, node and keeper on the same machine: bench/latency.py)."""
+        task = self.executor.bursting if self.executor is not None else None
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=timeout_s)
 
     def report(self, w, changed: Sequence[Position]) -> None:
         """Alerts for the positions a tick recomputed (after ``act``)."""

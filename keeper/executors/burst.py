@@ -5,7 +5,9 @@ approvals in place (set up at start-up); anything else takes the step-by-step pa
 (keeper.executors.actions). Here, with no serial round trip between the tick and the send:
 
 1. one JSON-RPC batch: the latest and pending block headers (the base fee, read once for
-   the whole burst), the sender's pending nonce when none is known, for an account whose
+   the whole burst; no header at all when the node pushed the decisions' block or a later
+   one over ``newHeads``: keeper.chain.headbook), the sender's pending nonce when none is
+   known (it is then kept locally, and read again only after a refusal), for an account whose
    previous liquidation is still unconfirmed that transaction's receipt, and the simulation
    of every liquidation at "pending" in ONE ``eth_simulateV1`` (one after another in nonce
    order, as they will be mined; each one's gas used, + ``gas_margin_bps``, is its gas

@@ -16,9 +16,9 @@ from keeper.chain.headbook import HeadBook
 from keeper.chain.heads import HeadSubscription
 from keeper.devnet.rpc import rpc
 from keeper.executors.fees import next_base_fee, next_base_fee_bound
-from keeper.model import Liquidate, Status
+from keeper.model import Status
 from tests.integration.test_approvals import _build, _nonce
-from tests.integration.test_burst import _crash, _until
+from tests.integration.test_burst import _crash, _until, decided
 from tests.integration.test_heads import wait_for, ws_url
 
 GAS_LIMIT = 30_000_000
@@ -70,14 +70,8 @@ async def test_a_burst_with_a_pushed_head_reads_no_header_and_prices_the_same(de
     assert len(due) >= 3
     k = await _build(devnet, tmp_path, "live")
     try:
-        head = await k.rpc.block_number()
-        await k.engine.index(head)
-        k.executor.submit = lambda decisions, adapter, market: 0  # decide now, send by hand below
-        await k.engine.full_scan(head)
-        w = k.engine.watches[0]
-        decisions = [d for d in await k.engine.responder.after_tick(w, w.market, []) if isinstance(d, Liquidate)]
+        w, _, batch = await decided(k)
         burst = k.executor.burst
-        batch = [(d, {f"{d.market}:{d.accounts[0]}"}, burst.takes(d, w.adapter)) for d in decisions]
         latest, pending = await _block(w3, "latest"), await _block(w3, "pending")
         expected = next_base_fee_bound(int(latest["baseFeePerGas"], 16), int(pending["baseFeePerGas"], 16))
         k.rpc.heads.note(latest)  # as newHeads announced it
@@ -114,9 +108,7 @@ async def test_a_nonce_too_low_is_refused_then_the_next_burst_asks_the_node(devn
         assert used > 0  # the start-up approvals used some
         k.executor.tx.nonces.reset()
         k.executor.tx.nonces.seed(used - 1)  # stale: as if another process had sent one
-        head = await k.rpc.block_number()
-        await k.engine.index(head)
-        await k.engine.full_scan(head)
+        await _scanned(k)
 
         async def settled() -> bool:
             return not k.executor.in_flight and not k.executor.tasks
@@ -137,6 +129,14 @@ async def test_a_nonce_too_low_is_refused_then_the_next_burst_asks_the_node(devn
         await k.close()
 
 
+async def _scanned(k) -> int:
+    """Discovery and a full scan at the head (decisions go to the executor). Returns the head."""
+    head = await k.rpc.block_number()
+    await k.engine.index(head)
+    await k.engine.full_scan(head)
+    return head
+
+
 def _done(k) -> set[str]:
     return {r[0] for r in k.store.query("SELECT account FROM actions WHERE kind = 'liquidate' AND result = 'done'", ())}
 
@@ -145,9 +145,7 @@ async def test_the_reads_started_at_block_seen_equal_the_reads_after(devnet, w3,
     info = devnet.info
     k = await _build(devnet, tmp_path, "live")
     try:
-        head = await k.rpc.block_number()
-        await k.engine.index(head)
-        await k.engine.full_scan(head)
+        head = await _scanned(k)
         w, r = k.engine.watches[0], k.engine.responder
         me, tokens = k.executor.tx.address, list(w.adapter.spend_tokens(w.market))
         r.prefetch(head, k.engine.watches)
@@ -168,9 +166,7 @@ async def test_a_crash_is_decided_before_its_transitions_are_logged_and_all_are_
     info = devnet.info
     k = await _build(devnet, tmp_path, "live")
     try:
-        head = await k.rpc.block_number()
-        await k.engine.index(head)
-        await k.engine.full_scan(head)
+        await _scanned(k)
         submitted: list[int] = []
         k.executor.submit = lambda decisions, adapter, market: submitted.append(len(decisions)) or 0
         await _crash(w3, info)
