@@ -12,7 +12,7 @@ sent (a liquidation's action key ends in its decision block), as ms after ``bloc
 
 * *read*: the market, its logs and the dirty accounts read (``block.timing``);
 * *evaluated*: the positions the block moves recomputed (``block.timing``);
-* *decided*: the first ``decision.made`` (the decision's reads and plans done);
+* *decided*: the first ``decision.made`` (reads and plans done; logged once the decisions are handed to the burst);
 * *simulated*: the burst's one batch answered (headers, nonce, ``eth_simulateV1`` of all);
 * *signed*: all of them signed and journaled (one committed write);
 * *sent*: the last ``tx.sent`` of block N (the broadcast batch answered): the target of issue 10
@@ -112,10 +112,9 @@ def blocks_from_log(log_path: Path) -> list[dict]:
 def backruns_from_log(log_path: Path) -> list[dict]:
     """Per backrun (the transactions sent behind one pending update): ms from ``pending.seen``
     of that update to its ``backrun.planned`` (positions named, evaluated on the update's
-    price), to the first ``decision.made`` after it, and to its last ``tx.sent``."""
+    price) and to its last ``tx.sent``; and the sender's own phases (``backrun.timing``)."""
     seen: dict[str, float] = {}
     planned: list[float] = []
-    decided: list[float] = []
     sends: dict[str, list[float]] = defaultdict(list)
     timings: list[dict] = []
     for ev, line in _events(log_path):
@@ -123,8 +122,6 @@ def backruns_from_log(log_path: Path) -> list[dict]:
             seen.setdefault(line["tx"], _ts(line))
         elif ev == "backrun.planned" and line.get("due"):
             planned.append(_ts(line))
-        elif ev == "decision.made":
-            decided.append(_ts(line))
         elif ev == "tx.sent" and line.get("behind"):
             sends[line["behind"]].append(_ts(line))
         elif ev == "backrun.timing":
@@ -135,13 +132,16 @@ def backruns_from_log(log_path: Path) -> list[dict]:
             continue
         t0 = seen[behind]
         row = {"n": len(ts), "sent": (max(ts) - t0) * 1000}
-        for name, marks in (("planned", planned), ("decided", decided)):
-            after = [t for t in marks if t0 <= t <= min(ts)]
-            if after:
-                row[name] = ((max(after) if name == "planned" else min(after)) - t0) * 1000
-        mine = [t for t in timings if min(ts) <= _ts(t) and t["liquidations"] == len(ts)]
-        if mine:  # the sender's own phases: simulations behind the update(s); sign, journal, broadcast
-            row["sim_ms"], row["send_ms"], row["sims"] = mine[0]["simulated_ms"], mine[0]["sent_ms"], mine[0]["simulations"]
+        after = [t for t in planned if t0 <= t <= min(ts)]
+        if after:
+            row["planned"] = (max(after) - t0) * 1000
+        # the sender's own phases, per backrun sent behind this update (two backruns behind the
+        # same update when the second update arrived while the first was planned)
+        mine = [t for t in timings if min(ts) <= _ts(t) <= max(ts) + 1]
+        if mine:
+            row["sim_ms"] = max(t["simulated_ms"] for t in mine)  # simulations behind the update(s)
+            row["send_ms"] = max(t["sent_ms"] for t in mine)  # sign, journal, broadcast
+            row["sims"] = "+".join(f'{t["liquidations"]}x{t["simulations"]}' for t in mine)
         out.append(row)
     return out
 
@@ -230,8 +230,8 @@ async def main() -> None:
             backruns.extend(br)
             for r in br:
                 print(f"# {size} trial {t} backrun: {r['n']} sent, "
-                      + ", ".join(f"{k} {r[k]:.1f}" for k in ("planned", "decided", "sent", "sim_ms", "send_ms", "sims")
-                                  if k in r),
+                      + ", ".join(f"{k} {r[k]:.1f}" for k in ("planned", "sent", "sim_ms", "send_ms") if k in r)
+                      + f" (backruns: liquidations x simulations {r.get('sims', '-')})",
                       file=sys.stderr, flush=True)
             for r in got:
                 print(f"# {size} trial {t} block {r['block']}: {r['n']} sent, "
@@ -243,10 +243,10 @@ async def main() -> None:
         print(report(str(size), rows), flush=True)
         if backruns:
             cells = [f"{size} backrun", str(len(backruns)), "-".join(sorted({str(r["n"]) for r in backruns}, key=int))]
-            for ph in ("planned", "decided", "sent", "sim_ms", "send_ms"):
+            for ph in ("planned", "sent", "sim_ms", "send_ms"):
                 vals = [r[ph] for r in backruns if ph in r]
                 cells.append(f"{pct(vals, 0.5)} / {pct(vals, 0.99)}")
-            print("| " + " | ".join(cells) + " |  (backrun, ms after pending.seen: planned / decided / all sent;"
+            print("| " + " | ".join(cells) + " |  (backrun, ms after pending.seen: planned / all sent;"
                   " the sender's simulations / sign+journal+broadcast)", flush=True)
         big = [r for r in rows if r["n"] >= max(r2["n"] for r2 in rows) // 2] if rows else []
         if big and len(big) != len(rows):
