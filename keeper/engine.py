@@ -8,8 +8,8 @@ hold a reserve whose price, index or configuration moved.
 A block tick reads the market and its logs in one JSON-RPC batch (with the decision's
 reads: keeper.chain.coalesce), recomputes the statuses it must, and hands them to the
 responder's decisions first; the rest (the price-drop search of changed positions, their
-log lines, the store, alerts) runs after, yielding between slices so the burst the
-decisions started is never held up by it (bench/latency.py).
+log lines, the store, alerts) runs once the burst they started is broadcast (at most 1 s
+later), yielding between slices (bench/latency.py).
 
 The safety-net scan (``scan_beside``) runs beside the block ticks: it reads every account
 at the block the watch was at when it started (S), without the tick lock, and merges
@@ -276,9 +276,8 @@ class Engine:
 
     async def _record_yielding(self, w: Watch, market: Any, ev: Any, pairs: list[tuple[Any, Position]],
                                olds: dict[Address, Position | None]) -> list[Position]:
-        """``_record`` a slice at a time, letting the event loop run between slices: the
-        burst the decisions started goes on as soon as the node answers it, instead of
-        waiting for every log line and price-drop search of a crash."""
+        """``_record`` a slice at a time, letting the event loop run between slices (sends
+        and receipts go on while a crash's log lines and price-drop searches are made)."""
         out: list[Position] = []
         transitions: list[tuple] = []
         for i in range(0, len(pairs), RECORD_SLICE):

@@ -57,6 +57,7 @@ class Responder:
         self.dex = dex  # keeper.dex.reader.DexReader when [liquidator] contract is configured
         self._lenders: dict[str, list] = {}  # market key -> its flash lenders
         self._prefetched: tuple | None = None  # (block, tokens, balances task, feeds task): prefetch
+        self._burst = None  # the burst the last ``act`` started (until_sent)
 
     def learn(self, adapter, market) -> None:
         """What a freshly loaded market says about prices (every tick, no IO)."""
@@ -85,20 +86,24 @@ class Responder:
             self.executor.approvals.ensure_soon(adapter.approvals(market))
         decisions: list[Decision] = []
         self._refusals = {}
+        self._burst = None
         if self.executor is not None:
+            before = self.executor.bursting
             every = list(w.positions.values())
             tops = top_ups_due(self.policy, adapter.market_name, every, self.prices.by_symbol.get)
             due = liquidations_due(self.policy, every)
             sale = self.policy.liquidate and adapter.sells(market)  # e.g. an interrupted absorb's buys
             if tops or due or sale:
                 decisions = await self._decide(w, market, tops, due, sale)
+            if self.executor.bursting is not before:
+                self._burst = self.executor.bursting  # the burst this act started
         return decisions
 
     async def until_sent(self, timeout_s: float = 1.0) -> None:
         """Wait (at most ``timeout_s``) for the burst ``act`` started to be broadcast: the
         block tick's remaining work then does not take the CPU from the node's simulation
         (2 cores, node and keeper on the same machine: bench/latency.py)."""
-        task = self.executor.bursting if self.executor is not None else None
+        task, self._burst = self._burst, None
         if task is not None and not task.done():
             await asyncio.wait({task}, timeout=timeout_s)
 

@@ -21,9 +21,6 @@ from tests.integration.test_approvals import _build, _nonce
 from tests.integration.test_burst import _crash, _until, decided
 from tests.integration.test_heads import wait_for, ws_url
 
-GAS_LIMIT = 30_000_000
-
-
 async def _block(w3, tag: str) -> dict:
     return await rpc(w3, "eth_getBlockByNumber", [tag, False])
 
@@ -34,11 +31,12 @@ async def test_fees_from_the_pushed_head_equal_the_nodes(devnet, w3, tmp_path):
     The heads come over anvil's own WebSocket (``newHeads``), as ``keeper run`` gets them."""
     spare = devnet.info.spare[0]
     k = await _build(devnet, tmp_path, "live")
-    stop = asyncio.Event()
+    stop, gas_limit = asyncio.Event(), None
     sub = HeadSubscription(ws_url(devnet), lambda n: None, book=k.rpc.heads)
     task = asyncio.create_task(sub.run(stop))
     try:
         assert await wait_for(sub.connected.is_set)
+        gas_limit = int((await _block(w3, "latest"))["gasLimit"], 16)  # put back after
         await rpc(w3, "evm_setAutomine", [False])
         await rpc(w3, "evm_setBlockGasLimit", [hex(100_000)])  # target 50,000: 21,000 per transfer
         await rpc(w3, "evm_mine", [])
@@ -59,7 +57,8 @@ async def test_fees_from_the_pushed_head_equal_the_nodes(devnet, w3, tmp_path):
     finally:
         stop.set()
         await task
-        await rpc(w3, "evm_setBlockGasLimit", [hex(GAS_LIMIT)])
+        if gas_limit is not None:
+            await rpc(w3, "evm_setBlockGasLimit", [hex(gas_limit)])
         await rpc(w3, "evm_setAutomine", [True])
         await k.close()
 
