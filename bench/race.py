@@ -339,11 +339,11 @@ async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_sha
         stop_anvil(anvil.pid)
 
 
-def _pct(values: list[float], q: float) -> str:
+def _pct(values: list[float], q: float, digits: int = 0) -> str:
     if not values:
         return "-"
     s = sorted(values)
-    return f"{s[min(len(s) - 1, int(q * len(s)))]:.0f}"
+    return f"{s[min(len(s) - 1, int(q * len(s)))]:.{digits}f}"
 
 
 def report(scenario: str, borrowers: int, results: list[dict]) -> str:

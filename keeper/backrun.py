@@ -97,6 +97,7 @@ class Backrunner:
         update = decode_update(tx.to, tx.data)
         if update is None:
             return
+        log.debug("pending.seen", feed=update.feed, tx=tx.hash)  # bench/latency.py: pending seen -> sent
         self._spawn(self.handle(update, tx))
 
     def _spawn(self, coro) -> None:
@@ -163,15 +164,18 @@ class Backrunner:
         shocks, updates = self.moves(w)
         market = w.market
         shocked = w.adapter.apply_shocks(market, shocks)
-        reached: set = set()
-        for k in w.adapter.moved(market, shocked):
-            reached |= w.holders.get(k, set())
+        reached = named_by_triggers(w, market, shocked)
+        by = "triggers"
+        if reached is None:  # every holder of what moved
+            reached, by = set(), "holders"
+            for k in w.adapter.moved(market, shocked):
+                reached |= w.holders.get(k, set())
         ev = w.adapter.evaluator(shocked)
         th = self.engine.thresholds
         positions = [ev.position(w.accounts[a], th, False) for a in reached if a in w.accounts]
         busy = self.sender.ex.in_flight
         due = [p for p in liquidations_due(self.responder.policy, positions) if f"{w.key}:{p.account}" not in busy]
-        log.info("backrun.planned", market=w.key, shocks=shocks, reached=len(reached), due=len(due),
+        log.info("backrun.planned", market=w.key, shocks=shocks, reached=len(reached), by=by, due=len(due),
                  behind=[u.hash for u in updates])
         if not due:
             return []
@@ -180,6 +184,28 @@ class Backrunner:
                                                                       lambda: self.moves(w)[1]))
         self.planned += len(decisions)
         return decisions
+
+
+def named_by_triggers(w, market, shocked) -> set[str] | None:
+    """The accounts a move from ``market`` to ``shocked`` may liquidate, from the watch's
+    trigger book (keeper.triggers: ``Ahead.candidates``) instead of every holder: when one
+    price key moved, its candidates (every position that price liquidates, and a few one
+    exact evaluation clears) and those already liquidatable. None when the book cannot
+    tell: no book (Aave keeps none), a price the adapter cannot name, or several keys moved
+    (a position liquidated only by their joint move is on neither key's list)."""
+    ahead = w.ahead
+    if ahead is None or ahead.prices is None:
+        return None
+    moved = []
+    for key in ahead.prices.keys():
+        old, new = w.adapter.price_of(market, key), w.adapter.price_of(shocked, key)
+        if old is None or new is None:
+            return None
+        if old != new:
+            moved.append((key, new))
+    if len(moved) > 1:
+        return None
+    return set(ahead.liquidatable) | (ahead.candidates(*moved[0]) if moved else set())
 
 
 def build(cfg, k):

@@ -219,7 +219,7 @@ async def _run(cfg, path: str = "config"):
         if cfg.chain.ws_url is not None:
             from keeper.chain.heads import HeadSubscription
 
-            runner.heads = HeadSubscription(cfg.chain.ws_url.reveal(), runner.on_head)
+            runner.heads = HeadSubscription(cfg.chain.ws_url.reveal(), runner.on_head, book=k.rpc.heads)
         if cfg.backrun.enabled and k.executor is not None:
             from keeper import backrun
 

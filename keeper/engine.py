@@ -5,6 +5,12 @@ hold which reserve). A full scan re-reads every account; a block tick re-reads o
 the accounts named by that block's events and recomputes only the positions that
 hold a reserve whose price, index or configuration moved.
 
+A block tick reads the market and its logs in one JSON-RPC batch (with the decision's
+reads: keeper.chain.coalesce), recomputes the statuses it must, and hands them to the
+responder's decisions first; the rest (the price-drop search of changed positions, their
+log lines, the store, alerts) runs once the burst they started is broadcast (at most 1 s
+later), yielding between slices (bench/latency.py).
+
 The safety-net scan (``scan_beside``) runs beside the block ticks: it reads every account
 at the block the watch was at when it started (S), without the tick lock, and merges
 each part as it arrives under the lock, evaluated against the watch's current market.
@@ -16,12 +22,14 @@ so their state at S is their state now.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
+from keeper.chain.coalesce import together
 from keeper.chain.logs import LogScanner
 from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
@@ -36,6 +44,7 @@ from keeper.triggers import Ahead
 
 log = structlog.get_logger("keeper.engine")
 MERGE_SLICE = 1_000  # accounts a scan_beside merges per hold of the tick lock
+RECORD_SLICE = 8  # positions a block tick records between two yields (after its decisions)
 
 
 @dataclass
@@ -198,9 +207,21 @@ class Engine:
                 return changed
             if block <= w.last_block:
                 continue
-            market = await self.load(w, block)
-            logs = await self.logs.fetch(w.adapter.event_sources(market), [w.adapter.event_topics()],
-                                         w.last_block + 1, block)
+            t0 = time.perf_counter()
+            # the market and its logs in one JSON-RPC batch (the logs from the sources the last
+            # market named; a source the new market adds is read after), with the decision's
+            # reads (keeper.chain.coalesce)
+            sources, topics = w.adapter.event_sources(w.market), [w.adapter.event_topics()]
+            with together():
+                if self.responder is not None:
+                    self.responder.prefetch(block, self.watches)
+                reads = asyncio.gather(self.load(w, block), self.logs.fetch(sources, topics, w.last_block + 1, block))
+            market, logs = await reads
+            t1 = time.perf_counter()
+            added = [s for s in w.adapter.event_sources(market) if s not in set(sources)]
+            if added:
+                logs = [*logs, *await self.logs.fetch(added, topics, w.last_block + 1, block)]
+            t2 = time.perf_counter()
             touched, borrowers = w.adapter.touched(logs)
             new = borrowers - w.tracked
             if new:
@@ -208,6 +229,7 @@ class Engine:
                 w.tracked |= new
             dirty = sorted((touched & w.tracked) | new)
             fresh = await w.adapter.read_accounts(dirty, market) if dirty else []
+            t3 = time.perf_counter()
             for a in fresh:
                 w.set_account(a)
                 if w.scan_block is not None:
@@ -222,40 +244,78 @@ class Engine:
                 if w.ahead is not None:  # crossings of positions no moved reserve reaches (Aave)
                     affected |= w.ahead.due_at(market)
             w.market, w.last_block = market, block
-            mine = self._evaluate(w, market, [w.accounts[a] for a in affected if a in w.accounts])
+            ev = w.adapter.evaluator(market)
+            pairs = self._statuses(ev, [w.accounts[a] for a in affected if a in w.accounts])
+            t4 = time.perf_counter()
+            if self.responder is None:
+                mine = self._record(w, market, ev, pairs)
+            else:  # decisions first (their sends leave while the rest runs), then logs and alerts
+                olds = {p.account: w.positions.get(p.account) for _, p in pairs}
+                w.positions.update((p.account, p) for _, p in pairs)
+                try:
+                    await self.responder.act(w, market)
+                    await self.responder.until_sent()
+                finally:  # a failed decision read still leaves every position recorded
+                    mine = await self._record_yielding(w, market, ev, pairs, olds)
+                self.responder.report(w, mine)
+            # bench/latency.py: the block path's phases, in ms since the tick began
+            log.debug("block.timing", market=w.key, block=block, dirty=len(dirty), evaluated=len(pairs),
+                      market_logs_ms=_ms(t1 - t0), read_ms=_ms(t3 - t0), evaluated_ms=_ms(t4 - t0),
+                      total_ms=_ms(time.perf_counter() - t0))
             changed.extend(mine)
-            if self.responder is not None:
-                await self.responder.after_tick(w, market, mine)
         return changed
 
     # -- health ---------------------------------------------------------------------
     def _evaluate(self, w: Watch, market: Any, accounts: Iterable[Any],
                   record: bool = True) -> list[Position]:
-        out, transitions = [], []
         ev = w.adapter.evaluator(market)  # per-market values computed once
-        all_drops = self.drops == "all"
-        ahead = w.ahead if record else None
-        for acct in accounts:
-            pos = ev.position(acct, self.thresholds, all_drops)
-            if ahead is not None:
-                ahead.keep(market, acct, pos)
-            if not all_drops and pos.status != Status.SAFE and self._changes(w, pos):
-                # the drop is for people (logs, alerts): search it where a status changes
-                pos = replace(pos, drop_to_liquidation_bps=ev.drop(acct))
-            if record and self._transition(w, pos):
-                transitions.append((pos.account, pos.status, pos.health_factor_wad, pos.block))
-            out.append(pos)
+        return self._record(w, market, ev, self._statuses(ev, accounts), record=record)
+
+    def _statuses(self, ev: Any, accounts: Iterable[Any]) -> list[tuple[Any, Position]]:
+        """(account, position) of each: the health and status alone (what a decision needs)."""
+        all_drops, th = self.drops == "all", self.thresholds
+        return [(acct, ev.position(acct, th, all_drops)) for acct in accounts]
+
+    async def _record_yielding(self, w: Watch, market: Any, ev: Any, pairs: list[tuple[Any, Position]],
+                               olds: dict[Address, Position | None]) -> list[Position]:
+        """``_record`` a slice at a time, letting the event loop run between slices (sends
+        and receipts go on while a crash's log lines and price-drop searches are made)."""
+        out: list[Position] = []
+        transitions: list[tuple] = []
+        for i in range(0, len(pairs), RECORD_SLICE):
+            out += self._record(w, market, ev, pairs[i:i + RECORD_SLICE], olds, transitions=transitions)
+            await asyncio.sleep(0)
         self.store.set_statuses(w.key, transitions)
         return out
 
-    @staticmethod
-    def _changes(w: Watch, pos: Position) -> bool:
-        old = w.positions.get(pos.account)
-        return old is None or old.status != pos.status
+    def _record(self, w: Watch, market: Any, ev: Any, pairs: list[tuple[Any, Position]],
+                olds: dict[Address, Position | None] | None = None, record: bool = True,
+                transitions: list[tuple] | None = None) -> list[Position]:
+        """The rest of an evaluation: triggers kept, the price-drop search where a status
+        changes, transitions logged and stored (or added to ``transitions`` for the caller
+        to store). ``olds``: the positions before this tick, where ``w.positions`` already
+        holds the new ones (the block tick decides first)."""
+        out, stored = [], transitions is None
+        transitions = [] if transitions is None else transitions
+        all_drops = self.drops == "all"
+        ahead = w.ahead if record else None
+        for acct, pos in pairs:
+            old = w.positions.get(pos.account) if olds is None else olds.get(pos.account)
+            if ahead is not None:
+                ahead.keep(market, acct, pos)
+            if not all_drops and pos.status != Status.SAFE and (old is None or old.status != pos.status):
+                # the drop is for people (logs, alerts): search it where a status changes
+                pos = replace(pos, drop_to_liquidation_bps=ev.drop(acct))
+            if record and self._transition(w, pos, old):
+                transitions.append((pos.account, pos.status, pos.health_factor_wad, pos.block))
+            out.append(pos)
+        if stored:
+            self.store.set_statuses(w.key, transitions)
+        return out
 
-    def _transition(self, w: Watch, pos: Position) -> bool:
-        """Keep ``pos``; log it when its status changed. True when it did."""
-        old = w.positions.get(pos.account)
+    @staticmethod
+    def _transition(w: Watch, pos: Position, old: Position | None) -> bool:
+        """Keep ``pos``; log it when its status changed from ``old``'s. True when it did."""
         w.positions[pos.account] = pos
         was = old.status if old else Status.SAFE
         changed = pos.status != was or (old is None and pos.status != Status.SAFE)
@@ -272,3 +332,7 @@ class Engine:
 
     def positions(self) -> list[Position]:
         return [p for w in self.watches for p in w.positions.values()]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)

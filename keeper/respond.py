@@ -4,8 +4,12 @@ calls ``after_tick`` once per watched market per tick; nothing here blocks the t
 receipt or a webhook, and nothing here names a protocol.
 
 Chain reads here go through keeper.chain only: the wallet's balances of the tokens the
-market may spend, the gas price and the configured USD feeds, and only when some account is
-due for an action.
+market may spend, the gas price and the configured USD feeds. The block tick starts the
+balances and feeds at a new block beside its own market read, in the same JSON-RPC batch
+(``prefetch``; used only for that block), and the gas price comes from the pushed head
+(keeper.chain.headbook) when there is one. The block tick calls ``act`` (decisions, handed
+to the executor before anything is logged) then ``report`` (alerts); a scan calls both
+through ``after_tick``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from keeper.chain.feeds import Feeds
 from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
+from keeper.executors.fees import next_base_fee
 from keeper.decide import Policy, Refusal, decide, liquidations_due, top_ups_due
 from keeper.model import Decision, Liquidate, Position
 from keeper.prices import PriceBook
@@ -52,6 +57,8 @@ class Responder:
         self._refusals: dict[str, str] = {}  # this tick's: account -> why it cannot be protected
         self.dex = dex  # keeper.dex.reader.DexReader when [liquidator] contract is configured
         self._lenders: dict[str, list] = {}  # market key -> its flash lenders
+        self._prefetched: tuple | None = None  # (block, tokens, balances task, feeds task): prefetch
+        self._burst = None  # the burst the last ``act`` started (until_sent)
 
     def learn(self, adapter, market) -> None:
         """What a freshly loaded market says about prices (every tick, no IO)."""
@@ -67,6 +74,13 @@ class Responder:
     async def after_tick(self, w, market, changed: Sequence[Position]) -> list[Decision]:
         """``w``: the engine's Watch (adapter, positions, raw accounts); ``changed``: the
         positions this tick recomputed."""
+        decisions = await self.act(w, market)
+        self.report(w, changed)
+        return decisions
+
+    async def act(self, w, market) -> list[Decision]:
+        """Decisions on ``w``'s positions as they are now, handed to the executor. The block
+        tick calls it before the rest of its work (logs, alerts: ``report``)."""
         adapter = w.adapter
         self.learn(adapter, market)
         if self.executor is not None:  # a new reserve: its approvals in the background
@@ -74,13 +88,29 @@ class Responder:
             self.executor.latest[w.key] = market  # sent liquidations are valued at it (profit_watch)
         decisions: list[Decision] = []
         self._refusals = {}
+        self._burst = None
         if self.executor is not None:
+            before = self.executor.bursting
             every = list(w.positions.values())
             tops = top_ups_due(self.policy, adapter.market_name, every, self.prices.by_symbol.get)
             due = liquidations_due(self.policy, every)
             sale = self.policy.liquidate and adapter.sells(market)  # e.g. an interrupted absorb's buys
             if tops or due or sale:
                 decisions = await self._decide(w, market, tops, due, sale)
+            if self.executor.bursting is not before:
+                self._burst = self.executor.bursting  # the burst this act started
+        return decisions
+
+    async def until_sent(self, timeout_s: float = 1.0) -> None:
+        """Wait (at most ``timeout_s``) for the burst ``act`` started to be broadcast: the
+        block tick's remaining work then does not take the CPU from the node's simulation
+        (2 cores, node and keeper on the same machine: bench/latency.py)."""
+        task, self._burst = self._burst, None
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=timeout_s)
+
+    def report(self, w, changed: Sequence[Position]) -> None:
+        """Alerts for the positions a tick recomputed (after ``act``)."""
         if self.notifications is not None:
             for p in changed:
                 self._positions[(w.key, p.account)] = p
@@ -88,24 +118,59 @@ class Responder:
             if self.executor is not None:  # "cannot protect": once, then once recovered
                 protect_alerts.update(self.notifications, w.key, self._refusals, w.positions,
                                       int(time.time()))
-        return decisions
+
+    def prefetch(self, block: int, watches) -> None:
+        """At a new block, beside the engine's market read: start the reads a decision at
+        ``block`` would need (the wallet's balances of every token the watched markets may
+        spend, in one multicall; the configured feeds), so a tick that decides does not wait
+        for them after its own reads. Nothing is cached across blocks."""
+        if self.executor is None:
+            return
+        tokens = sorted({t for w in watches if w.market is not None for t in w.adapter.spend_tokens(w.market)})
+        if self._prefetched is not None and self._prefetched[0] == block:
+            return
+        tasks = [asyncio.ensure_future(balances(self.mc, tokens, self.executor.tx.address, block))]
+        if self.feeds is not None and self._feeds_block != block:
+            tasks.append(asyncio.ensure_future(self.refresh_feeds(block)))
+        for t in tasks:  # a read nobody awaits (no decision this block) must not warn when it fails
+            t.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._prefetched = (block, frozenset(tokens), tasks[0], tasks[1] if len(tasks) > 1 else None)
+
+    def _wallet(self, tokens: list[str], me: str, block: int):
+        pre = self._prefetched
+        if pre is not None and pre[0] == block and set(tokens) <= pre[1]:
+            return _subset(pre[2], tokens)
+        return balances(self.mc, tokens, me, block)
+
+    def _feeds_for(self, block: int):
+        pre = self._prefetched
+        if pre is not None and pre[0] == block and pre[3] is not None:
+            return pre[3]
+        return self.refresh_feeds(block)
+
+    async def _gas_price(self) -> int:
+        """The next block's base fee (exact, from the newest pushed head) + the configured
+        tip, as a node's ``eth_gasPrice`` answers; read from the node without a pushed head."""
+        head = self.rpc.heads.head
+        if head is not None:
+            return next_base_fee(head.base_fee, head.gas_used, head.gas_limit) + self.executor.tx.guard.priority_fee_wei
+        return int(await self.rpc.request("eth_gasPrice", []), 16)
 
     async def _decide(self, w, market, tops, due, sale: bool = False, submit=None) -> list[Decision]:
         """``submit``: where the decisions go (default: the executor; keeper.backrun: its sender)."""
         adapter, me = w.adapter, self.executor.tx.address
         liq, t0 = bool(due or sale), time.perf_counter()
         # the reads a decision needs, all at once (one round trip's time, not four)
-        wallet, _, gas_hex, dex, _ = await asyncio.gather(
-            balances(self.mc, adapter.spend_tokens(market), me, market.block),
+        wallet, _, gas_price, dex, _ = await asyncio.gather(
+            self._wallet(list(adapter.spend_tokens(market)), me, market.block),
             adapter.prepare_protect(market, [rule for _, rule in tops],
                                     [ln for group in self._lenders.values() for ln in group])
             if tops else _nothing(),
-            self.rpc.request("eth_gasPrice", []) if liq else _nothing(),
+            self._gas_price() if liq else _nothing(),
             self._dex(w, market) if liq else _nothing(),
-            self.refresh_feeds(market.block) if liq else _nothing())
+            self._feeds_for(market.block) if liq else _nothing())
         ctx = None
         if liq:
-            gas_price = int(gas_hex, 16)
             gas_usd = self.prices.gas_cost_usd(self.policy.liquidation_gas * gas_price)
             if gas_usd is None:
                 log.warning("decision.skipped", market=w.key, liquidatable=len(due),
@@ -120,13 +185,14 @@ class Responder:
                   read_ms=round((t1 - t0) * 1000, 1), planned_ms=round((time.perf_counter() - t1) * 1000, 1))
         for r in refused:
             self._refused(w.key, r)
+        if decisions:  # sent first: the burst's batch leaves before this tick logs anything
+            (submit or self.executor.submit)(decisions, adapter, market)
+            await asyncio.sleep(0)
         for d in decisions:
             log.info("decision.made", kind=type(d).__name__, market=w.key, protocol=d.protocol,
                      accounts=list(d.accounts), block=d.block, reason=d.reason,
                      **({"profit_usd_e8": d.profit_usd_e8} if isinstance(d, Liquidate) else {}))
         self.decided += len(decisions)
-        if decisions:
-            (submit or self.executor.submit)(decisions, adapter, market)
         return decisions
 
     async def decide_for(self, w, market, due: Sequence[Position], submit) -> list[Decision]:
@@ -212,6 +278,11 @@ class Responder:
 
 async def _nothing() -> None:
     return None
+
+
+async def _subset(task, tokens: list[str]) -> dict[str, int]:
+    got = await task
+    return {t: got[t] for t in tokens}
 
 
 def _usd(e8: int | None) -> str:

@@ -153,6 +153,10 @@ class PriceTriggers:
             self.book, self._pending = book, 0
         return self.book
 
+    def keys(self) -> set[Hashable]:
+        """The price keys some position's trigger reads."""
+        return {k for k, _ in self._built()}
+
     def liquidated_by(self, key: Hashable, price: int) -> set[str]:
         """Accounts liquidatable once ``key``'s price becomes ``price`` (others unchanged)."""
         book = self._built()

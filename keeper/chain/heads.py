@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from keeper.chain.endpoints import endpoint_label, paced
+from keeper.chain.headbook import HeadBook
 
 log = structlog.get_logger("keeper.heads")
 
@@ -30,8 +31,9 @@ class HeadSubscription:
     params: tuple = ("newHeads",)  # what eth_subscribe is asked for (keeper.chain.mempool: pending txs)
 
     def __init__(self, ws_url: str, on_head: Callable[[int], None], retry_s: float = 1.0,
-                 open_timeout_s: float = 10.0):
+                 open_timeout_s: float = 10.0, book: HeadBook | None = None):
         self.url, self.on_head = ws_url, on_head
+        self.book = book  # keeps each header's fee fields (keeper.chain.headbook)
         self.retry_s, self.open_timeout_s = retry_s, open_timeout_s
         self.connected = asyncio.Event()  # set while subscribed (tests, metrics)
         self.heads = 0  # how many heads were announced
@@ -83,4 +85,6 @@ class HeadSubscription:
     def deliver(self, result) -> None:
         """One notification's ``result``: here a head."""
         self.heads += 1
+        if self.book is not None:
+            self.book.note(result)
         self.on_head(int(result["number"], 16))

@@ -36,7 +36,9 @@ import aiohttp
 import structlog
 from web3 import AsyncHTTPProvider
 
+from keeper.chain import coalesce
 from keeper.chain.endpoints import Endpoint, endpoint_label, order, paced
+from keeper.chain.headbook import HeadBook
 from keeper.errors import SourceError
 
 log = structlog.get_logger("keeper.rpc")
@@ -134,6 +136,7 @@ class Rpc:
         if not urls:
             raise ValueError("Rpc needs at least one endpoint URL")
         self.counter = RequestCounter()
+        self.heads = HeadBook()  # the newest pushed head (keeper.chain.headbook): fees without a read
         self.endpoints = [Endpoint(i, endpoint_label(i, u), _CountingProvider(u, self.counter, timeout_s))
                           for i, u in enumerate(urls)]
         self.chain_id_expected = chain_id  # None: the first answer pins it
@@ -275,6 +278,8 @@ class Rpc:
         failover; eth_sendRawTransaction is broadcast."""
         if method == SEND:
             return await self._broadcast(params)
+        if (b := coalesce.active()) is not None:  # one batch with the requests sent beside it
+            return await b.ask(self._batch_answers, method, params)
         return await self._ask(method, lambda p: p.make_request(method, params))
 
     async def request(self, method: str, params: list[Any]) -> Any:
@@ -286,13 +291,20 @@ class Rpc:
             return []
         if len(calls) == 1:
             return [await self.request(*calls[0])]
+        if coalesce.active() is not None:
+            responses = await asyncio.gather(*(self.raw(m, p) for m, p in calls))
+        else:
+            responses = await self._batch_answers(calls)
+        return [_unwrap(m, r) for (m, _), r in zip(calls, responses, strict=True)]
+
+    async def _batch_answers(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         what = f"batch of {len(calls)}"
         responses = await self._ask(what, lambda p: p.make_batch_request(calls))
         if not isinstance(responses, list):
             raise SourceError(f"{what} refused: {_unwrap('batch', responses)}")
         if len(responses) != len(calls):
             raise SourceError(f"{what}: {len(responses)} answers")
-        return [_unwrap(m, r) for (m, _), r in zip(calls, responses, strict=True)]
+        return responses
 
     async def batch_raw(self, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
         """Like ``batch`` but each answer as the node sent it, a JSON-RPC ``error`` included

@@ -72,6 +72,7 @@ class ActionExecutor:
         self._markets: dict[str, asyncio.Lock] = {}  # one action at a time per configured market
         self.pending = PendingActions(store)  # decisions a crash may interrupt (executors/recovery.py)
         self.burst = Burst(self)  # the lean path: a tick's liquidations in one batch
+        self.bursting: asyncio.Task | None = None  # the latest burst, until broadcast
         with store.transaction() as db:
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(actions)")}
@@ -100,6 +101,7 @@ class ActionExecutor:
             task = asyncio.create_task(self.burst.run(lean, adapter, market))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            self.bursting = task  # ends once its transactions are broadcast (keeper.engine waits for it)
         return started
 
     async def drain(self, timeout_s: float = 60.0) -> None:

@@ -27,6 +27,7 @@ path).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -92,14 +93,16 @@ class BackrunSender:
     async def _run(self, todo, adapter, market, updates: list[PendingTx], latest=None) -> None:
         ready: list[Ready] = []
         try:
+            t0 = time.perf_counter()
             ready = self._prepare(todo, adapter)
-            ready = await self._simulate(ready, updates)
+            ready, simulations = await self._simulate(ready, updates), 1
             for _ in range(3):  # an update that arrived meanwhile may heal a position: behind all of them
                 now = latest() if latest is not None else updates
                 if not now or [u.hash for u in now] == [u.hash for u in updates]:
                     break
                 updates = now
-                ready = await self._simulate(ready, updates)
+                ready, simulations = await self._simulate(ready, updates), simulations + 1
+            t1 = time.perf_counter()
             if not ready:
                 return
             if not self.tx.guard.live:
@@ -108,9 +111,10 @@ class BackrunSender:
                              max_fee_per_gas=r.fees.max_fee_per_gas, reason="backrun simulated; mode is dry_run")
                     self._done(r.d, ActionResult(action_key(r.d), "liquidate", "dry_run", expected=r.d.profit_usd_e8))
                 return
-            for r in ready:
-                self.ex.pending.save(action_key(r.d), r.d)  # a restart finishes it from here
+            self.ex.pending.save_many([(action_key(r.d), r.d) for r in ready])  # a restart finishes them
             sent = await self.submitter.send(self.tx, updates, ready)
+            log.debug("backrun.timing", liquidations=len(ready), simulations=simulations,  # bench/latency.py
+                      simulated_ms=round((t1 - t0) * 1000, 1), sent_ms=round((time.perf_counter() - t1) * 1000, 1))
             self.sent += sum(len(rows) for rows in sent.values())
             if self.submitter.name == "mempool":  # a bundle is all or nothing: no watch needed
                 self.watch.add(ready, sent)

@@ -1,9 +1,9 @@
 """Submitters of a backrun (keeper.executors.backrun): how simulated, priced transactions
 reach a block. ``[backrun] submitter`` chooses one.
 
-* ``mempool`` (:class:`MempoolSubmitter`): each transaction signed, journaled and broadcast
-  like any other (TxManager), one after another with consecutive nonces, right after the
-  update was seen: the fees put them behind it.
+* ``mempool`` (:class:`MempoolSubmitter`): all signed with consecutive nonces, journaled in
+  one write and broadcast in one batch in nonce order, right after the update was seen (as
+  the block tick's burst): the fees put them behind it.
 * ``bundle`` (:class:`BundleSubmitter`): all of them signed and journaled, then
   ``eth_sendBundle([update, ours...], head + 1)`` to ``[backrun] relay_url`` (Flashbots'
   relay API): the relay includes the bundle whole and in order, or not at all, so nothing
@@ -27,6 +27,7 @@ import structlog
 from keeper.chain.bundles import RelayClient
 from keeper.chain.mempool import PendingTx
 from keeper.errors import ExecutionError, SourceError
+from keeper.executors.journal import answer_error, is_already_known
 
 log = structlog.get_logger("keeper.backrun")
 
@@ -35,16 +36,74 @@ class MempoolSubmitter:
     name = "mempool"
 
     async def send(self, tx, updates: list[PendingTx], ready: list) -> dict[int, list]:
+        """All of them signed, journaled in one write, then broadcast in ONE batch in nonce
+        order (as the block tick's burst: keeper.executors.burst), under TxManager's lock."""
         out: dict[int, list] = {}
         async with tx.send_lock:
+            signed = await sign_all(tx, ready)
+            rows = [row for r in ready for row in signed[id(r)]]
+            try:
+                answers = await tx.rpc.broadcast_many([row.raw_tx for row in rows])
+            except SourceError as e:  # unknown whether they arrived: each wait re-broadcasts its own
+                log.warning("backrun.broadcast_unconfirmed", txs=len(rows), reason=str(e))
+                answers = [None] * len(rows)
+            by_hash = dict(zip((row.hash for row in rows), answers, strict=True))
+            accepted = []
             for r in ready:
-                rows = []
-                for q, gas in zip(r.reqs, r.gas):
-                    lg = log.bind(action_key=q.action_key, purpose=q.purpose, behind=updates[-1].hash)
-                    tx.guard.check_daily_spend(r.fees.worst_cost(gas), tx.journal.spent_in_day())
-                    rows.append(await tx._first_send(q, gas, r.fees, lg))  # noqa: SLF001
-                out[id(r)] = rows
+                mine = []
+                for row in signed[id(r)]:
+                    answer = by_hash[row.hash]
+                    err = None if answer is None else answer_error(answer)
+                    lg = log.bind(action_key=row.action_key, purpose=row.purpose, behind=updates[-1].hash)
+                    if err is not None and not is_already_known(err[0]):
+                        tx.journal.mark(row, "failed", err[0])
+                        tx.nonces.reset()  # a gap or a used nonce: the next send asks the node
+                        lg.warning("tx.refused", nonce=row.nonce, reason=f"node refused the tx: {err[0]}")
+                        mine = None
+                        continue
+                    if answer is not None:
+                        accepted.append(row)
+                        tx.hook("broadcast", row)
+                    lg.info("tx.sent", nonce=row.nonce, tx_hash=row.hash, gas_limit=row.gas_limit,
+                            max_fee_per_gas=row.max_fee_per_gas, priority_fee_per_gas=row.priority_fee_per_gas,
+                            reason="simulated ok behind the update, within the caps")
+                    if mine is not None:
+                        mine.append(row)
+                out[id(r)] = mine or []  # a refused transaction: the decision is not included
+            tx.journal.mark(accepted, "sent", only_open=True)
         return out
+
+
+async def sign_all(tx, ready: list) -> dict[int, list]:
+    """Per Ready (by ``id``), its transactions signed with consecutive nonces, all journaled
+    in ONE committed write (before any broadcast: a restart finds them). The caller holds
+    TxManager's lock. The day's spending cap counts them together."""
+    if tx.chain_id is None:
+        tx.chain_id = await tx.rpc.chain_id()
+    spent, worst, todo = tx.journal.spent_in_day(), 0, []
+    for r in ready:
+        for q, gas in zip(r.reqs, r.gas, strict=True):
+            worst += r.fees.worst_cost(gas)
+            tx.guard.check_daily_spend(worst, spent)
+            todo.append((r, q, gas))
+    signed: list[dict] = []
+    try:
+        for r, q, gas in todo:
+            nonce = await tx.nonces.take()
+            signed.append({"action_key": q.action_key, "sender": tx.address, "nonce": nonce, "attempt": 0,
+                           "purpose": q.purpose, "to": q.to, "data": q.data, "value": q.value, "gas_limit": gas,
+                           "fees": r.fees, "max_cost_wei": q.max_cost_wei,
+                           "signed": tx.sign_now(q.to, q.value, q.data, gas, nonce, r.fees)})
+        rows = tx.journal.record_signed_many(signed)
+    except BaseException:
+        if signed:  # nonces taken and never sent: ask the node again
+            tx.nonces.reset()
+        raise
+    out: dict[int, list] = {id(r): [] for r in ready}
+    for (r, _, _), row in zip(todo, rows, strict=True):
+        tx.hook("journaled", row)
+        out[id(r)].append(row)
+    return out
 
 
 class BundleSubmitter:
@@ -65,7 +124,7 @@ class BundleSubmitter:
             await op.submitted.wait()
             if op.done.is_set() or not op.rows:
                 raise ExecutionError("the open bundle failed before this backrun could join it")
-            signed = await self._sign(tx, ready)
+            signed = await sign_all(tx, ready)
             if op.closed:  # its block was mined while these were signed
                 self._forget(tx, [r for rows in signed.values() for r in rows], "the open bundle's block passed")
                 raise ExecutionError("the open bundle's block was mined before this backrun could join it")
@@ -81,7 +140,7 @@ class BundleSubmitter:
         try:
             async with tx.send_lock:  # the nonces stay the bundle's until its block
                 op.target = await tx.rpc.block_number() + 1
-                signed = await self._sign(tx, ready)
+                signed = await sign_all(tx, ready)
                 op.add(updates, signed)
                 try:
                     await self._submit(tx, op)
@@ -104,25 +163,6 @@ class BundleSubmitter:
             if self._open is op:
                 self._open = None
         return {k: rows for k, rows in signed.items() if all(r.hash in op.included for r in rows)}
-
-    async def _sign(self, tx, ready: list) -> dict[int, list]:
-        signed: dict[int, list] = {}
-        for r in ready:
-            rows = []
-            for q, gas in zip(r.reqs, r.gas):
-                tx.guard.check_daily_spend(r.fees.worst_cost(gas), tx.journal.spent_in_day())
-                nonce = await tx.nonces.take()
-                try:
-                    s = await tx._sign(q.to, q.value, q.data, gas, nonce, r.fees)  # noqa: SLF001
-                    rows.append(tx.journal.record_signed(
-                        action_key=q.action_key, sender=tx.address, nonce=nonce, attempt=0,
-                        purpose=q.purpose, to=q.to, data=q.data, value=q.value, gas_limit=gas,
-                        fees=r.fees, max_cost_wei=q.max_cost_wei, signed=s))
-                except BaseException:
-                    tx.nonces.give_back(nonce)
-                    raise
-            signed[id(r)] = rows
-        return signed
 
     async def _submit(self, tx, op: _Open) -> None:
         for u in op.updates:

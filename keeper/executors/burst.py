@@ -5,7 +5,9 @@ approvals in place (set up at start-up); anything else takes the step-by-step pa
 (keeper.executors.actions). Here, with no serial round trip between the tick and the send:
 
 1. one JSON-RPC batch: the latest and pending block headers (the base fee, read once for
-   the whole burst), the sender's pending nonce when none is known, for an account whose
+   the whole burst; no header at all when the node pushed the decisions' block or a later
+   one over ``newHeads``: keeper.chain.headbook), the sender's pending nonce when none is
+   known (it is then kept locally, and read again only after a refusal), for an account whose
    previous liquidation is still unconfirmed that transaction's receipt, and the simulation
    of every liquidation at "pending" in ONE ``eth_simulateV1`` (one after another in nonce
    order, as they will be mined; each one's gas used, + ``gas_margin_bps``, is its gas
@@ -44,7 +46,7 @@ from typing import Any
 import structlog
 
 from keeper.errors import ExecutionError, SourceError
-from keeper.executors.fees import bid_tip, bid_wei, next_base_fee_bound
+from keeper.executors.fees import bid_tip, bid_wei, next_base_fee, next_base_fee_bound
 from keeper.executors.guard import decode_revert
 from keeper.executors.cancel import cancel
 from keeper.executors.profit_watch import ProfitCheck
@@ -129,8 +131,11 @@ class Burst:
 
     async def _send(self, items: list[Item]) -> list[Item]:
         ex, tx = self.ex, self.ex.tx
-        calls: list[tuple[str, list[Any]]] = [("eth_getBlockByNumber", ["latest", False]),
-                                              ("eth_getBlockByNumber", ["pending", False])]
+        # the base fee from the pushed head of the decisions' block or later (no header read)
+        head = tx.rpc.heads.at_least(max(i.d.block for i in items))
+        calls: list[tuple[str, list[Any]]] = [] if head is not None else [
+            ("eth_getBlockByNumber", ["latest", False]), ("eth_getBlockByNumber", ["pending", False])]
+        nonce_at = len(calls)
         if not tx.nonces.known:
             calls.append(("eth_getTransactionCount", [tx.address, "pending"]))
         where: dict[str, int] = {}  # receipts of unconfirmed earlier liquidations of these accounts
@@ -148,14 +153,17 @@ class Burst:
         if results is None:
             results = await self.simulate(items, "pending")
         self.timing = {"simulated_ms": round((time.perf_counter() - t0) * 1000, 1)}
-        latest, pending = answers[0].get("result"), answers[1].get("result")
-        if not latest or "baseFeePerGas" not in latest:
-            raise SourceError("the latest block has no base fee")
-        pending_fee = (pending or {}).get("baseFeePerGas")
-        base_fee = next_base_fee_bound(int(latest["baseFeePerGas"], 16),
-                                       None if pending_fee is None else int(pending_fee, 16))
+        if head is not None:
+            base_fee = next_base_fee_bound(head.base_fee, next_base_fee(head.base_fee, head.gas_used, head.gas_limit))
+        else:
+            latest, pending = answers[0].get("result"), answers[1].get("result")
+            if not latest or "baseFeePerGas" not in latest:
+                raise SourceError("the latest block has no base fee")
+            pending_fee = (pending or {}).get("baseFeePerGas")
+            base_fee = next_base_fee_bound(int(latest["baseFeePerGas"], 16),
+                                           None if pending_fee is None else int(pending_fee, 16))
         if not tx.nonces.known:
-            tx.nonces.seed(int(answers[2]["result"], 16))
+            tx.nonces.seed(int(answers[nonce_at]["result"], 16))
         spent, worst_sum, ready = tx.journal.spent_in_day(), 0, []
         for i, (gas_used, why) in zip(items, results, strict=True):
             deferred = self._deferred(i, where, answers)
@@ -253,7 +261,7 @@ class Burst:
                         max_fee_per_gas=fees.max_fee_per_gas, priority_fee_per_gas=fees.priority_fee_per_gas,
                         base_fee=base_fee, reason="simulated ok in the burst's batch, within the caps")
         tx.journal.mark(accepted, "sent", only_open=True)
-        log.info("burst.sent", liquidations=len(ready), sent=len(sent), **self.timing,
+        log.info("burst.sent", liquidations=len(ready), sent=len(sent), block=ready[0][0].d.block, **self.timing,
                  signed_journaled_ms=round((t1 - t_sign) * 1000, 1), broadcast_ms=round((t2 - t1) * 1000, 1))
         return sent
 

@@ -28,6 +28,19 @@ def next_base_fee_bound(latest_base_fee: int, pending_base_fee: int | None = Non
     return max(bound, pending_base_fee or 0)
 
 
+ELASTICITY, CHANGE_DENOMINATOR = 2, 8  # EIP-1559's constants
+
+
+def next_base_fee(base_fee: int, gas_used: int, gas_limit: int) -> int:
+    """The base fee of the block after one with these fields (EIP-1559, exact)."""
+    target = gas_limit // ELASTICITY
+    if target == 0 or gas_used == target:
+        return base_fee
+    if gas_used > target:
+        return base_fee + max(base_fee * (gas_used - target) // target // CHANGE_DENOMINATOR, 1)
+    return base_fee - base_fee * (target - gas_used) // target // CHANGE_DENOMINATOR
+
+
 def bid_wei(profit_wei: int, bid_share_bps: int) -> int:
     """The share of an action's expected profit (wei) it bids as priority fee, in total."""
     if not 0 <= bid_share_bps < BPS:

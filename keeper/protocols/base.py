@@ -9,7 +9,7 @@ Comet). ``M`` is its market state at a pinned block, ``A`` the raw state of one 
 IO (chain reads, pinned block)  discover, load_market, iter_accounts, read_accounts,
                                 contract_health, doctor
 pure                            event_sources, event_topics, touched, evaluator, keys_of,
-                                moved, accrued, crossing, projected, liquidation_prices,
+                                moved, accrued, crossing, projected, liquidation_prices, price_of,
                                 apply_shocks, symbols, prices_usd, tokens,
                                 spend_tokens, approvals, agrees, plan_top_up, sells,
                                 plan_liquidations, encode, realized, allowed_calls
@@ -229,6 +229,12 @@ class MarketAdapter(ABC, Generic[M, A]):
         once that price is at or below ``price`` (falls: a collateral) or at or above it (a
         debt), the other prices as in ``market``. Empty: none known (default)."""
         return []
+
+    def price_of(self, market: M, key: Hashable) -> int | None:
+        """The price ``market`` holds for a ``liquidation_prices`` key, in the same unit (a
+        pending update then names its positions from the trigger book: keeper.backrun).
+        None: not known (default)."""
+        return None
 
     # -- protection from the position itself (optional) -------------------------------
     async def prepare_protect(self, market: M, rules: Sequence[ProtectRule], lenders: Sequence[Any] = ()) -> None:

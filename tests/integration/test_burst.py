@@ -41,6 +41,18 @@ async def _until(check, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+async def decided(k):
+    """After a full scan, the liquidations keeper decides, not sent: (watch, decisions, the
+    burst's batch of them)."""
+    head = await k.rpc.block_number()
+    await k.engine.index(head)
+    k.executor.submit = lambda decisions, adapter, market: 0  # decide now, send by hand
+    await k.engine.full_scan(head)
+    w = k.engine.watches[0]
+    decisions = [d for d in await k.engine.responder.after_tick(w, w.market, []) if isinstance(d, Liquidate)]
+    return w, decisions, [(d, {f"{d.market}:{d.accounts[0]}"}, k.executor.burst.takes(d, w.adapter)) for d in decisions]
+
+
 @pytest.mark.parametrize("simulate_v1", [True, False], ids=["eth_simulateV1", "eth_call+estimate"])
 async def test_a_ticks_liquidations_cost_one_batch_and_one_send(devnet, w3, tmp_path, simulate_v1):
     info = devnet.info
@@ -48,16 +60,10 @@ async def test_a_ticks_liquidations_cost_one_batch_and_one_send(devnet, w3, tmp_
     assert len(due) >= 3
     k = await _build(devnet, tmp_path, "live")
     try:
-        head = await k.rpc.block_number()
-        await k.engine.index(head)
-        k.executor.submit = lambda decisions, adapter, market: 0  # decide now, send by hand below
-        await k.engine.full_scan(head)
-        w = k.engine.watches[0]
-        decisions = [d for d in await k.engine.responder.after_tick(w, w.market, []) if isinstance(d, Liquidate)]
+        w, decisions, batch = await decided(k)
         assert sorted(a for d in decisions for a in d.accounts) == sorted(due)
         burst = k.executor.burst
         burst.simulate_v1 = simulate_v1  # False: as on a node without eth_simulateV1
-        batch = [(d, {f"{d.market}:{d.accounts[0]}"}, burst.takes(d, w.adapter)) for d in decisions]
         assert all(step is not None for _, _, step in batch)  # approvals are in place: lean path
         k.executor.tx.chain_id = await k.rpc.chain_id()
         await rpc(w3, "evm_setAutomine", [False])

@@ -43,6 +43,13 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
     def liquidation_prices(market: CometMarket, acct: CometAccount) -> list[tuple[str, int, bool]]:
         return triggers.liquidation_prices(market, acct)
 
+    @staticmethod
+    def price_of(market: CometMarket, key: str) -> int | None:
+        try:
+            return market.price(key)
+        except KeyError:
+            return None
+
     async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         """Comet's own ``isLiquidatable`` and ``borrowBalanceOf`` of each account."""
         views = await self.contract_views(accounts, block)

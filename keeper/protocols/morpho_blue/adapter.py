@@ -109,6 +109,10 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
     def liquidation_prices(market: MorphoMarket, acct: MorphoPosition) -> list[tuple[str, int, bool]]:
         return triggers.liquidation_prices(market, acct)
 
+    @staticmethod
+    def price_of(market: MorphoMarket, key: str) -> int | None:
+        return market.price if key == market.params.oracle.lower() else None
+
     def apply_shocks(self, market: MorphoMarket, shocks: dict[str, int]) -> MorphoMarket:
         """The oracle price is collateral in loan-token units: a collateral move scales it,
         a loan-token move divides it (floored). Other symbols are ignored."""
