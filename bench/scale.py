@@ -3,6 +3,8 @@ one devnet, one Engine watching the three markets, as ``keeper run`` would.
 
     .venv/bin/python bench/scale.py                      # 50,000 per protocol (150,000 in all)
     .venv/bin/python bench/scale.py --n 5000 --trace     # quick, with tracemalloc's top lines
+    .venv/bin/python bench/scale.py --n 20000 --keep DIR --port 8731   # seed, leave anvil up
+    .venv/bin/python bench/scale.py --reuse DIR          # measure against it (again and again)
 
 Seeding runs in this process; keeper runs in a fresh child process (``--measure``), so its RSS
 is keeper's alone. Prints, per run: the child's RSS before the engine and after its first
@@ -165,6 +167,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=50_000, help="borrowers per protocol")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: where the memory goes")
+    ap.add_argument("--keep", type=Path, help="seed, write the config to this directory, leave anvil running")
+    ap.add_argument("--port", type=int, default=0, help="anvil's port (with --keep)")
+    ap.add_argument("--reuse", type=Path, help="measure against a devnet --keep left running")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child: a keeper config
     ap.add_argument("--feed", help=argparse.SUPPRESS)
     ap.add_argument("--deployer", help=argparse.SUPPRESS)
@@ -172,6 +177,23 @@ def main() -> None:
     configure_logging(level="error")
     if args.measure:
         print(json.dumps(asyncio.run(measure(args.measure, args.feed, args.deployer, args.trace))))
+        return
+    if args.reuse:
+        saved = json.loads((args.reuse / "info.json").read_text())
+        cfg = args.reuse / "keeper.toml"
+        store = Path(tempfile.mkdtemp(dir=args.reuse)) / "k.sqlite"  # a fresh store: discovery again
+        cfg.write_text(saved["config"] + f'\n[store]\npath = "{store}"\n')
+        report(child(cfg, SimpleNamespace(feeds={"WETH": saved["feed"]}, deployer=saved["deployer"]),
+                     args.trace))
+        return
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        proc = start_anvil(port=args.port, extra_args=("--prune-history", "64"))
+        cfg, info = asyncio.run(seed(proc.rpc_url, args.n, args.keep))
+        text = cfg.read_text().split("\n[store]")[0]
+        (args.keep / "info.json").write_text(json.dumps(
+            {"config": text, "feed": info.feeds["WETH"], "deployer": info.deployer, "pid": proc.pid, "n": args.n}))
+        print(f"anvil pid {proc.pid} at {proc.rpc_url}; stop it by that pid")
         return
     # at most 64 block states in anvil's memory (seeding 3 x 50,000 without it passed 12 GiB);
     # keeper reads near the head, and discovery reads logs, which are kept
@@ -182,6 +204,10 @@ def main() -> None:
             r = child(cfg, info, args.trace)
     finally:
         stop_anvil(proc.pid)
+    report(r)
+
+
+def report(r: dict) -> None:
     ticks = sorted(r["ticks"])
     during = (f"{len(ticks)} ticks, median {ticks[len(ticks) // 2]:.0f} ms, max {ticks[-1]:.0f} ms"
               if ticks else "none (the scan ended first)")

@@ -216,6 +216,8 @@ class Engine:
             level = w.ahead.accrued(w.market, market) if w.ahead is not None else None
             if level is not None:  # interest alone: only the positions whose crossing has come
                 affected |= w.ahead.due(level)
+            elif w.ahead is not None and (hit := w.ahead.price_moved(w.market, market)) is not None:
+                affected |= hit  # one price (and interest): only positions whose band it leaves
             else:
                 for k in w.adapter.moved(w.market, market):
                     affected |= w.holders.get(k, set())

@@ -29,6 +29,7 @@ import heapq
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Hashable, Iterable
 
+from keeper.bands import PriceBands
 from keeper.health.status import Thresholds
 from keeper.model import Status
 
@@ -173,6 +174,10 @@ class Ahead:
         self.crossings = Crossings() if overrides(adapter, "crossing") else None
         self.prices = (PriceTriggers() if overrides(adapter, "liquidation_prices")
                        and adapter.price_triggers_ahead else None)
+        self.bands = PriceBands() if overrides(adapter, "price_bands") else None
+        t = thresholds  # a status's health band [low, high) (keeper.bands)
+        self._band = {Status.LIQUIDATABLE: (None, t.liquidation_wad), Status.AT_RISK: (t.liquidation_wad, t.at_risk_wad),
+                      Status.WATCH: (t.at_risk_wad, t.watch_wad), Status.SAFE: (t.watch_wad, None)}
         self.liquidatable: set[str] = set()
         self.always = {a.lower() for a in always}  # own accounts: recomputed every block
         self.mine: set[str] = set()  # the accounts of ``always`` this watch holds
@@ -202,11 +207,13 @@ class Ahead:
         if crossings is not None:
             t = self._next[status]
             level = None if t is None else self.adapter.crossing(market, acct, t)
-            if horizon is not None and self.prices is not None:
+            if horizon is not None and (self.prices is not None or self.bands is not None):
                 level = horizon if level is None or horizon < level else level
             crossings.set(a, level)
         if self.prices is not None:
             self.prices.set(a, self.adapter.liquidation_prices(ahead, acct))
+        if self.bands is not None:
+            self.bands.set(a, self.adapter.price_bands(market, ahead, acct, *self._band[status]))
 
     def accrued(self, old, new) -> int | None:
         """The accrual level when only interest moved the market (None: recompute as usual)."""
@@ -218,6 +225,23 @@ class Ahead:
         (their plans read fresh values) and own accounts (``[[protect]]`` triggers are not
         thresholds)."""
         out = self.crossings.due(level) if self.crossings is not None else set()
+        return out | self.liquidatable | self.mine
+
+    def price_moved(self, old, new) -> set[str] | None:
+        """Who a block that moved one oracle price (and interest) must recompute: positions
+        whose status band the new price leaves (keeper.bands), crossings come, the
+        liquidatable and own accounts. None when the adapter has no bands, or the move is not
+        one price and interest alone (the engine then recomputes every holder)."""
+        if self.bands is None:
+            return None
+        moved = self.adapter.price_moved(old, new)
+        if moved is None or len(moved[0]) > 1:
+            return None
+        (prices, level), out = moved, set()
+        for key, price in prices.items():
+            out = self.bands.outside(key, price)
+        if level is not None and self.crossings is not None:
+            out |= self.crossings.due(level)
         return out | self.liquidatable | self.mine
 
     def candidates(self, key: Hashable, price: int) -> set[str]:

@@ -1,0 +1,123 @@
+"""Status bands in price, computed ahead (generic; no protocol named): for each position and
+each oracle price its health reads, the closed range [lo, hi] of that price inside which its
+status stays as it is, the other prices held (``MarketAdapter.price_bands``). A block whose
+only moves are one key's price (and interest, where the adapter has an accrual level) then
+names the positions whose status it may change with two bisections (``PriceBands.outside``)
+instead of recomputing every holder of the asset.
+
+A band is exact or narrower, never wider: a position the move leaves inside its band keeps
+its status (what a full recompute would give); one outside is recomputed and may keep it
+too. ``lo`` None: no lower edge; ``hi`` None: no upper edge. An account whose adapter could
+not bound it (``None`` for its bands) is named by every move (``PriceBands.any``).
+
+Memory: per position one tuple of (key, lo, hi) tuples and, per key, two sorted lists of
+(edge, account), built when first asked and then kept in place (bisect), unless most
+positions changed since (a full scan): then rebuilt when next asked.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Hashable
+
+Band = tuple[Hashable, "int | None", "int | None"]
+
+
+class PriceBands:
+    __slots__ = ("of", "any", "low", "high", "_pending")
+
+    def __init__(self) -> None:
+        self.of: dict[str, tuple[Band, ...]] = {}  # account -> its bands (no entry: no price moves it)
+        self.any: set[str] = set()  # accounts named by every price move
+        self.low: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (lo, account)
+        self.high: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (hi, account)
+        self._pending = 0
+
+    def __len__(self) -> int:
+        return len(self.of) + len(self.any)
+
+    def set(self, account: str, bands: list[Band] | tuple[Band, ...] | None) -> None:
+        """Replace ``account``'s bands (None: unknown, every move names it; empty: no price
+        changes its status)."""
+        if bands is None:
+            self._drop(account)
+            self.any.add(account)
+            return
+        self.any.discard(account)
+        bands = tuple(bands)
+        old = self.of.get(account)
+        if old == bands:
+            return
+        if bands:
+            self.of[account] = bands
+        elif old is not None:
+            del self.of[account]
+        self._edit(account, old, bands)
+
+    def _drop(self, account: str) -> None:
+        old = self.of.pop(account, None)
+        if old is not None:
+            self._edit(account, old, ())
+
+    def _edit(self, account: str, old: tuple[Band, ...] | None, new: tuple[Band, ...]) -> None:
+        low, high = self.low, self.high
+        if low is None or high is None:
+            return
+        self._pending += 1
+        if self._pending > (len(self.of) >> 3) + 64:  # mostly replaced: rebuild when asked
+            self.low = self.high = None
+            return
+        for key, lo, hi in old or ():
+            if lo is not None:
+                rows = low[key]
+                del rows[bisect_left(rows, (lo, account))]
+            if hi is not None:
+                rows = high[key]
+                del rows[bisect_left(rows, (hi, account))]
+        for key, lo, hi in new:
+            if lo is not None:
+                insort(low.setdefault(key, []), (lo, account))
+            if hi is not None:
+                insort(high.setdefault(key, []), (hi, account))
+
+    def _built(self) -> tuple[dict, dict]:
+        if self.low is None or self.high is None:
+            low: dict[Hashable, list[tuple[int, str]]] = {}
+            high: dict[Hashable, list[tuple[int, str]]] = {}
+            for account, bands in self.of.items():
+                for key, lo, hi in bands:
+                    if lo is not None:
+                        low.setdefault(key, []).append((lo, account))
+                    if hi is not None:
+                        high.setdefault(key, []).append((hi, account))
+            for rows in low.values():
+                rows.sort()
+            for rows in high.values():
+                rows.sort()
+            self.low, self.high, self._pending = low, high, 0
+        return self.low, self.high
+
+    def outside(self, key: Hashable, price: int) -> set[str]:
+        """Accounts whose status a new ``price`` of ``key`` (other prices as they were) may
+        change: its band for ``key`` excludes ``price``, or it has no known bands."""
+        low, high = self._built()
+        out = set(self.any)
+        rows = low.get(key)
+        if rows:  # lo > price
+            out.update(a for _, a in rows[bisect_right(rows, (price, "\uffff")):])
+        rows = high.get(key)
+        if rows:  # hi < price
+            out.update(a for _, a in rows[:bisect_left(rows, (price, ""))])
+        return out
+
+
+def band_of(below_low: int | None, below_high: int | None, falls: bool) -> tuple[int | None, int | None]:
+    """A one-price band from the two threshold edges of a price whose rise raises health
+    (``falls``: a collateral) or lowers it (a debt). ``below_x``: for a collateral, the highest
+    price at which health is below x (None: none is, or x is None); for a debt, the lowest.
+
+    Collateral: the status holds for below_low < p <= below_high. Debt: below_high <= p < below_low.
+    """
+    if falls:
+        return (None if below_low is None else below_low + 1), below_high
+    return below_high, (None if below_low is None else below_low - 1)
