@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from keeper.chain.logs import LogScanner
+from keeper.chain.yielding import Gate, background
 from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
 from keeper.config import Config
@@ -35,7 +36,7 @@ from keeper.store import Store
 from keeper.triggers import Ahead
 
 log = structlog.get_logger("keeper.engine")
-MERGE_SLICE = 1_000  # accounts a scan_beside merges per hold of the tick lock
+MERGE_SLICE = 250  # accounts a scan_beside merges per hold of the tick lock (~10-25 ms)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Engine:
         self.responder = None  # keeper.respond.Responder: decisions, actions, alerts
         self.watches: list[Watch] = []
         self._indexing = asyncio.Lock()  # discovery has its own lock: it never holds the tick's
+        self.gate = Gate()  # closed while a block tick runs: scan_beside's reads give way
         chain = ChainReaders(rpc, self.mc, self.logs)
         for mk in cfg.markets:  # a Morpho Blue entry gives one watch per market id
             try:
@@ -160,13 +162,15 @@ class Engine:
                 w.scan_block = block
             try:
                 took: list[Address] = []
-                async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
-                    for i in range(0, len(part), MERGE_SLICE):  # a block tick never waits long
-                        async with lock:
-                            took.extend(self._merge(w, block, part[i:i + MERGE_SLICE]))
-                        await asyncio.sleep(0)  # a tick waiting for the lock goes first
-                    if stopping():
-                        return merged + len(took)
+                with background(self.gate):  # its reads wait for a tick under way (chain.yielding)
+                    async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
+                        for i in range(0, len(part), MERGE_SLICE):  # a block tick never waits long
+                            await self.gate.wait()
+                            async with lock:
+                                took.extend(self._merge(w, block, part[i:i + MERGE_SLICE]))
+                            await asyncio.sleep(0)  # a tick waiting for the lock goes first
+                        if stopping():
+                            return merged + len(took)
                 async with lock:  # the responder sees the merged positions as they are now
                     if self.responder is not None:
                         mine = [w.positions[a] for a in took if a in w.positions]
@@ -189,7 +193,12 @@ class Engine:
 
     # -- block tick -----------------------------------------------------------------
     async def on_block(self, block: int) -> list[Position]:
-        """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders."""
+        """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders.
+        A scan beside it waits meanwhile (``gate``)."""
+        with self.gate.busy():
+            return await self._on_block(block)
+
+    async def _on_block(self, block: int) -> list[Position]:
         changed: list[Position] = []
         for w in self.watches:
             if w.market is None or w.last_block is None:  # nothing in memory yet: start from scratch

@@ -36,6 +36,7 @@ import aiohttp
 import structlog
 from web3 import AsyncHTTPProvider
 
+from keeper.chain import yielding
 from keeper.chain.endpoints import Endpoint, endpoint_label, order, paced
 from keeper.errors import SourceError
 
@@ -209,6 +210,16 @@ class Rpc:
 
     # -- failover -----------------------------------------------------------------------
     async def _ask(self, method: str, send: Send) -> Any:
+        gate = yielding.current()
+        if gate is None:
+            return await self._ask_now(method, send)
+        async with gate.slots:  # background work (a scan): after any tick, a few at a time
+            await gate.wait()
+            response = await self._ask_now(method, send)
+        await gate.wait()  # its caller decodes it between ticks
+        return response
+
+    async def _ask_now(self, method: str, send: Send) -> Any:
         last, failed = "no endpoint is up", None  # failed: the first endpoint that failed
         for r in range(ROUNDS):
             for ep in order(self.endpoints, self.max_lag_blocks):
