@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import gc
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,9 +46,10 @@ from keeper.store import Store  # noqa: E402
 SEED = 7
 
 
-def rss_mib() -> float:
+def rss_mib(field: str = "VmRSS") -> float:
+    """VmRSS now, or VmHWM: the high-water mark so far."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -98,9 +98,11 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     t0 = time.perf_counter()
     await engine.index(block)
     out["index"] = ms(t0)
+    out["hwm_index"] = rss_mib("VmHWM")
     t0 = time.perf_counter()
     await engine.full_scan(block)
     out["first"] = ms(t0)
+    out["hwm_first"] = rss_mib("VmHWM")
     gc.collect()
     out["rss_after"] = rss_mib()
     release()  # as the runner does after a scan
@@ -149,7 +151,7 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     out["merged"] = await scan
     out["beside"], out["ticks"] = ms(t0), ticks
     out["rss_end"] = rss_mib()
-    out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_peak"] = rss_mib("VmHWM")
     store.close()
     await rpc.close()
     return out
@@ -218,7 +220,9 @@ def report(r: dict) -> None:
           f"| {r['first']:,.0f} ms | {r['full']:,.0f} ms | {r['idle']:,.0f} ms "
           f"| {r['move']:,.0f} ms ({r['move_changed']:,} recomputed) "
           f"| {r['beside']:,.0f} ms, {r['merged']:,} | {during} |")
-    print(f"\ndiscovery {r['index']:,.0f} ms; keeper RSS after the first scan and malloc_trim "
+    print(f"\nkeeper RSS high-water: after discovery {r.get('hwm_index', 0):.0f} MiB, after the first scan "
+          f"{r.get('hwm_first', 0):.0f} MiB")
+    print(f"discovery {r['index']:,.0f} ms; keeper RSS after the first scan and malloc_trim "
           f"{r['rss_trimmed']:.0f} MiB, at the end {r['rss_end']:.0f} MiB"
           + (f"; tracemalloc peak {r['traced_peak']:.1f} MiB" if "traced_peak" in r else ""))
 

@@ -10,8 +10,8 @@ its status (what a full recompute would give); one outside is recomputed and may
 too. ``lo`` None: no lower edge; ``hi`` None: no upper edge. An account whose adapter could
 not bound it (``None`` for its bands) is named by every move (``PriceBands.any``).
 
-Memory: per position one tuple of (key, lo, hi) tuples and, per key, two sorted lists of
-(edge, account), built when first asked and then kept in place (bisect), unless most
+Memory: per position one tuple of (key, lo, hi) tuples (each key one shared object) and, per
+key, two sorted lists of (edge, account), built when first asked and then kept in place (bisect), unless most
 positions changed since (a full scan): then rebuilt when next asked.
 """
 
@@ -24,7 +24,7 @@ Band = tuple[Hashable, "int | None", "int | None"]
 
 
 class PriceBands:
-    __slots__ = ("of", "any", "low", "high", "_pending")
+    __slots__ = ("of", "any", "low", "high", "_pending", "_keys")
 
     def __init__(self) -> None:
         self.of: dict[str, tuple[Band, ...]] = {}  # account -> its bands (no entry: no price moves it)
@@ -32,6 +32,7 @@ class PriceBands:
         self.low: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (lo, account)
         self.high: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (hi, account)
         self._pending = 0
+        self._keys: dict[Hashable, Hashable] = {}  # one object per key (adapters make a new str each call)
 
     def __len__(self) -> int:
         return len(self.of) + len(self.any)
@@ -44,7 +45,8 @@ class PriceBands:
             self.any.add(account)
             return
         self.any.discard(account)
-        bands = tuple(bands)
+        keys = self._keys
+        bands = tuple((keys.setdefault(k, k), lo, hi) for k, lo, hi in bands)
         old = self.of.get(account)
         if old == bands:
             return
