@@ -10,7 +10,7 @@ its status (what a full recompute would give); one outside is recomputed and may
 too. ``lo`` None: no lower edge; ``hi`` None: no upper edge. An account whose adapter could
 not bound it (``None`` for its bands) is named by every move (``PriceBands.any``).
 
-Memory: per position one tuple of (key, lo, hi) tuples (each key one shared object) and, per
+Memory: per position one flat tuple (key, lo, hi, key, lo, hi...; each key one shared object), per
 key, two sorted lists of (edge, account), built when first asked and then kept in place (bisect), unless most
 positions changed since (a full scan): then rebuilt when next asked.
 """
@@ -18,7 +18,7 @@ positions changed since (a full scan): then rebuilt when next asked.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 Band = tuple[Hashable, "int | None", "int | None"]
 
@@ -27,7 +27,7 @@ class PriceBands:
     __slots__ = ("of", "any", "low", "high", "_pending", "_keys")
 
     def __init__(self) -> None:
-        self.of: dict[str, tuple[Band, ...]] = {}  # account -> its bands (no entry: no price moves it)
+        self.of: dict[str, tuple] = {}  # account -> its bands, flat: (key, lo, hi, key, lo, hi...)
         self.any: set[str] = set()  # accounts named by every price move
         self.low: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (lo, account)
         self.high: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (hi, account)
@@ -46,7 +46,7 @@ class PriceBands:
             return
         self.any.discard(account)
         keys = self._keys
-        bands = tuple((keys.setdefault(k, k), lo, hi) for k, lo, hi in bands)
+        bands = tuple(x for k, lo, hi in bands for x in (keys.setdefault(k, k), lo, hi))
         old = self.of.get(account)
         if old == bands:
             return
@@ -61,7 +61,7 @@ class PriceBands:
         if old is not None:
             self._edit(account, old, ())
 
-    def _edit(self, account: str, old: tuple[Band, ...] | None, new: tuple[Band, ...]) -> None:
+    def _edit(self, account: str, old: tuple | None, new: tuple) -> None:
         low, high = self.low, self.high
         if low is None or high is None:
             return
@@ -69,14 +69,14 @@ class PriceBands:
         if self._pending > (len(self.of) >> 3) + 64:  # mostly replaced: rebuild when asked
             self.low = self.high = None
             return
-        for key, lo, hi in old or ():
+        for key, lo, hi in triples(old or ()):
             if lo is not None:
                 rows = low[key]
                 del rows[bisect_left(rows, (lo, account))]
             if hi is not None:
                 rows = high[key]
                 del rows[bisect_left(rows, (hi, account))]
-        for key, lo, hi in new:
+        for key, lo, hi in triples(new):
             if lo is not None:
                 insort(low.setdefault(key, []), (lo, account))
             if hi is not None:
@@ -87,7 +87,7 @@ class PriceBands:
             low: dict[Hashable, list[tuple[int, str]]] = {}
             high: dict[Hashable, list[tuple[int, str]]] = {}
             for account, bands in self.of.items():
-                for key, lo, hi in bands:
+                for key, lo, hi in triples(bands):
                     if lo is not None:
                         low.setdefault(key, []).append((lo, account))
                     if hi is not None:
@@ -113,13 +113,6 @@ class PriceBands:
         return out
 
 
-def band_of(below_low: int | None, below_high: int | None, falls: bool) -> tuple[int | None, int | None]:
-    """A one-price band from the two threshold edges of a price whose rise raises health
-    (``falls``: a collateral) or lowers it (a debt). ``below_x``: for a collateral, the highest
-    price at which health is below x (None: none is, or x is None); for a debt, the lowest.
-
-    Collateral: the status holds for below_low < p <= below_high. Debt: below_high <= p < below_low.
-    """
-    if falls:
-        return (None if below_low is None else below_low + 1), below_high
-    return below_high, (None if below_low is None else below_low - 1)
+def triples(flat: tuple) -> Iterable[Band]:
+    """(key, lo, hi) from a flat band tuple as ``PriceBands.of`` keeps it."""
+    return zip(flat[0::3], flat[1::3], flat[2::3])

@@ -49,7 +49,6 @@ class Watch:
     tracked: set[Address] = field(default_factory=set)
     accounts: dict[Address, Any] = field(default_factory=dict)  # raw account state
     positions: dict[Address, Position] = field(default_factory=dict)
-    holders: dict[Hashable, set[Address]] = field(default_factory=dict)  # e.g. reserve id -> accounts
     market: Any = None  # the adapter's market state
     last_block: int | None = None  # last block whose events were applied
     scan_block: int | None = None  # S of a safety-net scan under way (scan_beside)
@@ -58,13 +57,32 @@ class Watch:
     ahead: Ahead | None = None  # triggers computed ahead (keeper.triggers)
 
     def set_account(self, acct: Any) -> None:
-        old = self.accounts.get(acct.account)
-        if old is not None:
-            for k in self.adapter.keys_of(old):
-                self.holders.get(k, set()).discard(acct.account)
         self.accounts[acct.account] = acct
-        for k in self.adapter.keys_of(acct):
-            self.holders.setdefault(k, set()).add(acct.account)
+
+    def holding(self, keys: Iterable[Hashable]) -> set[Address]:
+        """Accounts whose raw state holds any of ``keys`` (``adapter.keys_of``, e.g. reserve
+        ids), found when asked: a set per key cost ~150 B a position, and only a move that
+        is not one price (and interest) asks, to recompute them all anyway."""
+        keys = set(keys)
+        if not keys:
+            return set()
+        keys_of = self.adapter.keys_of
+        return {a for a, acct in self.accounts.items() if not keys.isdisjoint(keys_of(acct))}
+
+    @property
+    def holders(self) -> _Holders:
+        """key -> holders, as ``holding`` finds them (``holders.get(k, default)``)."""
+        return _Holders(self)
+
+
+class _Holders:
+    __slots__ = ("w",)
+
+    def __init__(self, w: Watch) -> None:
+        self.w = w
+
+    def get(self, key: Hashable, default: set[Address] | None = None) -> set[Address]:
+        return self.w.holding((key,)) or (set() if default is None else default)
 
 
 class Engine:
@@ -228,8 +246,7 @@ class Engine:
             elif w.ahead is not None and (hit := w.ahead.price_moved(w.market, market)) is not None:
                 affected |= hit  # one price (and interest): only positions whose band it leaves
             else:
-                for k in w.adapter.moved(w.market, market):
-                    affected |= w.holders.get(k, set())
+                affected |= w.holding(w.adapter.moved(w.market, market))
             w.market, w.last_block = market, block
             mine = self._evaluate(w, market, [w.accounts[a] for a in affected if a in w.accounts])
             changed.extend(mine)

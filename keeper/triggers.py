@@ -101,16 +101,19 @@ class PriceTriggers:
     asked."""
 
     def __init__(self) -> None:
-        self.of: dict[str, list[tuple[Hashable, int, bool]]] = {}  # account -> its triggers
+        self.of: dict[str, tuple[tuple[Hashable, int, bool], ...]] = {}  # account -> its triggers
         self.book: dict[tuple[Hashable, bool], list[tuple[int, str]]] | None = None
         self._pending = 0
+        self._keys: dict[Hashable, Hashable] = {}  # one object per key (adapters make a new str each call)
 
     def __len__(self) -> int:
         return len(self.of)
 
-    def set(self, account: str, triggers: list[tuple[Hashable, int, bool]]) -> None:
+    def set(self, account: str, triggers: list[tuple[Hashable, int, bool]] | tuple) -> None:
         """``triggers``: (price key, price, falls): liquidatable once the key's price is at or
         below ``price`` (falls) or at or above it (not falls), other prices unchanged."""
+        keys = self._keys
+        triggers = tuple((keys.setdefault(k, k), p, f) for k, p, f in triggers)
         old = self.of.get(account)
         if old == triggers:
             return

@@ -11,7 +11,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper.bands import PriceBands
+from keeper.bands import PriceBands, triples
 from keeper.health.status import Thresholds, classify
 from keeper.protocols.aave_v3 import price_bands as ab
 from keeper.protocols.aave_v3.adapter import AaveV3
@@ -69,10 +69,10 @@ def test_bands_incremental_book_equals_a_rebuilt_one(edits, price):
         b.set(acct_id(i), [("k", lo, hi)] if i % 7 else None)
     fresh = PriceBands()
     for a, bands in b.of.items():
-        fresh.set(a, bands)
+        fresh.set(a, list(triples(bands)))
     for a in b.any:
         fresh.set(a, None)
-    want = {a for a, ((_, lo, hi),) in b.of.items() if (lo is not None and price < lo) or (hi is not None and price > hi)}
+    want = {a for a, (_, lo, hi) in b.of.items() if (lo is not None and price < lo) or (hi is not None and price > hi)}
     assert b.outside("k", price) == fresh.outside("k", price) == want | b.any
 
 

@@ -40,7 +40,8 @@ async def test_yields_per_chunk_for_checkpointing():
     node = RangeLimitedNode(cap=100)
     scanner = LogScanner(node, max_range=100)
     ends = [end async for end, _ in scanner.scan([], [], 0, 349)]
-    assert ends == [99, 199, 299, 349]
+    # one log per block: from a first chunk of one block the range grows x8 to the cap
+    assert ends == [0, 8, 72, 172, 272, 349]
 
 
 async def test_a_single_block_refused_is_an_error():
@@ -77,7 +78,7 @@ async def test_the_range_follows_the_density_of_logs():
     scanner = LogScanner(node, max_range=10_000, target_logs=1_000)
     logs = await scanner.fetch([], [], 0, 39_999)
     assert [lg.block for lg in logs][::7] == list(range(30_000, 40_000))  # every log, in order
-    assert node.ranges[0] == (0, 1_999)  # a modest first request, before the density is known
+    assert node.ranges[0] == (0, 0)  # a one-block first request, before the density is known
     assert any(hi - lo + 1 == 10_000 for lo, hi in node.ranges)  # sparse: grows to the cap
     dense = [n for (lo, _), n in zip(node.ranges, node.answers) if lo >= 30_000]
     # the answer that first meets the dense range is as large as the sparse range made it;
@@ -96,3 +97,23 @@ def test_topic_account_is_eth_utils_checksum(raw):
     from keeper.chain.logs import topic_account
 
     assert topic_account(bytes(12) + raw) == to_checksum_address(raw)
+
+
+@given(st.binary(min_size=20, max_size=20), st.booleans())
+def test_checksum_is_eth_utils_checksum_in_any_case(raw, upper):
+    from eth_utils import to_checksum_address
+
+    from keeper.addresses import checksum
+
+    text = "0x" + (raw.hex().upper() if upper else raw.hex())
+    assert checksum(text) == to_checksum_address(raw)
+
+
+def test_checksum_refuses_what_is_not_an_address():
+    import pytest
+
+    from keeper.addresses import checksum
+
+    for bad in ("0x123", "ab" * 21, "0x" + "zz" * 20):
+        with pytest.raises(ValueError):
+            checksum(bad)
