@@ -56,8 +56,15 @@ class Watch:
     # tick re-read it at (newer than S: the scan's older read of it is dropped)
     ahead: Ahead | None = None  # triggers computed ahead (keeper.triggers)
 
-    def set_account(self, acct: Any) -> None:
+    def set_account(self, acct: Any) -> Any:
+        """Keep ``acct``; an equal one already kept stays (a full scan re-reads every account
+        and most have not changed: new copies would only fragment the heap). Returns the
+        one kept."""
+        old = self.accounts.get(acct.account)
+        if old is not None and old == acct:
+            return old
         self.accounts[acct.account] = acct
+        return acct
 
     def holding(self, keys: Iterable[Hashable]) -> set[Address]:
         """Accounts whose raw state holds any of ``keys`` (``adapter.keys_of``, e.g. reserve
@@ -150,14 +157,17 @@ class Engine:
                 seen = w.adapter.apply_shocks(market, shocks)
             else:
                 w.market, w.last_block = market, block
-            # parts arrive as the node answers: the math of one overlaps the read of the next
+            # parts arrive as the node answers: the math of one overlaps the read of the next;
+            # a few reads in flight at once (chain.yielding), so few answers wait in memory
             mine: list[Position] = []
-            async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
-                if not shocks:
-                    for a in part:
-                        w.set_account(a)
-                mine.extend(self._evaluate(w, seen, part, record=not shocks))
+            with background(Gate()):
+                async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
+                    if not shocks:
+                        part = [w.set_account(a) for a in part]
+                    mine.extend(self._evaluate(w, seen, part, record=not shocks))
             out.extend(mine)
+            if w.ahead is not None and not shocks:
+                w.ahead.warm()
             if self.responder is not None and not shocks:
                 await self.responder.after_tick(w, market, mine)
         unknown = sorted(s for s in (shocks or {}) if s.upper() not in priced)
@@ -190,6 +200,8 @@ class Engine:
                         if stopping():
                             return merged + len(took)
                 async with lock:  # the responder sees the merged positions as they are now
+                    if w.ahead is not None:
+                        w.ahead.warm()  # here, not in the next tick
                     if self.responder is not None:
                         mine = [w.positions[a] for a in took if a in w.positions]
                         await self.responder.after_tick(w, w.market, mine)
@@ -203,9 +215,7 @@ class Engine:
         """Under the tick lock: take the accounts of ``part`` (read at ``block``) that no tick
         re-read after it, and evaluate them against the watch's current market. No await:
         a part is merged whole between two block ticks."""
-        take = [a for a in part if w.fresh.get(a.account, -1) <= block]
-        for a in take:
-            w.set_account(a)
+        take = [w.set_account(a) for a in part if w.fresh.get(a.account, -1) <= block]
         self._evaluate(w, w.market, take)
         return [a.account for a in take]
 

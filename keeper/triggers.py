@@ -247,6 +247,16 @@ class Ahead:
             out |= self.crossings.due(level)
         return out | self.liquidatable | self.mine
 
+    def warm(self) -> None:
+        """Build what a full scan left to be rebuilt (the crossings' heap, the sorted books),
+        at the end of the scan rather than in the next block tick."""
+        if self.crossings is not None:
+            self.crossings.due(-1)
+        if self.prices is not None:
+            self.prices.liquidated_by(None, 0)
+        if self.bands is not None:
+            self.bands.outside(None, 0)
+
     def candidates(self, key: Hashable, price: int) -> set[str]:
         """Accounts a new ``price`` of ``key`` may make liquidatable: every one it does, and
         (interest to come within the horizon) a few that one exact evaluation clears."""

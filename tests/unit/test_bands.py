@@ -305,3 +305,18 @@ def test_aave_price_blocks_equal_a_full_recompute_and_name_few(raw, priced, step
 
     named = _stepped(AaveV3.__new__(AaveV3), m, accounts, [(n, b) for n, b in steps], _aave_status, reprice)
     assert all(n is not None for n in named)  # one price moved: never every holder
+
+
+def test_warm_builds_the_books_a_full_scan_dropped():
+    from keeper.protocols.compound_v3.adapter import CompoundV3
+    from tests.unit.test_comet_math import market as comet_market
+
+    m = comet_market()
+    ahead = Ahead(CompoundV3.__new__(CompoundV3), TH)
+    for i in range(300):  # a scan's worth of replacements: the books are dropped
+        a = cm.CometAccount(acct_id(i), -(10**9) * (i + 1), {WETH: 10**18})
+        ahead.keep(m, a, _Pos(a.account, cm.position_from(m, a, TH, with_drop=False).status))
+    assert ahead.bands.low is None and ahead.crossings.heap is None
+    ahead.warm()
+    assert ahead.bands.low is not None and ahead.crossings.heap is not None and ahead.prices.book is not None
+    assert ahead.price_moved(m, replace(m, prices_e8={**m.prices_e8, WETH: m.prices_e8[WETH] * 2})) is not None
