@@ -262,6 +262,8 @@ class Engine:
             changed.extend(mine)
             if self.responder is not None:
                 await self.responder.after_tick(w, market, mine)
+            if w.ahead is not None:
+                w.ahead.warm()  # books a large move dropped: after the decisions, not in the next block
         return changed
 
     # -- health ---------------------------------------------------------------------

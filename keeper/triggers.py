@@ -125,7 +125,7 @@ class PriceTriggers:
         if book is None:
             return
         self._pending += 1
-        if self._pending > (len(self.of) >> 3) + 64:
+        if self._pending > (len(self.of) >> 7) + 64:  # as keeper.bands: insort moves n rows
             self.book = None
             return
         for key, price, falls in old or ():

@@ -25,7 +25,7 @@ from tests.unit.test_comet_math import USDC, WBTC, WETH
 from tests.unit.test_health_builders import CRV, DAI, ETH_EMODE, WBTC as A_WBTC, WSTETH, address, account, market
 from tests.unit.test_health_builders import USDC as A_USDC
 from tests.unit.test_health_builders import WETH as A_WETH
-from tests.unit.test_triggers import _comet, _morpho, _Pos, acct_id, comet_cases, morpho_cases
+from tests.unit.test_triggers import _comet, _morpho, _Pos, acct_id, ahead_over, comet_cases, morpho_cases
 
 E18 = 10**18
 TH = Thresholds(E18, 11 * E18 // 10, 15 * E18 // 10)
@@ -211,15 +211,7 @@ def test_aave_band_shares_the_room_to_the_exact_edge_with_one_collateral(weth, h
 def _stepped(adapter, market_, accounts, moves, status_of, reprice):
     """Evaluate every position once; then per block recompute only what Ahead names (crossings,
     or the price bands), as keeper.engine.on_block does, and compare with a full recompute."""
-    ahead = Ahead(adapter, TH)
-    status = {}
-
-    def evaluate(m, a):
-        status[a.account] = status_of(m, a)
-        ahead.keep(m, a, _Pos(a.account, status[a.account]))
-
-    for a in accounts:
-        evaluate(market_, a)
+    ahead, status, evaluate = ahead_over(adapter, market_, accounts, status_of)
     named = []
     for move in moves:
         new = reprice(market_, move)

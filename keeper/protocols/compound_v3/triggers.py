@@ -121,8 +121,9 @@ def price_bands(m: CometMarket, horizon: CometMarket, acct: CometAccount, low: i
     a price is not positive (the position is unreliable; such a move is not a price move)."""
     if acct.principal >= 0:
         return []
-    _, terms = _terms(m, acct)
+    l0, terms = _terms(m, acct)
     keyed = [(info, bal) for info, bal, _ in terms if bal and info.liquidate_collateral_factor]
+    own = [term for info, bal, term in terms if bal and info.liquidate_collateral_factor]
     base = m.price(m.base_token)
     p0 = [m.price(info.asset) for info, _ in keyed]
     if base <= 0 or any(p <= 0 for p in p0):
@@ -147,10 +148,9 @@ def price_bands(m: CometMarket, horizon: CometMarket, acct: CometAccount, low: i
 
     # one-price rooms (the others as they are): a collateral's below which hf < low at the
     # horizon, above which hf >= high today; the base's reverse
-    l0 = liq(p0)
     down, up = [], []
     for i, ((info, bal), p) in enumerate(zip(keyed, p0)):
-        rest = l0 - liq([p if j == i else 0 for j, p in enumerate(p0)])
+        rest = l0 - own[i]
         for t, pv, out, side in ((low, pv_h, down, -1), (high, pv_now, up, 1)):
             if t is None:
                 out.append(None)
