@@ -11,28 +11,28 @@ too. ``lo`` None: no lower edge; ``hi`` None: no upper edge. An account whose ad
 not bound it (``None`` for its bands) is named by every move (``PriceBands.any``).
 
 Memory: per position one flat tuple (key, lo, hi, key, lo, hi...; each key one shared object), per
-key, two sorted lists of (edge, account), built when first asked and then kept in place
-(bisect), unless more than ~1/128 of the positions changed since (a full scan, a large move):
-then rebuilt when next asked (``Ahead.warm``, at the end of a scan or a tick).
+key, two sorted lists of (edge, account) (keeper.book: built when first read, then edited in
+batches; ``Ahead.warm`` reads them at the end of a scan or a tick).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable
+
+from keeper.book import Book
 
 Band = tuple[Hashable, "int | None", "int | None"]
 
 
 class PriceBands:
-    __slots__ = ("of", "any", "low", "high", "_pending", "_keys")
+    __slots__ = ("of", "any", "book", "_keys")
 
     def __init__(self) -> None:
         self.of: dict[str, tuple] = {}  # account -> its bands, flat: (key, lo, hi, key, lo, hi...)
         self.any: set[str] = set()  # accounts named by every price move
-        self.low: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (lo, account)
-        self.high: dict[Hashable, list[tuple[int, str]]] | None = None  # key -> sorted (hi, account)
-        self._pending = 0
+        # ("lo", key) -> sorted (lo, account); ("hi", key) -> sorted (hi, account)
+        self.book = Book(lambda a: _rows(self.of.get(a, ())), self.of.keys)
         self._keys: dict[Hashable, Hashable] = {}  # one object per key (adapters make a new str each call)
 
     def __len__(self) -> int:
@@ -42,7 +42,9 @@ class PriceBands:
         """Replace ``account``'s bands (None: unknown, every move names it; empty: no price
         changes its status)."""
         if bands is None:
-            self._drop(account)
+            old = self.of.pop(account, None)
+            if old is not None:
+                self.book.touch(account, _rows(old))
             self.any.add(account)
             return
         self.any.discard(account)
@@ -51,69 +53,35 @@ class PriceBands:
         old = self.of.get(account)
         if old == bands:
             return
+        self.book.touch(account, _rows(old or ()))
         if bands:
             self.of[account] = bands
         elif old is not None:
             del self.of[account]
-        self._edit(account, old, bands)
-
-    def _drop(self, account: str) -> None:
-        old = self.of.pop(account, None)
-        if old is not None:
-            self._edit(account, old, ())
-
-    def _edit(self, account: str, old: tuple | None, new: tuple) -> None:
-        low, high = self.low, self.high
-        if low is None or high is None:
-            return
-        self._pending += 1
-        # an edit moves a list of n rows (~50 us at 100,000), a rebuild sorts them (~60 ms):
-        # past ~n/128 edits, rebuild when next asked
-        if self._pending > (len(self.of) >> 7) + 64:
-            self.low = self.high = None
-            return
-        for key, lo, hi in triples(old or ()):
-            if lo is not None:
-                rows = low[key]
-                del rows[bisect_left(rows, (lo, account))]
-            if hi is not None:
-                rows = high[key]
-                del rows[bisect_left(rows, (hi, account))]
-        for key, lo, hi in triples(new):
-            if lo is not None:
-                insort(low.setdefault(key, []), (lo, account))
-            if hi is not None:
-                insort(high.setdefault(key, []), (hi, account))
-
-    def _built(self) -> tuple[dict, dict]:
-        if self.low is None or self.high is None:
-            low: dict[Hashable, list[tuple[int, str]]] = {}
-            high: dict[Hashable, list[tuple[int, str]]] = {}
-            for account, bands in self.of.items():
-                for key, lo, hi in triples(bands):
-                    if lo is not None:
-                        low.setdefault(key, []).append((lo, account))
-                    if hi is not None:
-                        high.setdefault(key, []).append((hi, account))
-            for rows in low.values():
-                rows.sort()
-            for rows in high.values():
-                rows.sort()
-            self.low, self.high, self._pending = low, high, 0
-        return self.low, self.high
 
     def outside(self, key: Hashable, price: int) -> set[str]:
         """Accounts whose status a new ``price`` of ``key`` (other prices as they were) may
         change: its band for ``key`` excludes ``price``, or it has no known bands."""
-        low, high = self._built()
+        lists = self.book.read()
         out = set(self.any)
-        rows = low.get(key)
+        rows = lists.get(("lo", key))
         if rows:  # lo > price
             out.update(a for _, a in rows[bisect_right(rows, (price, "\uffff")):])
-        rows = high.get(key)
+        rows = lists.get(("hi", key))
         if rows:  # hi < price
             out.update(a for _, a in rows[:bisect_left(rows, (price, ""))])
         return out
+
+
+def _rows(flat: tuple) -> list[tuple[Hashable, int]]:
+    """An account's book rows from its flat bands: (("lo", key), lo), (("hi", key), hi)."""
+    out = []
+    for key, lo, hi in triples(flat):
+        if lo is not None:
+            out.append((("lo", key), lo))
+        if hi is not None:
+            out.append((("hi", key), hi))
+    return out
 
 
 def triples(flat: tuple) -> Iterable[Band]:

@@ -26,10 +26,11 @@ whenever those move (``MarketAdapter.moved``), and each re-evaluation replaces i
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable
 
 from keeper.bands import PriceBands
+from keeper.book import Book
 from keeper.health.status import Thresholds
 from keeper.model import Status
 
@@ -96,14 +97,11 @@ class Crossings:
 
 class PriceTriggers:
     """Per (price key, falls), the positions' liquidation prices as a sorted list of
-    (price, account), built when first asked; then each account's entries are replaced in
-    place (bisect), unless most of them changed (a full scan): then it is rebuilt when next
-    asked."""
+    (price, account) (keeper.book: built when first read, then edited in batches)."""
 
     def __init__(self) -> None:
         self.of: dict[str, tuple[tuple[Hashable, int, bool], ...]] = {}  # account -> its triggers
-        self.book: dict[tuple[Hashable, bool], list[tuple[int, str]]] | None = None
-        self._pending = 0
+        self.book = Book(lambda a: _trigger_rows(self.of.get(a, ())), self.of.keys)
         self._keys: dict[Hashable, Hashable] = {}  # one object per key (adapters make a new str each call)
 
     def __len__(self) -> int:
@@ -117,37 +115,15 @@ class PriceTriggers:
         old = self.of.get(account)
         if old == triggers:
             return
+        self.book.touch(account, _trigger_rows(old or ()))
         if triggers:
             self.of[account] = triggers
         elif old is not None:
             del self.of[account]
-        book = self.book
-        if book is None:
-            return
-        self._pending += 1
-        if self._pending > (len(self.of) >> 7) + 64:  # as keeper.bands: insort moves n rows
-            self.book = None
-            return
-        for key, price, falls in old or ():
-            rows = book[(key, falls)]
-            del rows[bisect_left(rows, (price, account))]
-        for key, price, falls in triggers:
-            insort(book.setdefault((key, falls), []), (price, account))
-
-    def _built(self) -> dict[tuple[Hashable, bool], list[tuple[int, str]]]:
-        if self.book is None:
-            book: dict[tuple[Hashable, bool], list[tuple[int, str]]] = {}
-            for account, triggers in self.of.items():
-                for key, price, falls in triggers:
-                    book.setdefault((key, falls), []).append((price, account))
-            for rows in book.values():
-                rows.sort()
-            self.book, self._pending = book, 0
-        return self.book
 
     def liquidated_by(self, key: Hashable, price: int) -> set[str]:
         """Accounts liquidatable once ``key``'s price becomes ``price`` (others unchanged)."""
-        book = self._built()
+        book = self.book.read()
         out: set[str] = set()
         falls = book.get((key, True))
         if falls:  # trigger >= price
@@ -156,6 +132,10 @@ class PriceTriggers:
         if rises:  # trigger <= price
             out.update(a for _, a in rises[:bisect_right(rises, (price, "\uffff"))])
         return out
+
+
+def _trigger_rows(triggers) -> list[tuple[tuple[Hashable, bool], int]]:
+    return [((key, falls), price) for key, price, falls in triggers]
 
 
 def overrides(adapter: object, method: str) -> bool:

@@ -76,6 +76,25 @@ def test_bands_incremental_book_equals_a_rebuilt_one(edits, price):
     assert b.outside("k", price) == fresh.outside("k", price) == want | b.any
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 400), st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 9)),
+                                                                  max_size=3)), max_size=300), max_size=4))
+def test_book_edited_in_batches_equals_one_built_fresh(batches):
+    from keeper.book import Book
+
+    rows: dict[str, list] = {acct_id(i): [("a", i % 10)] for i in range(400)}
+    book = Book(lambda a: rows.get(a, ()), rows.keys)
+    book.read()
+    for batch in batches:  # a few edits go by bisection, many by one pass, most by a rebuild
+        for i, new in batch:
+            a = acct_id(i)
+            book.touch(a, rows.get(a, ()))
+            rows[a] = new
+        fresh = Book(lambda a: rows.get(a, ()), rows.keys)
+        assert book.read() == {k: v for k, v in fresh.read().items() if v} | {
+            k: [] for k, v in book.read().items() if not v}
+
+
 # ------------------------------------------------------------------ Morpho Blue: exact edges
 
 
@@ -308,7 +327,8 @@ def test_warm_builds_the_books_a_full_scan_dropped():
     for i in range(300):  # a scan's worth of replacements: the books are dropped
         a = cm.CometAccount(acct_id(i), -(10**9) * (i + 1), {WETH: 10**18})
         ahead.keep(m, a, _Pos(a.account, cm.position_from(m, a, TH, with_drop=False).status))
-    assert ahead.bands.low is None and ahead.crossings.heap is None
+    assert ahead.bands.book.lists is None and ahead.crossings.heap is None
     ahead.warm()
-    assert ahead.bands.low is not None and ahead.crossings.heap is not None and ahead.prices.book is not None
+    assert ahead.bands.book.lists is not None and ahead.crossings.heap is not None
+    assert ahead.prices.book.lists is not None
     assert ahead.price_moved(m, replace(m, prices_e8={**m.prices_e8, WETH: m.prices_e8[WETH] * 2})) is not None
