@@ -26,7 +26,7 @@ class Book:
         self.accounts = accounts  # every account that may have rows (a full build)
         self.lists: dict[Hashable, list[tuple[int, str]]] | None = None
         self.dirty: dict[str, list[tuple[Hashable, int]]] = {}  # account -> its rows in the lists
-        self.limit = FEW  # more pending than this (1/8 of the rows): forget the lists instead
+        self.limit = FEW  # more pending than this (half the rows): forget the lists instead
 
     def touch(self, account: str, old: Rows) -> None:
         """``account``'s rows are about to change from ``old`` (what the lists hold)."""
@@ -47,7 +47,7 @@ class Book:
             for rows in lists.values():
                 rows.sort()
             self.lists, self.dirty = lists, {}
-            self.limit = max(FEW, sum(map(len, lists.values())) >> 3)
+            self.limit = max(FEW, sum(map(len, lists.values())) >> 1)
             return lists
         dirty = self.dirty
         if not dirty:
