@@ -1,16 +1,19 @@
 """One tick: pin a block -> read -> health -> report. Everything a tick needs is in memory.
 
-``Watch`` holds one market's state (accounts, raw balances, positions, which accounts
-hold which reserve). A full scan re-reads every account; a block tick re-reads only
+``Watch`` holds one market's state (accounts, raw balances, positions; which accounts
+hold which reserve is found when asked). A full scan re-reads every account; a block tick re-reads only
 the accounts named by that block's events and recomputes only the positions that
-hold a reserve whose price, index or configuration moved.
+hold a reserve whose price, index or configuration moved; a block that moved only one
+oracle price (and interest) recomputes only the positions whose status band it leaves
+(``Ahead.price_moved``, keeper.bands).
 
 The safety-net scan (``scan_beside``) runs beside the block ticks: it reads every account
 at the block the watch was at when it started (S), without the tick lock, and merges
 each part as it arrives under the lock, evaluated against the watch's current market.
 An account a block tick re-read after S (``Watch.fresh``) keeps its newer state; the
 others have not changed since S (a raw account moves only by the events that name it),
-so their state at S is their state now.
+so their state at S is their state now. Its reads give way to block ticks (``gate``,
+keeper.chain.yielding).
 """
 
 from __future__ import annotations

@@ -159,7 +159,8 @@ class Ahead:
                        and adapter.price_triggers_ahead else None)
         self.bands = PriceBands() if overrides(adapter, "price_bands") else None
         t = thresholds  # a status's health band [low, high) (keeper.bands)
-        self._band = {Status.LIQUIDATABLE: (None, t.liquidation_wad), Status.AT_RISK: (t.liquidation_wad, t.at_risk_wad),
+        self._band = {Status.LIQUIDATABLE: (None, t.liquidation_wad),
+                      Status.AT_RISK: (t.liquidation_wad, t.at_risk_wad),
                       Status.WATCH: (t.at_risk_wad, t.watch_wad), Status.SAFE: (t.watch_wad, None)}
         self.liquidatable: set[str] = set()
         self.always = {a.lower() for a in always}  # own accounts: recomputed every block
