@@ -3,6 +3,8 @@ one devnet, one Engine watching the three markets, as ``keeper run`` would.
 
     .venv/bin/python bench/scale.py                      # 50,000 per protocol (150,000 in all)
     .venv/bin/python bench/scale.py --n 5000 --trace     # quick, with tracemalloc's top lines
+    .venv/bin/python bench/scale.py --n 20000 --keep DIR --port 8731   # seed, leave anvil up
+    .venv/bin/python bench/scale.py --reuse DIR          # measure against it (again and again)
 
 Seeding runs in this process; keeper runs in a fresh child process (``--measure``), so its RSS
 is keeper's alone. Prints, per run: the child's RSS before the engine and after its first
@@ -18,7 +20,6 @@ import argparse
 import asyncio
 import gc
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,9 +46,10 @@ from keeper.store import Store  # noqa: E402
 SEED = 7
 
 
-def rss_mib() -> float:
+def rss_mib(field: str = "VmRSS") -> float:
+    """VmRSS now, or VmHWM: the high-water mark so far."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -96,9 +98,11 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     t0 = time.perf_counter()
     await engine.index(block)
     out["index"] = ms(t0)
+    out["hwm_index"] = rss_mib("VmHWM")
     t0 = time.perf_counter()
     await engine.full_scan(block)
     out["first"] = ms(t0)
+    out["hwm_first"] = rss_mib("VmHWM")
     gc.collect()
     out["rss_after"] = rss_mib()
     release()  # as the runner does after a scan
@@ -147,7 +151,7 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     out["merged"] = await scan
     out["beside"], out["ticks"] = ms(t0), ticks
     out["rss_end"] = rss_mib()
-    out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_peak"] = rss_mib("VmHWM")
     store.close()
     await rpc.close()
     return out
@@ -165,6 +169,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=50_000, help="borrowers per protocol")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: where the memory goes")
+    ap.add_argument("--keep", type=Path, help="seed, write the config to this directory, leave anvil running")
+    ap.add_argument("--port", type=int, default=0, help="anvil's port (with --keep)")
+    ap.add_argument("--reuse", type=Path, help="measure against a devnet --keep left running")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child: a keeper config
     ap.add_argument("--feed", help=argparse.SUPPRESS)
     ap.add_argument("--deployer", help=argparse.SUPPRESS)
@@ -172,6 +179,23 @@ def main() -> None:
     configure_logging(level="error")
     if args.measure:
         print(json.dumps(asyncio.run(measure(args.measure, args.feed, args.deployer, args.trace))))
+        return
+    if args.reuse:
+        saved = json.loads((args.reuse / "info.json").read_text())
+        cfg = args.reuse / "keeper.toml"
+        store = Path(tempfile.mkdtemp(dir=args.reuse)) / "k.sqlite"  # a fresh store: discovery again
+        cfg.write_text(saved["config"] + f'\n[store]\npath = "{store}"\n')
+        report(child(cfg, SimpleNamespace(feeds={"WETH": saved["feed"]}, deployer=saved["deployer"]),
+                     args.trace))
+        return
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        proc = start_anvil(port=args.port, extra_args=("--prune-history", "64"))
+        cfg, info = asyncio.run(seed(proc.rpc_url, args.n, args.keep))
+        text = cfg.read_text().split("\n[store]")[0]
+        (args.keep / "info.json").write_text(json.dumps(
+            {"config": text, "feed": info.feeds["WETH"], "deployer": info.deployer, "pid": proc.pid, "n": args.n}))
+        print(f"anvil pid {proc.pid} at {proc.rpc_url}; stop it by that pid")
         return
     # at most 64 block states in anvil's memory (seeding 3 x 50,000 without it passed 12 GiB);
     # keeper reads near the head, and discovery reads logs, which are kept
@@ -182,6 +206,10 @@ def main() -> None:
             r = child(cfg, info, args.trace)
     finally:
         stop_anvil(proc.pid)
+    report(r)
+
+
+def report(r: dict) -> None:
     ticks = sorted(r["ticks"])
     during = (f"{len(ticks)} ticks, median {ticks[len(ticks) // 2]:.0f} ms, max {ticks[-1]:.0f} ms"
               if ticks else "none (the scan ended first)")
@@ -192,7 +220,9 @@ def main() -> None:
           f"| {r['first']:,.0f} ms | {r['full']:,.0f} ms | {r['idle']:,.0f} ms "
           f"| {r['move']:,.0f} ms ({r['move_changed']:,} recomputed) "
           f"| {r['beside']:,.0f} ms, {r['merged']:,} | {during} |")
-    print(f"\ndiscovery {r['index']:,.0f} ms; keeper RSS after the first scan and malloc_trim "
+    print(f"\nkeeper RSS high-water: after discovery {r.get('hwm_index', 0):.0f} MiB, after the first scan "
+          f"{r.get('hwm_first', 0):.0f} MiB")
+    print(f"discovery {r['index']:,.0f} ms; keeper RSS after the first scan and malloc_trim "
           f"{r['rss_trimmed']:.0f} MiB, at the end {r['rss_end']:.0f} MiB"
           + (f"; tracemalloc peak {r['traced_peak']:.1f} MiB" if "traced_peak" in r else ""))
 

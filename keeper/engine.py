@@ -1,9 +1,11 @@
 """One tick: pin a block -> read -> health -> report. Everything a tick needs is in memory.
 
-``Watch`` holds one market's state (accounts, raw balances, positions, which accounts
-hold which reserve). A full scan re-reads every account; a block tick re-reads only
+``Watch`` holds one market's state (accounts, raw balances, positions; which accounts
+hold which reserve is found when asked). A full scan re-reads every account; a block tick re-reads only
 the accounts named by that block's events and recomputes only the positions that
-hold a reserve whose price, index or configuration moved.
+hold a reserve whose price, index or configuration moved; a block that moved only one
+oracle price (and interest) recomputes only the positions whose status band it leaves
+(``Ahead.price_moved``, keeper.bands).
 
 A block tick reads the market and its logs in one JSON-RPC batch (with the decision's
 reads: keeper.chain.coalesce), recomputes the statuses it must, and hands them to the
@@ -16,7 +18,8 @@ at the block the watch was at when it started (S), without the tick lock, and me
 each part as it arrives under the lock, evaluated against the watch's current market.
 An account a block tick re-read after S (``Watch.fresh``) keeps its newer state; the
 others have not changed since S (a raw account moves only by the events that name it),
-so their state at S is their state now.
+so their state at S is their state now. Its reads give way to block ticks (``gate``,
+keeper.chain.yielding).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import structlog
 
 from keeper.chain.coalesce import together
 from keeper.chain.logs import LogScanner
+from keeper.chain.yielding import Gate, background
 from keeper.chain.multicall import Multicall
 from keeper.chain.rpc import Rpc
 from keeper.config import Config
@@ -43,7 +47,7 @@ from keeper.store import Store
 from keeper.triggers import Ahead
 
 log = structlog.get_logger("keeper.engine")
-MERGE_SLICE = 1_000  # accounts a scan_beside merges per hold of the tick lock
+MERGE_SLICE = 250  # accounts a scan_beside merges per hold of the tick lock (~10-25 ms)
 RECORD_SLICE = 8  # positions a block tick records between two yields (after its decisions)
 
 
@@ -57,7 +61,6 @@ class Watch:
     tracked: set[Address] = field(default_factory=set)
     accounts: dict[Address, Any] = field(default_factory=dict)  # raw account state
     positions: dict[Address, Position] = field(default_factory=dict)
-    holders: dict[Hashable, set[Address]] = field(default_factory=dict)  # e.g. reserve id -> accounts
     market: Any = None  # the adapter's market state
     last_block: int | None = None  # last block whose events were applied
     scan_block: int | None = None  # S of a safety-net scan under way (scan_beside)
@@ -65,14 +68,40 @@ class Watch:
     # tick re-read it at (newer than S: the scan's older read of it is dropped)
     ahead: Ahead | None = None  # triggers computed ahead (keeper.triggers)
 
-    def set_account(self, acct: Any) -> None:
+    def set_account(self, acct: Any) -> Any:
+        """Keep ``acct``; an equal one already kept stays (a full scan re-reads every account
+        and most have not changed: new copies would only fragment the heap). Returns the
+        one kept."""
         old = self.accounts.get(acct.account)
-        if old is not None:
-            for k in self.adapter.keys_of(old):
-                self.holders.get(k, set()).discard(acct.account)
+        if old is not None and old == acct:
+            return old
         self.accounts[acct.account] = acct
-        for k in self.adapter.keys_of(acct):
-            self.holders.setdefault(k, set()).add(acct.account)
+        return acct
+
+    def holding(self, keys: Iterable[Hashable]) -> set[Address]:
+        """Accounts whose raw state holds any of ``keys`` (``adapter.keys_of``, e.g. reserve
+        ids), found when asked: a set per key cost ~150 B a position, and only a move that
+        is not one price (and interest) asks, to recompute them all anyway."""
+        keys = set(keys)
+        if not keys:
+            return set()
+        keys_of = self.adapter.keys_of
+        return {a for a, acct in self.accounts.items() if not keys.isdisjoint(keys_of(acct))}
+
+    @property
+    def holders(self) -> _Holders:
+        """key -> holders, as ``holding`` finds them (``holders.get(k, default)``)."""
+        return _Holders(self)
+
+
+class _Holders:
+    __slots__ = ("w",)
+
+    def __init__(self, w: Watch) -> None:
+        self.w = w
+
+    def get(self, key: Hashable, default: set[Address] | None = None) -> set[Address]:
+        return self.w.holding((key,)) or (set() if default is None else default)
 
 
 class Engine:
@@ -88,6 +117,7 @@ class Engine:
         self.responder = None  # keeper.respond.Responder: decisions, actions, alerts
         self.watches: list[Watch] = []
         self._indexing = asyncio.Lock()  # discovery has its own lock: it never holds the tick's
+        self.gate = Gate()  # closed while a block tick runs: scan_beside's reads give way
         chain = ChainReaders(rpc, self.mc, self.logs)
         for mk in cfg.markets:  # a Morpho Blue entry gives one watch per market id
             try:
@@ -139,14 +169,17 @@ class Engine:
                 seen = w.adapter.apply_shocks(market, shocks)
             else:
                 w.market, w.last_block = market, block
-            # parts arrive as the node answers: the math of one overlaps the read of the next
+            # parts arrive as the node answers: the math of one overlaps the read of the next;
+            # a few reads in flight at once (chain.yielding), so few answers wait in memory
             mine: list[Position] = []
-            async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
-                if not shocks:
-                    for a in part:
-                        w.set_account(a)
-                mine.extend(self._evaluate(w, seen, part, record=not shocks))
+            with background(Gate()):
+                async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
+                    if not shocks:
+                        part = [w.set_account(a) for a in part]
+                    mine.extend(self._evaluate(w, seen, part, record=not shocks))
             out.extend(mine)
+            if w.ahead is not None and not shocks:
+                w.ahead.warm()
             if self.responder is not None and not shocks:
                 await self.responder.after_tick(w, market, mine)
         unknown = sorted(s for s in (shocks or {}) if s.upper() not in priced)
@@ -169,14 +202,18 @@ class Engine:
                 w.scan_block = block
             try:
                 took: list[Address] = []
-                async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
-                    for i in range(0, len(part), MERGE_SLICE):  # a block tick never waits long
-                        async with lock:
-                            took.extend(self._merge(w, block, part[i:i + MERGE_SLICE]))
-                        await asyncio.sleep(0)  # a tick waiting for the lock goes first
-                    if stopping():
-                        return merged + len(took)
+                with background(self.gate):  # its reads wait for a tick under way (chain.yielding)
+                    async for part in w.adapter.iter_accounts(sorted(w.tracked), market):
+                        for i in range(0, len(part), MERGE_SLICE):  # a block tick never waits long
+                            await self.gate.wait()
+                            async with lock:
+                                took.extend(self._merge(w, block, part[i:i + MERGE_SLICE]))
+                            await asyncio.sleep(0)  # a tick waiting for the lock goes first
+                        if stopping():
+                            return merged + len(took)
                 async with lock:  # the responder sees the merged positions as they are now
+                    if w.ahead is not None:
+                        w.ahead.warm()  # here, not in the next tick
                     if self.responder is not None:
                         mine = [w.positions[a] for a in took if a in w.positions]
                         await self.responder.after_tick(w, w.market, mine)
@@ -190,15 +227,18 @@ class Engine:
         """Under the tick lock: take the accounts of ``part`` (read at ``block``) that no tick
         re-read after it, and evaluate them against the watch's current market. No await:
         a part is merged whole between two block ticks."""
-        take = [a for a in part if w.fresh.get(a.account, -1) <= block]
-        for a in take:
-            w.set_account(a)
+        take = [w.set_account(a) for a in part if w.fresh.get(a.account, -1) <= block]
         self._evaluate(w, w.market, take)
         return [a.account for a in take]
 
     # -- block tick -----------------------------------------------------------------
     async def on_block(self, block: int) -> list[Position]:
-        """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders."""
+        """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders.
+        A scan beside it waits meanwhile (``gate``)."""
+        with self.gate.busy():
+            return await self._on_block(block)
+
+    async def _on_block(self, block: int) -> list[Position]:
         changed: list[Position] = []
         for w in self.watches:
             if w.market is None or w.last_block is None:  # nothing in memory yet: start from scratch
@@ -238,11 +278,12 @@ class Engine:
             level = w.ahead.accrued(w.market, market) if w.ahead is not None else None
             if level is not None:  # interest alone: only the positions whose crossing has come
                 affected |= w.ahead.due(level)
+            elif w.ahead is not None and (hit := w.ahead.price_moved(w.market, market)) is not None:
+                affected |= hit  # one price (and interest): only positions whose band it leaves
             else:
-                for k in w.adapter.moved(w.market, market):
-                    affected |= w.holders.get(k, set())
-                if w.ahead is not None:  # crossings of positions no moved reserve reaches (Aave)
-                    affected |= w.ahead.due_at(market)
+                affected |= w.holding(w.adapter.moved(w.market, market))
+            if level is None and w.ahead is not None:  # crossings no moved reserve reaches (Aave)
+                affected |= w.ahead.due_at(market)
             w.market, w.last_block = market, block
             ev = w.adapter.evaluator(market)
             pairs = self._statuses(ev, [w.accounts[a] for a in affected if a in w.accounts])
@@ -258,6 +299,8 @@ class Engine:
                 finally:  # a failed decision read still leaves every position recorded
                     mine = await self._record_yielding(w, market, ev, pairs, olds)
                 self.responder.report(w, mine)
+            if w.ahead is not None:
+                w.ahead.warm()  # books a large move dropped: after the decisions, not in the next block
             # bench/latency.py: the block path's phases, in ms since the tick began
             log.debug("block.timing", market=w.key, block=block, dirty=len(dirty), evaluated=len(pairs),
                       market_logs_ms=_ms(t1 - t0), read_ms=_ms(t3 - t0), evaluated_ms=_ms(t4 - t0),

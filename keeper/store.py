@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth_utils import to_checksum_address
+from keeper.addresses import checksum
 
 from keeper.errors import ConfigError
 from keeper.model import Status
@@ -200,7 +200,7 @@ class Store:
         _check_block(block)
         new = 0
         for account in accounts:
-            checked = to_checksum_address(account)
+            checked = checksum(account)
             cur = db.execute(
                 "INSERT INTO accounts (market, account, first_block, last_block)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (market, account) DO NOTHING",
@@ -242,7 +242,7 @@ class Store:
             _check_block(block)
             if hf_wad is not None and hf_wad < 0:
                 raise ValueError(f"hf_wad must not be negative: {hf_wad}")
-            values.append((market, to_checksum_address(account), Status(status).value,
+            values.append((market, checksum(account), Status(status).value,
                            None if hf_wad is None else str(hf_wad), block))
         if not values:
             return 0
@@ -259,7 +259,7 @@ class Store:
         with self._lock:
             row = self._db.execute(
                 "SELECT status, hf_wad, block FROM positions WHERE market = ? AND account = ?",
-                (market, to_checksum_address(account)),
+                (market, checksum(account)),
             ).fetchone()
         return _status_record(row) if row else None
 

@@ -26,9 +26,11 @@ whenever those move (``MarketAdapter.moved``), and each re-evaluation replaces i
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable
 
+from keeper.bands import PriceBands
+from keeper.book import Book
 from keeper.health.status import Thresholds
 from keeper.model import Status
 
@@ -107,59 +109,37 @@ class Crossings:
 
 class PriceTriggers:
     """Per (price key, falls), the positions' liquidation prices as a sorted list of
-    (price, account), built when first asked; then each account's entries are replaced in
-    place (bisect), unless most of them changed (a full scan): then it is rebuilt when next
-    asked."""
+    (price, account) (keeper.book: built when first read, then edited in batches)."""
 
     def __init__(self) -> None:
-        self.of: dict[str, list[tuple[Hashable, int, bool]]] = {}  # account -> its triggers
-        self.book: dict[tuple[Hashable, bool], list[tuple[int, str]]] | None = None
-        self._pending = 0
+        self.of: dict[str, tuple[tuple[Hashable, int, bool], ...]] = {}  # account -> its triggers
+        self.book = Book(lambda a: _trigger_rows(self.of.get(a, ())), self.of.keys)
+        self._keys: dict[Hashable, Hashable] = {}  # one object per key (adapters make a new str each call)
 
     def __len__(self) -> int:
         return len(self.of)
 
-    def set(self, account: str, triggers: list[tuple[Hashable, int, bool]]) -> None:
+    def set(self, account: str, triggers: list[tuple[Hashable, int, bool]] | tuple) -> None:
         """``triggers``: (price key, price, falls): liquidatable once the key's price is at or
         below ``price`` (falls) or at or above it (not falls), other prices unchanged."""
+        keys = self._keys
+        triggers = tuple((keys.setdefault(k, k), p, f) for k, p, f in triggers)
         old = self.of.get(account)
         if old == triggers:
             return
+        self.book.touch(account, _trigger_rows(old or ()))
         if triggers:
             self.of[account] = triggers
         elif old is not None:
             del self.of[account]
-        book = self.book
-        if book is None:
-            return
-        self._pending += 1
-        if self._pending > (len(self.of) >> 3) + 64:
-            self.book = None
-            return
-        for key, price, falls in old or ():
-            rows = book[(key, falls)]
-            del rows[bisect_left(rows, (price, account))]
-        for key, price, falls in triggers:
-            insort(book.setdefault((key, falls), []), (price, account))
-
-    def _built(self) -> dict[tuple[Hashable, bool], list[tuple[int, str]]]:
-        if self.book is None:
-            book: dict[tuple[Hashable, bool], list[tuple[int, str]]] = {}
-            for account, triggers in self.of.items():
-                for key, price, falls in triggers:
-                    book.setdefault((key, falls), []).append((price, account))
-            for rows in book.values():
-                rows.sort()
-            self.book, self._pending = book, 0
-        return self.book
 
     def keys(self) -> set[Hashable]:
         """The price keys some position's trigger reads."""
-        return {k for k, _ in self._built()}
+        return {k for k, _ in self.book.read()}
 
     def liquidated_by(self, key: Hashable, price: int) -> set[str]:
         """Accounts liquidatable once ``key``'s price becomes ``price`` (others unchanged)."""
-        book = self._built()
+        book = self.book.read()
         out: set[str] = set()
         falls = book.get((key, True))
         if falls:  # trigger >= price
@@ -168,6 +148,10 @@ class PriceTriggers:
         if rises:  # trigger <= price
             out.update(a for _, a in rises[:bisect_right(rises, (price, "\uffff"))])
         return out
+
+
+def _trigger_rows(triggers) -> list[tuple[tuple[Hashable, bool], int]]:
+    return [((key, falls), price) for key, price, falls in triggers]
 
 
 def overrides(adapter: object, method: str) -> bool:
@@ -189,6 +173,11 @@ class Ahead:
         self.crossings = Crossings() if overrides(adapter, "crossing") else None
         self.prices = (PriceTriggers() if overrides(adapter, "liquidation_prices")
                        and adapter.price_triggers_ahead else None)
+        self.bands = PriceBands() if overrides(adapter, "price_bands") else None
+        t = thresholds  # a status's health band [low, high) (keeper.bands)
+        self._band = {Status.LIQUIDATABLE: (None, t.liquidation_wad),
+                      Status.AT_RISK: (t.liquidation_wad, t.at_risk_wad),
+                      Status.WATCH: (t.at_risk_wad, t.watch_wad), Status.SAFE: (t.watch_wad, None)}
         self.liquidatable: set[str] = set()
         self.always = {a.lower() for a in always}  # own accounts: recomputed every block
         self.mine: set[str] = set()  # the accounts of ``always`` this watch holds
@@ -222,11 +211,13 @@ class Ahead:
             if self._up is not None and (u := self._up[status]) is not None:  # interest may also raise it
                 r = self.adapter.recovery(market, acct, u)
                 level = r if level is None or (r is not None and r < level) else level
-            if horizon is not None and self.prices is not None:
+            if horizon is not None and (self.prices is not None or self.bands is not None):
                 level = horizon if level is None or horizon < level else level
             crossings.set(a, level)
         if self.prices is not None:
             self.prices.set(a, self.adapter.liquidation_prices(ahead, acct))
+        if self.bands is not None:
+            self.bands.set(a, self.adapter.price_bands(market, ahead, acct, *self._band[status]))
 
     def accrued(self, old, new) -> int | None:
         """The accrual level when only interest moved the market (None: recompute as usual)."""
@@ -245,6 +236,33 @@ class Ahead:
         the adapter's level says crossings outlive other moves (``MarketAdapter.level``)."""
         lv = None if self.crossings is None else self.adapter.level(market)
         return set() if lv is None else self.crossings.due(lv)
+
+    def price_moved(self, old, new) -> set[str] | None:
+        """Who a block that moved one oracle price (and interest) must recompute: positions
+        whose status band the new price leaves (keeper.bands), crossings come, the
+        liquidatable and own accounts. None when the adapter has no bands, or the move is not
+        one price and interest alone (the engine then recomputes every holder)."""
+        if self.bands is None:
+            return None
+        moved = self.adapter.price_moved(old, new)
+        if moved is None or len(moved[0]) > 1:
+            return None
+        (prices, level), out = moved, set()
+        for key, price in prices.items():
+            out = self.bands.outside(key, price)
+        if level is not None and self.crossings is not None:
+            out |= self.crossings.due(level)
+        return out | self.liquidatable | self.mine
+
+    def warm(self) -> None:
+        """Build what a full scan left to be rebuilt (the crossings' heap, the sorted books),
+        at the end of the scan rather than in the next block tick."""
+        if self.crossings is not None:
+            self.crossings.due(-1)
+        if self.prices is not None:
+            self.prices.liquidated_by(None, 0)
+        if self.bands is not None:
+            self.bands.outside(None, 0)
 
     def candidates(self, key: Hashable, price: int) -> set[str]:
         """Accounts a new ``price`` of ``key`` may make liquidatable: every one it does, and

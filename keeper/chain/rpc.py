@@ -36,7 +36,7 @@ import aiohttp
 import structlog
 from web3 import AsyncHTTPProvider
 
-from keeper.chain import coalesce
+from keeper.chain import coalesce, yielding
 from keeper.chain.endpoints import Endpoint, endpoint_label, order, paced
 from keeper.chain.headbook import HeadBook
 from keeper.errors import SourceError
@@ -212,6 +212,9 @@ class Rpc:
 
     # -- failover -----------------------------------------------------------------------
     async def _ask(self, method: str, send: Send) -> Any:
+        return await yielding.gated(self._ask_now, method, send)  # a scan's reads give way to ticks
+
+    async def _ask_now(self, method: str, send: Send) -> Any:
         last, failed = "no endpoint is up", None  # failed: the first endpoint that failed
         for r in range(ROUNDS):
             for ep in order(self.endpoints, self.max_lag_blocks):

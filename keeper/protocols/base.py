@@ -236,6 +236,20 @@ class MarketAdapter(ABC, Generic[M, A]):
         None: not known (default)."""
         return None
 
+    def price_bands(self, market: M, horizon: M, acct: A, low: int | None,
+                    high: int | None) -> list[tuple[Hashable, int | None, int | None]] | None:
+        """keeper.bands: (price key, lo, hi) per oracle price ``acct``'s health reads: its
+        health stays in [low, high) (None: unbounded) for every price of that key in [lo, hi]
+        (None: no edge), the other prices as in ``market``, at every accrual level from
+        ``market``'s to ``horizon``'s (``projected``; ``market`` itself without one). Exact or
+        narrower. None: not known (default; every price move then recomputes ``acct``)."""
+        return None
+
+    def price_moved(self, old: M | None, new: M) -> tuple[dict[Hashable, int], int | None] | None:
+        """({price key: new price}, accrual level or None) when ``old`` -> ``new`` moved only
+        oracle prices and interest (as ``accrued`` counts it); None otherwise (default)."""
+        return None
+
     # -- protection from the position itself (optional) -------------------------------
     async def prepare_protect(self, market: M, rules: Sequence[ProtectRule], lenders: Sequence[Any] = ()) -> None:
         """IO before ``plan_top_up`` for accounts due (e.g. the DEX pools a deleverage sells

@@ -124,9 +124,14 @@ async def test_block_tick_rereads_only_what_changed(devnet, engine, w3):
     changed = {p.account: p for p in await engine.on_block(change.block)}
     wbtc = devnet.info.tokens["WBTC"]
     holders = {a for a, p in positions.items() if wbtc in p.assets}
-    assert set(changed) == holders
+    # one price moved: only the holders whose status band it leaves (keeper.bands) are
+    # recomputed, and every status then equals a full recompute's
+    assert set(changed) <= holders and changed
+    kept = {a: p.status for a, p in engine.watches[0].positions.items()}
     _, fresh = await scan(engine)
     assert all(changed[a].health_factor_wad == fresh[a].health_factor_wad for a in changed)
+    assert kept == {a: p.status for a, p in fresh.items()}
+    assert {a for a in holders if fresh[a].status != positions[a].status} <= set(changed)
 
 
 async def test_lens_reader_and_multicall_read_the_same_accounts(devnet, engine, w3):

@@ -149,10 +149,9 @@ class _Pos:
         self.account, self.status = account, status
 
 
-def _step(adapter, market, accounts, steps, status_of, liquidatable, accrue, reprice):
-    """Evaluate every position once; then per step recompute only what the triggers name,
-    as keeper.engine.on_block does, and compare with a full recompute. A price step first
-    asks the price triggers who the new price liquidates."""
+def ahead_over(adapter, market, accounts, status_of):
+    """(Ahead, statuses, evaluate): every position evaluated once and kept by the triggers;
+    ``evaluate(market, account)`` re-evaluates one, as the engine does."""
     ahead = Ahead(adapter, TH)
     status = {}
 
@@ -162,6 +161,14 @@ def _step(adapter, market, accounts, steps, status_of, liquidatable, accrue, rep
 
     for a in accounts:
         evaluate(market, a)
+    return ahead, status, evaluate
+
+
+def _step(adapter, market, accounts, steps, status_of, liquidatable, accrue, reprice):
+    """Evaluate every position once; then per step recompute only what the triggers name,
+    as keeper.engine.on_block does, and compare with a full recompute. A price step first
+    asks the price triggers who the new price liquidates."""
+    ahead, status, evaluate = ahead_over(adapter, market, accounts, status_of)
     for kind, v in steps:
         if kind == "price":
             new, key, price = reprice(market, v)

@@ -13,7 +13,7 @@ from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Po
 from keeper.prices import PriceBook
 from keeper.protocols.aave_v3 import boost
 from keeper.protocols.aave_v3 import deleverage as dl
-from keeper.protocols.aave_v3 import interest, plan, triggers
+from keeper.protocols.aave_v3 import interest, plan, price_bands, triggers
 from keeper.protocols.aave_v3.deleverage_reader import delegation, read_dex_inputs
 from keeper.protocols.aave_v3.doctor import aave_checks
 from keeper.protocols.aave_v3 import encode as enc
@@ -66,6 +66,17 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
         liquidatable (health.liquidation_price, exact on fast.py's view); none for 3.6
         markets yet (no fast path) nor for the other keys an account's health reads."""
         return triggers.liquidation_prices(market, acct)
+
+    @staticmethod
+    def price_bands(market: AaveMarketState, horizon: AaveMarketState, acct: AaveAccount,
+                    low: int | None, high: int | None) -> list[tuple[str, int, int]] | None:
+        """Closed-form estimates verified by interval bounds (price_bands.py); no horizon:
+        Aave has no accrual level."""
+        return price_bands.price_bands(market, acct, low, high)
+
+    @staticmethod
+    def price_moved(old: AaveMarketState | None, new: AaveMarketState) -> tuple[dict[str, int], None] | None:
+        return price_bands.price_moved(old, new)
 
     async def doctor(self, block: int) -> list[Check]:
         return await aave_checks(self.label, self.provider, self.rpc, self.mc, block)

@@ -18,7 +18,7 @@ from eth_utils import to_checksum_address
 
 from keeper.chain.abi import (address_array, address_word, addr_arg, call_data, signed_word,
                               string_or_bytes32, topic, uint_arg, word, words)
-from keeper.chain.logs import Log, LogScanner, topic_address
+from keeper.chain.logs import Log, LogScanner, topic_account
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import DevnetError, SourceError
@@ -319,7 +319,7 @@ class AaveV3Adapter:
         """Borrowers (Borrow.onBehalfOf) per log chunk, for checkpointing as we go."""
         st = self.static or await self.connect(to_block)
         async for last, logs in self.logs.scan([st.pool], [[BORROW]], from_block, to_block):
-            yield last, {to_checksum_address(topic_address(lg.topics[2])) for lg in logs}
+            yield last, {topic_account(lg.topics[2]) for lg in logs}
 
     def event_sources(self, market: AaveMarketState) -> list[Address]:
         return [market.pool] + [r.a_token for r in market.reserves]
@@ -333,9 +333,9 @@ class AaveV3Adapter:
                 continue
             for t in lg.topics[1:]:
                 if t[:12] == bytes(12):
-                    touched.add(to_checksum_address(topic_address(t)))
+                    touched.add(topic_account(t))
             if lg.topics[0] == BORROW:
-                borrowers.add(to_checksum_address(topic_address(lg.topics[2])))
+                borrowers.add(topic_account(lg.topics[2]))
         return touched, borrowers
 
 

@@ -50,6 +50,15 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
         except KeyError:
             return None
 
+    @staticmethod
+    def price_bands(market: CometMarket, horizon: CometMarket, acct: CometAccount, low: int | None,
+                    high: int | None) -> list[tuple[str, int | None, int | None]]:
+        return triggers.price_bands(market, horizon, acct, low, high)
+
+    @staticmethod
+    def price_moved(old: CometMarket | None, new: CometMarket) -> tuple[dict[str, int], int] | None:
+        return triggers.price_moved(old, new)
+
     async def contract_health(self, accounts: Sequence[Address], block: int) -> list[ContractView]:
         """Comet's own ``isLiquidatable`` and ``borrowBalanceOf`` of each account."""
         views = await self.contract_views(accounts, block)

@@ -43,7 +43,7 @@ from keeper.chain.abi import (
     word,
     words,
 )
-from keeper.chain.logs import Log, LogScanner, topic_address
+from keeper.chain.logs import Log, LogScanner, topic_account
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
@@ -263,10 +263,10 @@ class CometAdapter:
             t0 = lg.topics[0]
             for i in CHANGED_BY.get(t0, ()):
                 if len(lg.topics) > i and lg.topics[i] != ZERO_TOPIC:
-                    touched.add(to_checksum_address(topic_address(lg.topics[i])))
+                    touched.add(topic_account(lg.topics[i]))
             i = MAY_BORROW.get(t0)
             if i is not None and len(lg.topics) > i and lg.topics[i] != ZERO_TOPIC:
-                borrowers.add(to_checksum_address(topic_address(lg.topics[i])))
+                borrowers.add(topic_account(lg.topics[i]))
         return touched, borrowers
 
     # -- what the engine asks of every protocol adapter --------------------------------

@@ -105,3 +105,88 @@ def liquidation_prices(m: CometMarket, acct: CometAccount) -> list[tuple[str, in
     if pv > 0:  # debt(p) = floor(pv * p / s_b) > liq
         out.append((m.base_token.lower(), -(-(liq + 1) * m.base_scale // pv), False))
     return out
+
+
+def price_bands(m: CometMarket, horizon: CometMarket, acct: CometAccount, low: int | None,
+                high: int | None) -> list[tuple[str, int | None, int | None]] | None:
+    """keeper.bands: per price ``acct``'s health reads (each collateral's, the base's), a
+    range such that its health factor stays in [low, high) for every combination of prices in
+    all of them at once (a box) and every accrual level from ``m``'s to ``horizon``'s.
+
+    Health rises with each collateral's price and falls with the base price and the index, so
+    the box holds exactly when its worst corner (collaterals at lo, base at hi, the horizon's
+    debt) is at or above ``low`` and its best (collaterals at hi, base at lo, today's debt)
+    below ``high``. Each key gets 1/n of its exact one-price room (solved as
+    ``liquidation_prices``, for any threshold T), halved until the corners hold. None where
+    a price is not positive (the position is unreliable; such a move is not a price move)."""
+    if acct.principal >= 0:
+        return []
+    l0, terms = _terms(m, acct)
+    keyed = [(info, bal) for info, bal, _ in terms if bal and info.liquidate_collateral_factor]
+    own = [term for info, bal, term in terms if bal and info.liquidate_collateral_factor]
+    base = m.price(m.base_token)
+    p0 = [m.price(info.asset) for info, _ in keyed]
+    if base <= 0 or any(p <= 0 for p in p0):
+        return None
+    pv_now = present_value_of(m.base_borrow_index, -acct.principal)
+    pv_h = present_value_of(horizon.base_borrow_index, -acct.principal)
+
+    def liq(prices) -> int:
+        return sum(mul_factor(mul_price(bal, p, info.scale), info.liquidate_collateral_factor)
+                   for (info, bal), p in zip(keyed, prices))
+
+    def holds(lo: list, hi: list) -> bool:  # lo / hi: collaterals' prices, then the base's
+        if low is not None:
+            debt = pv_h * hi[-1] // m.base_scale
+            if debt and liq(lo[:-1]) * WAD // debt < low:
+                return False
+        if high is not None:
+            debt = pv_now * lo[-1] // m.base_scale
+            if not debt or liq(hi[:-1]) * WAD // debt >= high:
+                return False
+        return True
+
+    # one-price rooms (the others as they are): a collateral's below which hf < low at the
+    # horizon, above which hf >= high today; the base's reverse
+    down, up = [], []
+    for i, ((info, bal), p) in enumerate(zip(keyed, p0)):
+        rest = l0 - own[i]
+        for t, pv, out, side in ((low, pv_h, down, -1), (high, pv_now, up, 1)):
+            if t is None:
+                out.append(None)
+                continue
+            r = -(-t * (pv * base // m.base_scale) // WAD) - rest  # hf < t <=> term(p) < r
+            edge = (-(-(-(-r * FACTOR_SCALE // info.liquidate_collateral_factor)) * info.scale // bal) - 1
+                    if r > 0 else -1)  # the highest price with hf < t
+            out.append(max(0, p - edge - 1) if side < 0 else max(0, edge - p))
+    for t, pv, out, side in ((high, pv_now, down, -1), (low, pv_h, up, 1)):
+        if t is None or pv == 0:
+            out.append(None)
+            continue
+        q = -(-(l0 * WAD // t + 1) * m.base_scale // pv)  # the lowest base price with hf < t
+        out.append(max(0, base - q) if side < 0 else max(0, q - 1 - base))
+    n = len(p0) + 1
+    down = [None if d is None else d // n for d in down]
+    up = [None if u is None else u // n for u in up]
+    prices = [*p0, base]
+    for _ in range(9):
+        lo = [p - (d or 0) for p, d in zip(prices, down)]  # None: no edge, corner not checked
+        hi = [p + (u or 0) for p, u in zip(prices, up)]
+        if holds(lo, hi):
+            keys = [info.asset.lower() for info, _ in keyed] + [m.base_token.lower()]
+            return [(k, None if d is None else a, None if u is None else b)
+                    for k, a, b, d, u in zip(keys, lo, hi, down, up)]
+        down = [None if d is None else d // 2 for d in down]
+        up = [None if u is None else u // 2 for u in up]
+    return None
+
+
+def price_moved(old: CometMarket | None, new: CometMarket) -> tuple[dict[str, int], int] | None:
+    """({asset: new price}, accrual level) when only prices (each > 0) and interest moved."""
+    if old is None or old.prices_e8 == new.prices_e8:
+        return None
+    moves = {a.lower(): p for a, p in new.prices_e8.items() if old.prices_e8.get(a) != p}
+    if (old.prices_e8.keys() != new.prices_e8.keys() or min(moves.values()) <= 0
+            or accrued(replace(old, prices_e8=new.prices_e8), new) is None):
+        return None
+    return moves, new.base_borrow_index

@@ -113,6 +113,15 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
     def price_of(market: MorphoMarket, key: str) -> int | None:
         return market.price if key == market.params.oracle.lower() else None
 
+    @staticmethod
+    def price_bands(market: MorphoMarket, horizon: MorphoMarket, acct: MorphoPosition, low: int | None,
+                    high: int | None) -> list[tuple[str, int | None, int | None]]:
+        return triggers.price_bands(market, horizon, acct, low, high)
+
+    @staticmethod
+    def price_moved(old: MorphoMarket | None, new: MorphoMarket) -> tuple[dict[str, int], int] | None:
+        return triggers.price_moved(old, new)
+
     def apply_shocks(self, market: MorphoMarket, shocks: dict[str, int]) -> MorphoMarket:
         """The oracle price is collateral in loan-token units: a collateral move scales it,
         a loan-token move divides it (floored). Other symbols are ignored."""

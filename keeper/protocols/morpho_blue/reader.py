@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from eth_utils import keccak, to_checksum_address
 
 from keeper.chain.abi import addr_arg, call_data, topic, uint_arg, word, words
-from keeper.chain.logs import Log, LogScanner, topic_address
+from keeper.chain.logs import Log, LogScanner, topic_account
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
@@ -190,7 +190,7 @@ class MorphoBlueAdapter:
             found = set()
             for lg in logs:
                 where = POSITION_EVENTS[lg.topics[0]]
-                found.add(("0x" + lg.topics[1].hex(), to_checksum_address(topic_address(lg.topics[where]))))
+                found.add(("0x" + lg.topics[1].hex(), topic_account(lg.topics[where])))
             yield last, found
 
     async def discover(self, from_block: int, to_block: int) -> AsyncIterator[tuple[int, set[Address]]]:
@@ -214,7 +214,7 @@ class MorphoBlueAdapter:
                 continue
             where = POSITION_EVENTS.get(lg.topics[0])
             if where is not None and len(lg.topics) > where:
-                positions.add((mid, to_checksum_address(topic_address(lg.topics[where]))))
+                positions.add((mid, topic_account(lg.topics[where])))
                 markets.add(mid)
             elif lg.topics[0] in MARKET_EVENTS:
                 markets.add(mid)
@@ -224,7 +224,7 @@ class MorphoBlueAdapter:
         """(accounts whose position changed, new borrowers) in ``logs``, like AaveV3Adapter."""
         logs = list(logs)
         positions, _ = self.touched_positions(logs)
-        borrowers = {to_checksum_address(topic_address(lg.topics[2])) for lg in logs
+        borrowers = {topic_account(lg.topics[2]) for lg in logs
                      if lg.topics and lg.topics[0] == BORROW and len(lg.topics) > 2
                      and lg.address.lower() == self.morpho.lower()
                      and "0x" + lg.topics[1].hex() in self.market_ids}

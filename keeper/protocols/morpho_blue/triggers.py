@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keeper.protocols.morpho_blue.math import (
-    VIRTUAL_ASSETS, VIRTUAL_SHARES, WAD, MorphoMarket, MorphoPosition, collateral_value,
-    liquidation_price, w_mul_down,
+    ORACLE_PRICE_SCALE, VIRTUAL_ASSETS, VIRTUAL_SHARES, WAD, MorphoMarket, MorphoPosition, borrowed_assets,
+    collateral_value, liquidation_price, w_mul_down,
 )
+from keeper.units import UINT256_MAX
 
 
 def _fixed(m: MorphoMarket) -> MorphoMarket:
@@ -55,3 +56,40 @@ def liquidation_prices(m: MorphoMarket, pos: MorphoPosition) -> list[tuple[str, 
     """[(oracle, highest liquidating price, falls)]: Morpho's one price, the oracle's."""
     p = liquidation_price(m, pos)
     return [] if p is None or p < 0 else [(m.params.oracle.lower(), p, True)]
+
+
+def price_below(m: MorphoMarket, pos: MorphoPosition, hf_wad: int) -> int | None:
+    """The highest oracle price at which ``pos``'s health factor is below ``hf_wad`` (exact:
+    hf = floor(floor(floor(c * p / S) * lltv / WAD) * WAD / b), so hf < T <=> maxBorrow < M :=
+    ceil(T * b / WAD) <=> floor(c * p / S) < q := ceil(M * WAD / lltv) <=> p < ceil(q * S / c)).
+    None without debt; UINT256_MAX when every price is (no collateral, or lltv 0)."""
+    if pos.borrow_shares == 0:
+        return None
+    b = borrowed_assets(m, pos)
+    if b == 0:
+        return None
+    if pos.collateral == 0 or m.params.lltv == 0:
+        return UINT256_MAX
+    big_m = -(-hf_wad * b // WAD)
+    q = -(-big_m * WAD // m.params.lltv)
+    return -(-q * ORACLE_PRICE_SCALE // pos.collateral) - 1
+
+
+def price_bands(m: MorphoMarket, horizon: MorphoMarket, pos: MorphoPosition, low: int | None,
+                high: int | None) -> list[tuple[str, int | None, int | None]]:
+    """keeper.bands: the oracle prices at which ``pos`` keeps a health factor in [low, high)
+    at every accrual level from ``m``'s to ``horizon``'s: more debt only raises the price
+    below which it worsens (taken at the horizon) and the one above which it improves
+    (taken now). [] without debt."""
+    if pos.borrow_shares == 0:
+        return []
+    lo = None if low is None else price_below(horizon, pos, low)
+    hi = None if high is None else price_below(m, pos, high)
+    return [(m.params.oracle.lower(), None if lo is None else lo + 1, hi)]
+
+
+def price_moved(old: MorphoMarket | None, new: MorphoMarket) -> tuple[dict[str, int], int] | None:
+    """({oracle: new price}, accrual level) when only the oracle price and interest moved."""
+    if old is None or old.price == new.price or accrued(replace(old, price=new.price), new) is None:
+        return None
+    return {new.params.oracle.lower(): new.price}, new.total_borrow_assets
