@@ -10,13 +10,16 @@ health factor at time t is then the exact account math on the market with ``time
 nothing else of it changes until one of its reserves moves (the engine then re-evaluates
 its holders, which sets a new crossing).
 
-``crossing`` finds the lowest t with hf(t) < T by doubling then bisection on that exact
-math. hf(t) = C(t) / D(t) with C (collateral x LT, linear in t per reserve) and D (debt,
-compounding) both growing: log C is concave and log D convex, so hf rises then falls at
-most once, and from a status at or above T (hf(t0) >= T) the set {t : hf(t) < T} is one
-interval [t*, inf): the search is exact, hf(t*) < T <= hf(t* - 1), which the tests check
-against a full recompute. (Rounding of the average LT can make hf twitch by a unit near
-t*; a dip before t* that recovers would be missed until t*.) A position that does not
+``crossing`` bisects, on that exact math, a bound that is never late: the health factor
+with the collateral held at t0 and the debt growing, hf_low(t) = C(t0) / D(t) <= hf(t).
+hf_low only falls with t (D never shrinks), so the lowest t with hf_low(t) < T is found
+exactly, and no t before it has hf(t) < T. It is the first second hf(t) < T itself when the
+collateral earns nothing, and whenever hf is below T there; otherwise it is earlier (the
+position is recomputed then and gets the next bound, closer). The true hf is not monotone
+in t: a dust balance's rounding steps up with the income index (56 -> 57 units), so hf can
+dip below T and come back, which a bisection on hf itself would step over (Hypothesis found
+one). (Rounding of the average LT can still make hf twitch by a unit of LT with several
+collaterals: such a dip before the bound would be seen at the bound.) A position that does not
 cross within ``HORIZON_S`` gets ``t0 + HORIZON_S``: it is simply recomputed then (earlier
 is allowed, never later). Stable debt (3.0.x) is held at its read balance, as the engine's
 evaluation holds it; an account with any is due every block, like the liquidatable ones.
@@ -34,7 +37,7 @@ from dataclasses import replace
 from keeper.protocols.aave_v3.account import _reserve
 from keeper.protocols.aave_v3.fast import INDEX_PRICE_BITS, MarketView, _small, fast_totals, prepare
 from keeper.protocols.aave_v3.math import get_normalized_debt, get_normalized_income
-from keeper.protocols.aave_v3.math36 import is_v36, normalized_debt, walk
+from keeper.protocols.aave_v3.math36 import is_v36, normalized_debt, normalized_income, walk
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
 
 HORIZON_S = 7 * 86_400  # a position that does not cross within 7 days is recomputed then
@@ -83,20 +86,36 @@ class _Clock:
 
 
 _CLOCK = _Clock()
-_FROZEN: list[tuple[AaveMarketState, AaveMarketState]] = []  # (market, its debt held at its time)
+_FROZEN: dict[str, tuple[AaveMarketState, AaveMarketState]] = {}  # side -> (market, that side held)
 
 
 def _debt_frozen(market: AaveMarketState) -> AaveMarketState:
     """``market`` with every reserve's debt index held at ``market.timestamp`` (no borrow rate),
     the supply side unchanged: at a later time t its health factors are the highest the
     account can have at t (the same collateral, no more debt)."""
-    if _FROZEN and _FROZEN[0][0] is market:
-        return _FROZEN[0][1]
+    hit = _FROZEN.get("debt")
+    if hit is not None and hit[0] is market:
+        return hit[1]
     debt = normalized_debt if is_v36(market) else get_normalized_debt
     frozen = replace(market, reserves=tuple(
         replace(r, variable_borrow_index_ray=debt(r, market.timestamp), current_variable_borrow_rate_ray=0)
         for r in market.reserves))
-    _FROZEN[:] = [(market, frozen)]
+    _FROZEN["debt"] = (market, frozen)
+    return frozen
+
+
+def _income_frozen(market: AaveMarketState) -> AaveMarketState:
+    """``market`` with every reserve's liquidity index held at ``market.timestamp`` (no supply
+    rate), the debt side unchanged: at a later time t its health factors are the lowest the
+    account can have at t (the same debt, no more collateral), falling with t."""
+    hit = _FROZEN.get("income")
+    if hit is not None and hit[0] is market:
+        return hit[1]
+    income = normalized_income if is_v36(market) else get_normalized_income
+    frozen = replace(market, reserves=tuple(
+        replace(r, liquidity_index_ray=income(r, market.timestamp), current_liquidity_rate_ray=0)
+        for r in market.reserves))
+    _FROZEN["income"] = (market, frozen)
     return frozen
 
 
@@ -132,18 +151,21 @@ def _own_view(market: AaveMarketState, acct: AaveAccount, t: int) -> MarketView:
 
 
 def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
-    """The lowest timestamp at which ``acct``'s health factor is below ``hf_wad`` (module doc),
-    ``t0 + HORIZON_S`` when not within it; None when it has no debt (interest cannot get it
-    there). ``hf_wad`` is at or below its health factor now (keeper.triggers asks for the
-    next threshold below its status): one evaluation, at the horizon, for most positions."""
+    """A timestamp at or before the first at which ``acct``'s health factor is below ``hf_wad``
+    (module doc: that second itself when the health factor is below there), ``t0 +
+    HORIZON_S`` when not within it; None when it has no debt (interest cannot get it there).
+    ``hf_wad`` is at or below its health factor now (keeper.triggers asks for the next
+    threshold below its status): one evaluation, at the horizon, for most positions."""
     t0 = market.timestamp
     if not any(r.scaled_variable_debt or r.stable_debt for r in acct.reserves):
         return None
     if any(r.stable_debt for r in acct.reserves):
         return t0 + 1
 
+    low = _income_frozen(market)  # hf_low: monotone, never above hf (module doc)
+
     def below(t: int, shared: bool = False) -> bool:
-        hf = hf_at(market, acct, t, shared)
+        hf = hf_at(low, acct, t, shared)
         return hf is not None and hf < hf_wad
 
     try:
