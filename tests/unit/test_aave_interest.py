@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from keeper.health.status import Thresholds
@@ -131,6 +131,8 @@ def test_aave_stepped_through_idle_blocks_equals_a_full_recompute(rs, raw, steps
             assert level == new.timestamp
         if level is not None:
             affected = ahead.due(level)
+        elif (hit := ahead.price_moved(m, new)) is not None:  # one price: the status bands
+            affected = hit | ahead.due_at(new)
         else:
             affected = {a for k in adapter.moved(m, new) for a in holders[k]} | ahead.due_at(new)
         for a in accounts:
@@ -162,3 +164,26 @@ def test_aave_recovery_is_never_late_and_exact_without_debt_interest(rs, case, r
     assert level > T0 and _hf(m, a, level - 1) < up
     if debt_free:
         assert _hf(m, a, level) >= up
+
+
+@settings(max_examples=150, deadline=None)
+@given(rates, positions, st.integers(1, 10 * 86_400), st.integers(0, 1), st.integers(-300, 300))
+@example(((0, RAY, 0), (0, 0, 0), (0, 0, 0)), (0, 10**8, 11_350, 100), 255_000, 1, -54)  # WBTC vs WETH debt at 100%
+def test_aave_price_move_after_time_is_named_by_its_band_or_its_crossing(rs, case, dt, which, move_bps):
+    """A band is computed at t0; time moves dt (no block in between) and one price moves: a
+    position whose status changed is named by the band (``price_moved``) or by its crossing
+    (capped at the band's window: ``due_at``), as keeper.engine.on_block asks them."""
+    m = market(*_reserves(rs))
+    adapter = AaveV3.__new__(AaveV3)
+    a = _account(1, case)
+    ahead = Ahead(adapter, TH)
+    pos = position_from(m, a, thresholds=TH, with_drop=False)
+    ahead.keep(m, a, pos)
+    i = (0, 1)[which]  # WETH or WBTC
+    r = m.reserves[i]
+    new = replace(m, block=m.block + 1, timestamp=m.timestamp + dt, reserves=tuple(
+        replace(x, price_base=max(1, r.price_base * (10_000 + move_bps) // 10_000)) if k == i else x
+        for k, x in enumerate(m.reserves)))
+    after = position_from(new, a, thresholds=TH, with_drop=False).status
+    named = (ahead.price_moved(m, new) or set()) | ahead.due_at(new)
+    assert after == pos.status or a.account in named

@@ -50,7 +50,8 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
 
     @staticmethod
     def crossing(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:
-        return interest.crossing(market, acct, hf_wad)
+        level = interest.crossing(market, acct, hf_wad)  # no later than its price band's end
+        return level if level is None else min(level, market.timestamp + price_bands.WINDOW_S)
 
     @staticmethod
     def recovery(market: AaveMarketState, acct: AaveAccount, hf_wad: int) -> int | None:

@@ -86,6 +86,11 @@ class _Clock:
 
 
 _CLOCK = _Clock()
+
+
+def view_at(market: AaveMarketState, t: int) -> MarketView:
+    """The prepared view of ``market`` with time moved to ``t`` (memoized with the last few)."""
+    return _CLOCK.view(market, t)
 _FROZEN: dict[str, tuple[AaveMarketState, AaveMarketState]] = {}  # side -> (market, that side held)
 
 

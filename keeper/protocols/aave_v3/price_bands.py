@@ -19,6 +19,12 @@ it (GenericLogic.calculateUserAccountData, on fast.py's view):
     hf = (pm * WAD + td // 2) // td lies in [pm_lo * WAD // td_hi, pm_hi * WAD // td_lo + 1]
     (wadDiv itself at both ends when no debt moves).
 
+Time: a band holds from the market's timestamp t0 to t0 + ``WINDOW_S``: each balance is
+bounded by its amount at t0 and at the window's end (indexes only grow), collateral at the low
+corner at t0's amount, debt at the high corner at the end's; the adapter has every position
+with a band recomputed by the window's end (its interest crossing is capped there), so a
+price move after time has moved the health factor is still judged against a valid band.
+
 A box that fails its check is halved toward the current prices (a few times, then it closes
 there). So a band is never wider than the truth, whatever the floored average LT does (HF is
 not monotone in a price with mixed LTs, health.liquidation_price); an account the bounds cannot
@@ -33,11 +39,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from keeper.protocols.aave_v3.fast import BALANCE_BITS, view_for
+from keeper.protocols.aave_v3.interest import view_at
 from keeper.protocols.aave_v3.math36 import is_v36
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState
 from keeper.units import BPS, HALF_BPS, HALF_RAY, RAY, UINT256_MAX, WAD
 
 CAP = (1 << 96) - 1  # the highest price a band reaches (fast.py's INDEX_PRICE_BITS)
+WINDOW_S = 86_400  # a band holds this long after its market (module doc)
 TRIES = 8  # halvings of an interval that fails its check before the band closes at p0
 
 
@@ -48,7 +56,7 @@ def price_bands(market: AaveMarketState, acct: AaveAccount, low: int | None,
     in ``market``. [] without debt; None where the bounds cannot tell (module doc)."""
     if is_v36(market):
         return None
-    keys = _by_key(view_for(market), acct)
+    keys = _by_key(view_for(market), view_at(market, market.timestamp + WINDOW_S), acct)
     if keys is None:
         return None
     out: list[tuple[str, int, int]] = []
@@ -72,9 +80,9 @@ def price_bands(market: AaveMarketState, acct: AaveAccount, low: int | None,
     return None  # the bounds are too loose this close to a threshold
 
 
-def _by_key(view, acct: AaveAccount) -> dict[str, tuple[int, int, int, int, list]] | None:
+def _by_key(view, end, acct: AaveAccount) -> dict[str, tuple[int, int, int, int, list]] | None:
     """key -> (its price, its collateral value, value * lt, debt value, its terms), terms being
-    (is_collateral, amount, unit, lt); None outside fast.py's bounds (as try_fast_totals
+    (is_collateral, amount, unit, lt, amount at ``end``: the view at the window's end); None outside fast.py's bounds (as try_fast_totals
     checks them) or when a key would carry two prices."""
     cfg, e = acct.user_config, acct.emode
     e_lt = e_price = 0
@@ -85,7 +93,7 @@ def _by_key(view, acct: AaveAccount) -> dict[str, tuple[int, int, int, int, list
         _, e_lt, e_price = view.emode[e]
         source = view.sources[e][1]
     out: dict[str, tuple[int, int, int, int, list]] = {}
-    res = view.reserves
+    res, res_end = view.reserves, end.reserves
     n = len(res)
     seen = big = 0
     for ur in acct.reserves:
@@ -93,11 +101,12 @@ def _by_key(view, acct: AaveAccount) -> dict[str, tuple[int, int, int, int, list
         if not 0 <= i < n or not (bits := (cfg >> (i + i)) & 3):
             continue
         m = 3 << (i + i)
-        if seen & m or res[i] is None:
+        if seen & m or res[i] is None or res_end[i] is None:
             return None
         seen |= m
         big |= ur.scaled_a_token | ur.scaled_variable_debt | ur.stable_debt
         income, nd, price, unit, own_lt, _, cat = res[i]
+        income_end, nd_end = res_end[i][0], res_end[i][1]
         lt, key = own_lt, view.assets[i][1]
         if e and cat == e:
             lt = e_lt
@@ -110,12 +119,12 @@ def _by_key(view, acct: AaveAccount) -> dict[str, tuple[int, int, int, int, list
             amount = (ur.scaled_a_token * income + HALF_RAY) // RAY
             v = amount * price // unit
             tc, slt = tc + v, slt + v * lt
-            terms.append((True, amount, unit, lt))
+            terms.append((True, amount, unit, lt, (ur.scaled_a_token * income_end + HALF_RAY) // RAY))
         if bits & 1:
             d = ur.scaled_variable_debt
             amount = ((d * nd + HALF_RAY) // RAY if d else 0) + ur.stable_debt
             td += price * amount // unit
-            terms.append((False, amount, unit, 0))
+            terms.append((False, amount, unit, 0, ((d * nd_end + HALF_RAY) // RAY if d else 0) + ur.stable_debt))
         out[key] = (p0, tc, slt, td, terms)
     if cfg & ~seen or big >> BALANCE_BITS:  # a bit without balances / out of bounds or < 0
         return None
@@ -132,7 +141,7 @@ class _Box:
         self.keys = [k for k, v in keys.items() if v[4]]
         self.p0 = [keys[k][0] for k in self.keys]
         self.terms = [keys[k][4] for k in self.keys]
-        lts = {lt for ts in self.terms for coll, _, _, lt in ts if coll}
+        lts = {lt for ts in self.terms for coll, _, _, lt, _ in ts if coll}
         self.lt_pos = 0 not in lts  # v * (lt - 1) rises with the price
         self.lt = lts.pop() if len(lts) == 1 else None  # avgLT is that LT whenever tc > 0
         self.slt0 = sum(v[2] for v in keys.values())  # at the current prices, all keys
@@ -140,7 +149,7 @@ class _Box:
         self.ls, self.ds = [], []  # per key: slopes per unit of its price, << 64
         for ts in self.terms:
             ls = ds = 0
-            for coll, amount, unit, lt in ts:
+            for coll, amount, unit, lt, _ in ts:
                 if coll:
                     ls += (amount * lt << 64) // unit
                 else:
@@ -150,15 +159,15 @@ class _Box:
 
     def holds(self, lo: list[int], hi: list[int]) -> bool:
         """Is the health factor inside [low, high) for every price vector with each key's
-        price in [lo, hi] (1 <= lo <= hi)?"""
+        price in [lo, hi] (1 <= lo <= hi), at every time in the window?"""
         tc_lo = tc_hi = slt_lo = slt_hi = td_lo = td_hi = 0
         for ts, p1, p2 in zip(self.terms, lo, hi):
-            for coll, amount, unit, lt in ts:
+            for coll, amount, unit, lt, end in ts:
                 if coll:
-                    v1, v2 = amount * p1 // unit, amount * p2 // unit
+                    v1, v2 = amount * p1 // unit, end * p2 // unit
                     tc_lo, tc_hi, slt_lo, slt_hi = tc_lo + v1, tc_hi + v2, slt_lo + v1 * lt, slt_hi + v2 * lt
                 else:
-                    td_lo, td_hi = td_lo + p1 * amount // unit, td_hi + p2 * amount // unit
+                    td_lo, td_hi = td_lo + p1 * amount // unit, td_hi + p2 * end // unit
         lt = self.lt
         if lt is not None:
             pm_lo, pm_hi = (tc_lo * lt + HALF_BPS) // BPS, (tc_hi * lt + HALF_BPS) // BPS
@@ -189,8 +198,8 @@ class _Box:
             if (end - p0) * side <= 0:
                 out.append(p0)
                 continue
-            kslt = sum(amount * p0 // unit * lt for coll, amount, unit, lt in ts if coll)
-            ktd = sum(p0 * amount // unit for coll, amount, unit, _ in ts if not coll)
+            kslt = sum(amount * p0 // unit * lt for coll, amount, unit, lt, _ in ts if coll)
+            ktd = sum(p0 * amount // unit for coll, amount, unit, _, _ in ts if not coll)
             slt0, td0 = self.slt0 - kslt, self.td0 - ktd
             if not ds:  # health rises with P (collateral only) or falls (debt only)
                 thresholds = (self.low,) if side < 0 else (self.high,)
