@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from keeper.followups import with_followups
 from keeper.model import Address, Decision, Position, ProtectRule, Status
 
 
@@ -88,7 +89,9 @@ def decide(adapter, market, tops: list[tuple[Position, ProtectRule]], due: list[
         elif d is not None:
             out.append(d)
     if ctx is not None:  # someone is due, or the protocol sells something (adapter.sells)
-        out.extend(adapter.plan_liquidations(market, due, accounts, ctx))
+        # each liquidation's follow-ups of the same account (keeper.followups) right behind it
+        out.extend(with_followups(adapter, market, adapter.plan_liquidations(market, due, accounts, ctx),
+                                  accounts, ctx))
     return out, refused
 
 

@@ -70,12 +70,19 @@ class BackrunSender:
         """Start one task for the decisions whose accounts are not in flight already.
         ``latest``: the updates pending now (another may arrive while these are simulated:
         then they are simulated again behind all of them before anything is signed)."""
-        todo = []
+        todo, chained = [], set()
         for d in decisions:
             slots = {f"{d.market}:{a}" for a in d.accounts or ("protocol",)}
-            if slots & self.ex.in_flight or not isinstance(d, Liquidate):
+            if not isinstance(d, Liquidate):
+                continue
+            if d.follows:  # keeper.followups: right behind its predecessor here, or not at all
+                if slots <= chained:
+                    todo.append((d, slots))
+                continue
+            if slots & self.ex.in_flight:
                 continue
             self.ex.in_flight |= slots
+            chained |= slots
             todo.append((d, slots))
         if todo:
             task = asyncio.create_task(self._run(todo, adapter, market, list(updates), latest))
