@@ -27,7 +27,7 @@ from typing import Any
 from keeper.health.status import DEFAULT_THRESHOLDS
 from keeper.model import Address, Decision, Liquidate, Status, TxStep
 
-MAX_PER_ACCOUNT = 3  # liquidations of one account planned in one tick (the first + 2)
+MAX_PER_ACCOUNT = 4  # liquidations of one account planned in one tick (two collaterals x two debts)
 
 
 def with_followups(adapter: Any, market: Any, decisions: Sequence[Decision], accounts: Mapping[Address, Any],

@@ -183,3 +183,57 @@ def test_a_follow_up_rides_with_its_predecessor_and_never_alone():
     # the account already in flight (an earlier tick's liquidation not yet broadcast): none of them
     started, runs, _ = asyncio.run(go({slot}))
     assert started == 0 and runs == []
+
+
+def test_a_restart_tells_a_follow_up_from_its_predecessor_and_from_their_steps():
+    """Recovery finds an action's journal rows by key ("key", "key:1", ...): a follow-up's
+    rows ("key#2") are never taken for the first's, nor the other way round."""
+    from keeper.executors.recovery import _step_index
+    m, acct = two_pairs()
+    ds = with_followups(ADAPTER, m, ADAPTER.plan_liquidations(m, [position_from(m, acct)], {acct.account: acct},
+                                                              ctx(RICH)), {acct.account: acct}, ctx(RICH))
+    first, second = action_key(ds[0]), action_key(ds[1])
+    assert _step_index(first, second) is None and _step_index(second, first) is None
+    assert _step_index(first, first + ":1") == 1 and _step_index(second, second + ":1") == 1
+    assert _step_index(second, first + ":1") is None
+
+
+def test_a_later_backrun_takes_over_the_accounts_of_one_not_sent_yet():
+    """Two updates of one block, seen one after the other: the second backrun plans again the
+    accounts of the first that are not sent yet (behind both updates, with their follow-ups);
+    the first then sends only what is still its own, and the slot is freed once, by its owner."""
+    from keeper.executors.backrun import BackrunSender, Ready
+
+    class Ex:
+        in_flight: set[str] = set()
+        tasks: set = set()
+        tx = None
+
+    m, acct = two_pairs()
+    ds = with_followups(ADAPTER, m, ADAPTER.plan_liquidations(m, [position_from(m, acct)], {acct.account: acct},
+                                                              ctx(RICH)), {acct.account: acct}, ctx(RICH))
+    other = replace(ds[0], accounts=("0x00000000000000000000000000000000000000Cc",))
+    slot = f"m:{acct.account}"
+
+    async def go():
+        sender = BackrunSender(Ex(), None)
+        started = asyncio.Event()
+
+        async def hold(todo, adapter, market, updates, latest=None, batch=0):
+            await started.wait()
+        sender._run = hold
+        assert sender.submit([ds[0], other], ADAPTER, m, []) == 2
+        assert sender.replaceable() == {slot, f"m:{other.account}"}
+        assert sender.submit(ds, ADAPTER, m, []) == len(ds)  # the account again, with its follow-ups
+        first = [Ready(d, [], {f"m:{d.account}"}, batch=1) for d in (ds[0], other)]
+        assert [r.d for r in sender._keep(first, 1)] == [other]  # the first keeps only the other account
+        sender._free({slot}, 1)  # the first's end does not free what the second holds
+        assert slot in Ex.in_flight and sender.replaceable() == {slot}
+        second = [Ready(d, [], {slot}, batch=2) for d in ds]
+        assert len(sender._keep(second, 2)) == len(ds) and sender.replaceable() == set()
+        # once handed to the submitter, nothing can be taken over: a third backrun skips it
+        assert sender.submit(ds, ADAPTER, m, []) == 0
+        sender._free({slot}, 2)
+        assert slot not in Ex.in_flight
+        started.set()
+    asyncio.run(go())
