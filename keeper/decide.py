@@ -8,7 +8,8 @@ keeper.model.Liquidate) that the dry-run path, the executors and the tests can l
   When no action can be paid at all, the account is reported as a refusal, never dropped
   silently.
 * Liquidate: liquidatable positions of other accounts go to ``adapter.plan_liquidations``,
-  which keeps those that pay more than ``min_profit`` (USD e8) after gas.
+  which keeps those that pay more than ``min_profit`` (USD e8) after gas; each one's
+  follow-ups of the same account (keeper.followups) come right behind it.
 
 A position whose prices are unreliable (stale, zero or negative feed) gets no decision.
 """

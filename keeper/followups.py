@@ -10,9 +10,10 @@ liquidatable there, the same planner plans the next liquidation on that state, w
 the wallet has left once the previous ones are paid (their approvals' amounts) and still
 profitable after its own gas, up to ``MAX_PER_ACCOUNT`` per account per tick.
 
-The executors send them in the same burst or backrun right behind their predecessor
-(consecutive nonces; one ``eth_simulateV1`` in nonce order runs each on the state the one
-before leaves), each its own action (``Liquidate.follows``; action key ``...#2``, ``#3``).
+The executors send them in the same burst or backrun, after their predecessor (consecutive
+nonces, the decisions ordered by bid: ``by_bid``; one ``eth_simulateV1`` in nonce order runs
+each on the state the ones before leave), each its own action (``Liquidate.follows``; action
+key ``...#2``, ``#3``).
 
 Own capital only: a capital-free liquidation trades in pools that the previous one has
 moved, which the DEX view does not follow (and it shares one lane anyway).
@@ -39,6 +40,25 @@ def with_followups(adapter: Any, market: Any, decisions: Sequence[Decision], acc
         out.append(d)
         if isinstance(d, Liquidate) and len(d.accounts) == 1 and d.lane is None and d.follows == 0:
             out.extend(_chain(adapter, market, d, accounts.get(d.account), ctx, limit))
+    return by_bid(out)
+
+
+def by_bid(decisions: Sequence[Decision]) -> list[Decision]:
+    """The order to send in (nonce order): the most profitable first, a follow-up after the
+    liquidation it follows. A liquidation's bid grows with its profit (``bid_share_bps``) and a
+    node takes one sender's transactions in nonce order, so a follow-up, usually worth less,
+    sent before another account's first liquidation would hold that one back behind every
+    transaction priced between the two (measured: a competitor's got in first). Others keep
+    their place, ahead."""
+    liqs = [d for d in decisions if isinstance(d, Liquidate)]
+    out: list[Decision] = [d for d in decisions if not isinstance(d, Liquidate)]
+    placed: set[tuple[tuple[Address, ...], int]] = set()
+    while liqs:
+        free = [d for d in liqs if d.follows == 0 or (d.accounts, d.follows - 1) in placed]
+        best = max(free, key=lambda d: d.profit_usd_e8)  # the first of equals: stable
+        liqs.remove(best)
+        placed.add((best.accounts, best.follows))
+        out.append(best)
     return out
 
 

@@ -13,7 +13,7 @@ from keeper.decide import Policy, decide, liquidations_due
 from keeper.executors.actions import ActionExecutor
 from keeper.executors.results import action_key
 from keeper.health.status import DEFAULT_THRESHOLDS
-from keeper.followups import MAX_PER_ACCOUNT, spent, with_followups
+from keeper.followups import MAX_PER_ACCOUNT, by_bid, spent, with_followups
 from keeper.model import Approval, Liquidate, TxStep
 from keeper.prices import PriceBook
 from keeper.protocols.aave_v3.adapter import AaveV3
@@ -237,3 +237,17 @@ def test_a_later_backrun_takes_over_the_accounts_of_one_not_sent_yet():
         assert slot not in Ex.in_flight
         started.set()
     asyncio.run(go())
+
+
+def test_decisions_go_out_by_bid_with_each_follow_up_after_its_predecessor():
+    m, acct = two_pairs()
+    first = ADAPTER.plan_liquidations(m, [position_from(m, acct)], {acct.account: acct}, ctx(RICH))[0]
+    chain = with_followups(ADAPTER, m, [first], {acct.account: acct}, ctx(RICH))
+    assert len(chain) >= 2
+    big = replace(first, accounts=("0x00000000000000000000000000000000000000Cc",), profit_usd_e8=10**15)
+    small = replace(first, accounts=("0x00000000000000000000000000000000000000Dd",), profit_usd_e8=1)
+    rich_follow_up = replace(chain[1], profit_usd_e8=10**16)  # worth more than the one it follows
+    got = by_bid([small, *chain[:1], rich_follow_up, *chain[2:], big])
+    assert got[0] is big  # the highest bid first: nothing of lower worth holds it back
+    assert got.index(chain[0]) < got.index(rich_follow_up)  # never before its predecessor
+    assert got[-1] is small and len(got) == len(chain) + 2
