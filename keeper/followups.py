@@ -40,7 +40,7 @@ def with_followups(adapter: Any, market: Any, decisions: Sequence[Decision], acc
         out.append(d)
         if isinstance(d, Liquidate) and len(d.accounts) == 1 and d.lane is None and d.follows == 0:
             out.extend(_chain(adapter, market, d, accounts.get(d.account), ctx, limit))
-    return by_bid(out)
+    return by_bid(out) if len(out) > len(decisions) else out  # else the planner's order, as before
 
 
 def by_bid(decisions: Sequence[Decision]) -> list[Decision]:
@@ -49,7 +49,9 @@ def by_bid(decisions: Sequence[Decision]) -> list[Decision]:
     node takes one sender's transactions in nonce order, so a follow-up, usually worth less,
     sent before another account's first liquidation would hold that one back behind every
     transaction priced between the two (measured: a competitor's got in first). Others keep
-    their place, ahead."""
+    their place, ahead. Only where follow-ups were planned: elsewhere the planner's order is
+    kept (on Morpho Blue one liquidation's bad debt moves the share price the next one was
+    planned with; reordered, one of them reverted in simulation)."""
     liqs = [d for d in decisions if isinstance(d, Liquidate)]
     out: list[Decision] = [d for d in decisions if not isinstance(d, Liquidate)]
     placed: set[tuple[tuple[Address, ...], int]] = set()
