@@ -218,7 +218,7 @@ def keeper_latency(log_path: Path) -> tuple[list[float], list[float]]:
         elif line.get("event") == "decision.made":
             decided.setdefault(int(line["block"]), _ts(line))
         elif line.get("event") == "tx.sent" and str(line.get("action_key", "")).startswith("liq:"):
-            block = int(line["action_key"].rsplit(":", 1)[1])
+            block = int(line["action_key"].rsplit(":", 1)[1].split("#")[0])  # "#2": a follow-up
             if block in seen:
                 out.append((_ts(line) - seen[block]) * 1000)
             if block in decided:
@@ -260,8 +260,8 @@ async def chain_results(node: Node, info, start: int, end: int, price_blocks: li
 
 
 async def trial(scenario: str, borrowers: int, seed: int, workdir: Path, bid_share_bps: int,
-                ws: bool, backrun: str = "off") -> dict:
-    anvil = start_anvil(0)
+                ws: bool, backrun: str = "off", port: int = 0) -> dict:
+    anvil = start_anvil(port)
     node = Node(anvil.rpc_url)
     keeper = relay = None
     building = asyncio.Event()
@@ -376,6 +376,7 @@ async def main() -> None:
     ap.add_argument("--backrun", choices=("off", "mempool", "bundle"), default="off",
                     help="keeper's [backrun]: liquidations behind the pending update, through the pool or as a "
                          "bundle to the project's relay (which then builds the blocks)")
+    ap.add_argument("--port", type=int, default=0, help="anvil's port (0: a free one)")
     args = ap.parse_args()
     print("| scenario | borrowers | trials | keeper first | keeper: B to inclusion | competitor: B to inclusion"
           " | keeper reverted of sent | competitor reverted of sent | keeper seen->sent ms p50 / p99"
@@ -386,7 +387,7 @@ async def main() -> None:
         for t in range(args.trials):
             workdir = Path(tempfile.mkdtemp(prefix=f"race-{scenario}-"))
             results.append(await trial(scenario, args.borrowers, 1 + t, workdir, args.bid_share_bps,
-                                       not args.no_ws, args.backrun))
+                                       not args.no_ws, args.backrun, args.port))
             if args.keep:
                 print(f"# {scenario} trial {t}: {workdir}", file=sys.stderr)
         print(report(scenario, args.borrowers, results), flush=True)

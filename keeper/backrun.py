@@ -173,7 +173,8 @@ class Backrunner:
         ev = w.adapter.evaluator(shocked)
         th = self.engine.thresholds
         positions = [ev.position(w.accounts[a], th, False) for a in reached if a in w.accounts]
-        busy = self.sender.ex.in_flight
+        # in flight, except in a backrun not sent yet: planned again behind every update now
+        busy = self.sender.ex.in_flight - self.sender.replaceable()
         due = [p for p in liquidations_due(self.responder.policy, positions) if f"{w.key}:{p.account}" not in busy]
         log.info("backrun.planned", market=w.key, shocks=shocks, reached=len(reached), by=by, due=len(due),
                  behind=[u.hash for u in updates])

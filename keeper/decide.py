@@ -8,7 +8,8 @@ keeper.model.Liquidate) that the dry-run path, the executors and the tests can l
   When no action can be paid at all, the account is reported as a refusal, never dropped
   silently.
 * Liquidate: liquidatable positions of other accounts go to ``adapter.plan_liquidations``,
-  which keeps those that pay more than ``min_profit`` (USD e8) after gas.
+  which keeps those that pay more than ``min_profit`` (USD e8) after gas; each one's
+  follow-ups of the same account (keeper.followups) come right behind it.
 
 A position whose prices are unreliable (stale, zero or negative feed) gets no decision.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from keeper.followups import with_followups
 from keeper.model import Address, Decision, Position, ProtectRule, Status
 
 
@@ -88,7 +90,9 @@ def decide(adapter, market, tops: list[tuple[Position, ProtectRule]], due: list[
         elif d is not None:
             out.append(d)
     if ctx is not None:  # someone is due, or the protocol sells something (adapter.sells)
-        out.extend(adapter.plan_liquidations(market, due, accounts, ctx))
+        # each liquidation's follow-ups of the same account (keeper.followups) right behind it
+        out.extend(with_followups(adapter, market, adapter.plan_liquidations(market, due, accounts, ctx),
+                                  accounts, ctx))
     return out, refused
 
 

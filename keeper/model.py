@@ -115,6 +115,8 @@ class Liquidate:
     gas_usd_e8: int
     reason: str
     route: str = "own capital"  # or "capital-free: flash ...; sell ... via ..." (keeper.dex.view)
+    follows: int = 0  # n > 0: the account's (n+1)-th liquidation of this tick, planned on the
+    # state after the previous ones (keeper.followups), sent right behind them
 
     @property
     def account(self) -> Address:

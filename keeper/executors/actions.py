@@ -84,15 +84,22 @@ class ActionExecutor:
     def submit(self, decisions: list[Decision], adapter, market) -> int:
         """Start the decisions without waiting for receipts: live one-transaction liquidations
         together on the lean path (keeper.executors.burst), each other one as its own task."""
-        started, lean = 0, []
+        started, lean, chained = 0, [], set()  # chained: slots whose liquidation is in this burst
         for d in decisions:
             slots = {f"{d.market}:{a}" for a in d.accounts or ("protocol",)}
+            if isinstance(d, Liquidate) and d.follows:  # keeper.followups: right behind its
+                # predecessor in this burst (its in-flight slot is the same), or not at all
+                if slots <= chained and (step := self.burst.takes(d, adapter)) is not None:
+                    lean.append((d, slots, step))
+                    started += 1
+                continue
             if slots & self.in_flight:
                 continue
             self.in_flight |= slots
             started += 1
             if (step := self.burst.takes(d, adapter)) is not None:
                 lean.append((d, slots, step))
+                chained |= slots
                 continue
             task = asyncio.create_task(self._run(d, adapter, market, slots))
             self.tasks.add(task)

@@ -54,6 +54,7 @@ class Ready:
     slots: set[str]
     gas: tuple[int, ...] = ()
     fees: Fees | None = None
+    batch: int = 0  # BackrunSender's batch (a later backrun may take its accounts over)
 
 
 def behind(updates: list[PendingTx]) -> Fees:
@@ -67,34 +68,58 @@ class BackrunSender:
         self.ex, self.tx, self.submitter = executor, executor.tx, submitter
         self.sent = 0  # transactions handed to the submitter
         self.watch = SentBackruns(self.tx)  # sent, not mined: an update seen late may cancel them
+        # a backrun not yet handed to the submitter can be taken over by a later one (another
+        # update of the same block arrived: the accounts are planned again behind both, with
+        # their follow-ups): slot -> the batch that holds it, and per batch the slots taken
+        self._open: dict[str, int] = {}
+        self._taken: dict[int, set[str]] = {}
+        self._batches = 0
 
     async def recheck(self, updates: list[PendingTx]) -> int:
         """A new update is pending: cancel what of ours would now fail (backrun_watch)."""
         return await self.watch.recheck(updates)
+
+    def replaceable(self) -> set[str]:
+        """In-flight slots of backruns not yet handed to the submitter (keeper.backrun plans
+        them again when another update arrives)."""
+        return set(self._open)
 
     def submit(self, decisions: list[Decision], adapter, market, updates: list[PendingTx],
                latest: Callable[[], list[PendingTx]] | None = None) -> int:
         """Start one task for the decisions whose accounts are not in flight already.
         ``latest``: the updates pending now (another may arrive while these are simulated:
         then they are simulated again behind all of them before anything is signed)."""
-        todo = []
+        todo, chained = [], set()
+        self._batches += 1
+        batch = self._batches
         for d in decisions:
             slots = {f"{d.market}:{a}" for a in d.accounts or ("protocol",)}
-            if slots & self.ex.in_flight or not isinstance(d, Liquidate):
+            if not isinstance(d, Liquidate):
                 continue
+            if d.follows:  # keeper.followups: right behind its predecessor here, or not at all
+                if slots <= chained:
+                    todo.append((d, slots))
+                continue
+            if slots & self.ex.in_flight:
+                if not all(s in self._open for s in slots):
+                    continue
+                for s in slots:  # an earlier backrun's, not sent yet: this one takes it over
+                    self._taken.setdefault(self._open[s], set()).add(s)
             self.ex.in_flight |= slots
+            self._open.update((s, batch) for s in slots)
+            chained |= slots
             todo.append((d, slots))
         if todo:
-            task = asyncio.create_task(self._run(todo, adapter, market, list(updates), latest))
+            task = asyncio.create_task(self._run(todo, adapter, market, list(updates), latest, batch))
             self.ex.tasks.add(task)  # drained at stop like every action
             task.add_done_callback(self.ex.tasks.discard)
         return len(todo)
 
-    async def _run(self, todo, adapter, market, updates: list[PendingTx], latest=None) -> None:
+    async def _run(self, todo, adapter, market, updates: list[PendingTx], latest=None, batch: int = 0) -> None:
         ready: list[Ready] = []
         try:
             t0 = time.perf_counter()
-            ready = self._prepare(todo, adapter)
+            ready = self._prepare(todo, adapter, batch)
             ready, simulations = await self._simulate(ready, updates), 1
             for _ in range(3):  # an update that arrived meanwhile may heal a position: behind all of them
                 now = latest() if latest is not None else updates
@@ -103,6 +128,7 @@ class BackrunSender:
                 updates = now
                 ready, simulations = await self._simulate(ready, updates), simulations + 1
             t1 = time.perf_counter()
+            ready = self._keep(ready, batch)
             if not ready:
                 return
             if not self.tx.guard.live:
@@ -126,10 +152,25 @@ class BackrunSender:
         except (ExecutionError, SourceError) as e:
             log.warning("backrun.failed", error=str(e), decisions=len(ready))
             for r in ready:
+                if r.slots & self._taken.get(batch, set()):
+                    continue  # a later backrun's now
                 self._done(r.d, ActionResult(action_key(r.d), "liquidate", "failed", detail=str(e)))
         finally:
-            for _d, slots in todo:
-                self.ex.in_flight -= slots
+            self._close(batch)
+            for _d, slots in todo:  # a slot a later backrun took over is that one's to free
+                self._free(slots, batch)
+            self._taken.pop(batch, None)
+
+    def _keep(self, ready: list[Ready], batch: int) -> list[Ready]:
+        """What of ``batch`` is still its own to send (a later backrun may have planned some
+        accounts again behind more updates); from here on no account of it can be taken over."""
+        taken = self._taken.get(batch, set())
+        self._close(batch)
+        return [r for r in ready if not r.slots & taken]
+
+    def _close(self, batch: int) -> None:
+        for s in [s for s, b in self._open.items() if b == batch]:
+            del self._open[s]
 
     async def _landed(self, ready: list[Ready], sent: dict[int, list], poll_s: float = 0.05,
                       blocks: int = 3) -> None:
@@ -154,7 +195,12 @@ class BackrunSender:
                 return
             await asyncio.sleep(poll_s)
 
-    def _prepare(self, todo, adapter) -> list[Ready]:
+    def _free(self, slots: set[str], batch: int) -> None:
+        """Out of flight, unless a later backrun took them over (then they are its own)."""
+        if not slots & self._taken.get(batch, set()):
+            self.ex.in_flight -= slots
+
+    def _prepare(self, todo, adapter, batch: int = 0) -> list[Ready]:
         out = []
         me = self.tx.address
         for d, slots in todo:
@@ -164,14 +210,14 @@ class BackrunSender:
             if self.tx.already_done(key) or missing:
                 log.info("backrun.skipped", action_key=key, reason="already sent" if not missing
                          else "an approval is not in place: left to the block tick")
-                self.ex.in_flight -= slots
+                self._free(slots, batch)
                 continue
             budget = self.ex.prices.usd_to_wei(d.profit_usd_e8)
             reqs = [TxRequest(to=s.to, data=s.data, purpose=f"backrun: {s.purpose}", max_cost_wei=budget,
                               action_key=key if i == 0 else f"{key}:{i}") for i, s in enumerate(steps)]
             for q in reqs:
                 self.tx.guard.check_target(q.to, q.data)
-            out.append(Ready(d, reqs, slots))
+            out.append(Ready(d, reqs, slots, batch=batch))
         return out
 
     async def _simulate(self, ready: list[Ready], updates: list[PendingTx]) -> list[Ready]:
@@ -211,7 +257,7 @@ class BackrunSender:
     def _drop(self, ready: list[Ready], dropped: list[Ready], why: str) -> list[Ready]:
         for r in dropped:
             log.info("backrun.dropped", action_key=action_key(r.d), reason=why)
-            self.ex.in_flight -= r.slots
+            self._free(r.slots, r.batch)
         return [r for r in ready if r not in dropped]
 
     async def _finish(self, r: Ready, rows, adapter, market) -> None:

@@ -22,4 +22,7 @@ class ActionResult:
 def action_key(d: Decision) -> str:
     kind = "liq" if isinstance(d, Liquidate) else "topup"
     who = d.accounts[0] if d.accounts else "protocol"  # a purchase from the protocol names no one
-    return f"{kind}:{d.market}:{who}:{d.block}"
+    # a follow-up of the same account and block (keeper.followups) is its own action: "#2", "#3"
+    # (not ":n", which names an action's later steps); getattr: decisions pickled before it
+    nth = getattr(d, "follows", 0) if isinstance(d, Liquidate) else 0
+    return f"{kind}:{d.market}:{who}:{d.block}" + (f"#{nth + 1}" if nth else "")

@@ -12,7 +12,8 @@ pure                            event_sources, event_topics, touched, evaluator,
                                 moved, accrued, crossing, projected, liquidation_prices, price_of,
                                 apply_shocks, symbols, prices_usd, tokens,
                                 spend_tokens, approvals, agrees, plan_top_up, sells,
-                                plan_liquidations, encode, realized, allowed_calls
+                                plan_liquidations, after_liquidation, encode, realized,
+                                allowed_calls
 ==============================  ===========================================================
 """
 
@@ -164,6 +165,14 @@ class MarketAdapter(ABC, Generic[M, A]):
     def plan_liquidations(self, market: M, due: Sequence[Position], accounts: Mapping[Address, A],
                           ctx: PlanContext) -> list[Liquidate]:
         """Profitable liquidations of the liquidatable ``due`` positions."""
+
+    def after_liquidation(self, market: M, acct: A, decision: Liquidate) -> tuple[M, A] | None:
+        """Optional: ``market`` and ``acct`` as a later transaction of the same block sees them
+        once ``decision`` (planned on them) is mined, to the wei (the protocol's own rounding),
+        so that keeper.followups can plan the account's next liquidation into the same burst.
+        None: not predicted (default: a protocol whose planner leaves nothing to liquidate,
+        Compound V3's absorb, Morpho Blue's largest liquidate)."""
+        return None
 
     def sells(self, market: M) -> bool:
         """Does the protocol itself offer something to buy at this block, with no account to

@@ -45,6 +45,15 @@ async def run_until_killed(path: Path, prefix: str, exact_step: bool = False) ->
     assert proc.returncode == -9, err.decode()[-3000:]
 
 
+async def settled(w3, who: str) -> None:
+    """Until every transaction ``who`` sent is mined (bounded): automine lags the sends (a
+    burst's batch, its follow-ups included) on a long chain."""
+    for _ in range(100):
+        if await nonce(w3, who) == int(await rpc(w3, "eth_getTransactionCount", [who, "pending"]), 16):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def test_a_liquidation_killed_after_broadcast_gets_its_row_profit_and_alert(devnet, w3, tmp_path):
     info = devnet.info
     await crash_and_fund(w3, info)
@@ -56,11 +65,7 @@ async def test_a_liquidation_killed_after_broadcast_gets_its_row_profit_and_aler
         start, n0 = int(await rpc(w3, "eth_blockNumber", []), 16), await nonce(w3, info.liquidator)
 
         await run_until_killed(path, "liq:")
-        for _ in range(100):  # bounded: automine lags the sends (a burst's batch) on a long chain
-            if await nonce(w3, info.liquidator) == int(await rpc(w3, "eth_getTransactionCount", [
-                    info.liquidator, "pending"]), 16):
-                break
-            await asyncio.sleep(0.1)
+        await settled(w3, info.liquidator)
 
         ours = [e for e in await liquidations(w3, info.pool, start)
                 if e["liquidator"] == to_checksum_address(info.liquidator)]
@@ -129,6 +134,7 @@ async def test_an_absorb_killed_before_its_purchases_buys_on_the_next_tick(devne
     path = config(devnet, tmp_path, comet_config_toml(comet) + "\n[liquidator]\nenabled = true\nmin_profit_base = 0\n")
 
     await run_until_killed(path, "liq:comet:", exact_step=True)
+    await settled(w3, me)
 
     absorbed = await comet_logs(w3, comet.comet, "AbsorbDebt(address,address,uint256,uint256)", start, me)
     assert absorbed  # mined before the kill

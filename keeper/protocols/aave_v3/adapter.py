@@ -11,7 +11,7 @@ from keeper.dex.liquidator import FLASH_AAVE
 from keeper.dex.view import FlashLender
 from keeper.model import Address, ContractView, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp, TxStep
 from keeper.prices import PriceBook
-from keeper.protocols.aave_v3 import boost
+from keeper.protocols.aave_v3 import after, boost
 from keeper.protocols.aave_v3 import deleverage as dl
 from keeper.protocols.aave_v3 import interest, plan, price_bands, triggers
 from keeper.protocols.aave_v3.deleverage_reader import delegation, read_dex_inputs
@@ -145,6 +145,10 @@ class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
     def plan_liquidations(self, market: AaveMarketState, due: Sequence[Position],
                           accounts: Mapping[Address, AaveAccount], ctx: PlanContext) -> list[Liquidate]:
         return plan.liquidations(self.label, market, due, accounts, ctx)
+
+    def after_liquidation(self, market: AaveMarketState, acct: AaveAccount,
+                          decision: Liquidate) -> tuple[AaveMarketState, AaveAccount] | None:
+        return after.after_liquidation(market, acct, decision)
 
     def encode(self, decision: Decision, sender: Address):
         if isinstance(decision, TopUp) and isinstance(decision.quote, dl.DeleverageQuote):

@@ -100,6 +100,9 @@ class LiquidationQuote:
     # debt_to_repay (the wallet / type(uint256).max when the Pool's own cap decides)
     debt_to_cover: int | None = None
     leaves_deficit: bool = False  # 3.6: all collateral taken, the rest of the debt is burned
+    # collateral leaving the borrower: to the liquidator + the protocol fee before the treasury
+    # transfer's cap (the protocol's own test for "all of it"; keeper.protocols.aave_v3.after)
+    collateral_taken: int = 0
 
     def profit_base(self, gas_cost_base: int = 0) -> int:
         return self.bonus_value_base - gas_cost_base
@@ -225,6 +228,7 @@ def _quote(market: AaveMarketState, acct: AaveAccount, coll: Reserve, debt: Rese
         bonus_value_base=coll_value - debt_value,
         close_factor_bps=close_factor,
         health_factor_wad=hf,
+        collateral_taken=collateral_amount,
     )
 
 

@@ -147,6 +147,7 @@ def _quote(market: AaveMarketState, acct: AaveAccount, coll: Reserve, debt: Rese
         added = needed if coll.id == debt.id else 0
         if to_liquidator > coll.virtual_underlying + added:
             raise Liquidation36Invalid("Panic(0x11)")  # not enough liquidity to pay out
+    taken = to_liquidator + fee  # before the treasury transfer's cap
     burned = ray_div_ceil(to_liquidator, income)  # AToken.burn (getATokenBurnScaledAmount)
     if burned == 0:
         raise Liquidation36Invalid("InvalidBurnAmount")
@@ -161,7 +162,8 @@ def _quote(market: AaveMarketState, acct: AaveAccount, coll: Reserve, debt: Rese
         collateral_value_base=coll_value, debt_value_base=debt_value,
         bonus_value_base=coll_value - debt_value, close_factor_bps=close_factor,
         health_factor_wad=hf, debt_to_cover=debt_to_cover,
-        leaves_deficit=no_collateral_left and (needed < reserve_debt or other_debt))
+        leaves_deficit=no_collateral_left and (needed < reserve_debt or other_debt),
+        collateral_taken=taken)
 
 
 def plan_liquidation36(market: AaveMarketState, acct: AaveAccount, collateral_asset: Address,
