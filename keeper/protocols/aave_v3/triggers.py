@@ -4,9 +4,10 @@ at or below which it is liquidatable, the other prices held (``health.liquidatio
 on fast.py's per-market view, memoized by market identity, so a tick prepares it once).
 
 Not here yet: 3.6 markets (math36 has no fast path; none named), and the other keys an
-account's health reads (a second collateral, a debt's price rising). Aave's interest has
-no single accrual level (each reserve has its own indexes), so there are no crossings:
-its positions are recomputed when a reserve they hold moves, as before.
+account's health reads (a second collateral, a debt's price rising). Kept only on demand
+(``price_triggers_ahead`` is False): a block's price moves are judged by the status bands
+(price_bands.py), and time by the interest crossings, whose level is the block timestamp
+(interest.py).
 """
 
 from __future__ import annotations
