@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
+import pstats
 import json
 import subprocess
 import sys
@@ -40,10 +42,12 @@ from keeper.devnet.morpho import deploy_morpho  # noqa: E402
 from keeper.devnet.state import DevnetInfo, keeper_config_toml  # noqa: E402
 from keeper.engine import Engine  # noqa: E402
 from keeper.log import configure_logging  # noqa: E402
-from keeper.memory import release  # noqa: E402
+from keeper.memory import release, tune  # noqa: E402
 from keeper.store import Store  # noqa: E402
 
 SEED = 7
+MOVES = 5  # idle blocks and 1 % move blocks measured, alternating
+SEEDED_WETH_E8 = 2_000 * 10**8  # the devnet's WETH price (keeper.devnet.params)
 
 
 def rss_mib(field: str = "VmRSS") -> float:
@@ -70,6 +74,16 @@ async def seed(url: str, n: int, tmp: Path) -> tuple[Path, DevnetInfo]:
     return cfg, info
 
 
+async def reset_price(url: str, info, price: int) -> None:
+    """WETH back at the seeded price: each run's moves (net -1 %) would otherwise pile up."""
+    w3 = connect(url)
+    try:
+        if await get_price(w3, info, "WETH") != price:
+            await set_price(w3, info, "WETH", price)
+    finally:
+        await w3.provider.disconnect()
+
+
 async def move(url: str, info, bps: int) -> int:
     w3 = connect(url)
     try:
@@ -83,8 +97,35 @@ def ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict:
+class GcPauses:
+    """The garbage collector's pauses (gc.callbacks): total ms and count per generation since
+    ``take``; a full (generation 2) collection walks every object keeper holds."""
+
+    def __init__(self) -> None:
+        self.ms, self.n, self._t = [0.0, 0.0, 0.0], [0, 0, 0], 0.0
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            g = info["generation"]
+            self.ms[g] += (time.perf_counter() - self._t) * 1000
+            self.n[g] += 1
+
+    def take(self) -> str:
+        """'full N x, M ms; young K ms' since the last take."""
+        out = f"full {self.n[2]} x {self.ms[2]:.0f} ms, young {self.ms[0] + self.ms[1]:.0f} ms"
+        self.ms, self.n = [0.0, 0.0, 0.0], [0, 0, 0]
+        return out
+
+
+async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile: bool = False,
+                  plain_gc: bool = False) -> dict:
     gc.collect()
+    if not plain_gc:
+        tune()  # as the runner does
+    pauses = GcPauses()
     out: dict = {"rss_before": rss_mib()}
     info = SimpleNamespace(feeds={"WETH": feed}, deployer=deployer)  # all set_price needs
     cfg = load_config(cfg_path)
@@ -102,11 +143,13 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     t0 = time.perf_counter()
     await engine.full_scan(block)
     out["first"] = ms(t0)
+    out["gc_first"] = pauses.take()
     out["hwm_first"] = rss_mib("VmHWM")
     gc.collect()
     out["rss_after"] = rss_mib()
     release()  # as the runner does after a scan
     out["rss_trimmed"] = rss_mib()
+    pauses.take()
     out["positions"] = sum(len(w.positions) for w in engine.watches)
     if trace:
         snap = tracemalloc.take_snapshot()
@@ -124,14 +167,30 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     t0 = time.perf_counter()
     await engine.full_scan(block)
     out["full"] = ms(t0)
-    await rpc.request("evm_mine", [])
-    t0 = time.perf_counter()
-    await engine.on_block(block + 1)
-    out["idle"] = ms(t0)
-    b = await move(url, info, -100)
-    t0 = time.perf_counter()
-    changed = await engine.on_block(b)
-    out["move"], out["move_changed"] = ms(t0), len(changed)
+    out["gc_full"] = pauses.take()
+    release()
+    idle, moves, changed_n = [], [], []
+    prof = cProfile.Profile() if profile else None
+    for i in range(MOVES):  # idle and move blocks alternate: medians, not one draw
+        await rpc.request("evm_mine", [])
+        t0 = time.perf_counter()
+        await engine.on_block(await rpc.block_number())
+        idle.append(ms(t0))
+        b = await move(url, info, -100 if i % 2 == 0 else 100)
+        if prof is not None:
+            prof.enable()
+        t0 = time.perf_counter()
+        changed = await engine.on_block(b)
+        moves.append(ms(t0))
+        if prof is not None:
+            prof.disable()
+        changed_n.append(len(changed))
+    out["idle"], out["idles"] = sorted(idle)[len(idle) // 2], idle
+    out["move"], out["moves"], out["move_changed"] = sorted(moves)[len(moves) // 2], moves, max(changed_n)
+    out["gc_blocks"] = pauses.take()
+    if prof is not None:
+        print("# cProfile of the move blocks, by own time:", file=sys.stderr)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     # the safety net beside the block path: price blocks keep coming while it runs
     lock = asyncio.Lock()
     t0 = time.perf_counter()
@@ -150,6 +209,7 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
         ticks.append(ms(t1))
     out["merged"] = await scan
     out["beside"], out["ticks"] = ms(t0), ticks
+    out["gc_beside"] = pauses.take()
     out["rss_end"] = rss_mib()
     out["rss_peak"] = rss_mib("VmHWM")
     store.close()
@@ -157,10 +217,10 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool) -> dict
     return out
 
 
-def child(cfg: Path, info: DevnetInfo, trace: bool) -> dict:
+def child(cfg: Path, info: DevnetInfo, trace: bool, profile: bool = False, plain_gc: bool = False) -> dict:
     """keeper in a fresh process: its RSS is its own (not the seeding's)."""
     cmd = [sys.executable, __file__, "--measure", str(cfg), "--feed", info.feeds["WETH"],
-           "--deployer", info.deployer] + (["--trace"] if trace else [])
+           "--deployer", info.deployer] + (["--trace"] if trace else []) + (["--profile"] if profile else []) + (["--plain-gc"] if plain_gc else [])
     done = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -169,6 +229,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=50_000, help="borrowers per protocol")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: where the memory goes")
+    ap.add_argument("--profile", action="store_true", help="cProfile the move blocks (to stderr)")
+    ap.add_argument("--plain-gc", action="store_true", help="CPython's default collector thresholds (not keeper.memory.tune)")
     ap.add_argument("--keep", type=Path, help="seed, write the config to this directory, leave anvil running")
     ap.add_argument("--port", type=int, default=0, help="anvil's port (with --keep)")
     ap.add_argument("--reuse", type=Path, help="measure against a devnet --keep left running")
@@ -178,15 +240,17 @@ def main() -> None:
     args = ap.parse_args()
     configure_logging(level="error")
     if args.measure:
-        print(json.dumps(asyncio.run(measure(args.measure, args.feed, args.deployer, args.trace))))
+        print(json.dumps(asyncio.run(measure(args.measure, args.feed, args.deployer, args.trace, args.profile, args.plain_gc))))
         return
     if args.reuse:
         saved = json.loads((args.reuse / "info.json").read_text())
         cfg = args.reuse / "keeper.toml"
         store = Path(tempfile.mkdtemp(dir=args.reuse)) / "k.sqlite"  # a fresh store: discovery again
         cfg.write_text(saved["config"] + f'\n[store]\npath = "{store}"\n')
-        report(child(cfg, SimpleNamespace(feeds={"WETH": saved["feed"]}, deployer=saved["deployer"]),
-                     args.trace))
+        info = SimpleNamespace(feeds={"WETH": saved["feed"]}, deployer=saved["deployer"])
+        url = load_config(cfg).chain.rpc_url.get_secret_value()
+        asyncio.run(reset_price(url, info, saved.get("weth_e8", SEEDED_WETH_E8)))  # runs compare
+        report(child(cfg, info, args.trace, args.profile, args.plain_gc))
         return
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -194,7 +258,8 @@ def main() -> None:
         cfg, info = asyncio.run(seed(proc.rpc_url, args.n, args.keep))
         text = cfg.read_text().split("\n[store]")[0]
         (args.keep / "info.json").write_text(json.dumps(
-            {"config": text, "feed": info.feeds["WETH"], "deployer": info.deployer, "pid": proc.pid, "n": args.n}))
+            {"config": text, "feed": info.feeds["WETH"], "deployer": info.deployer, "pid": proc.pid, "n": args.n,
+             "weth_e8": SEEDED_WETH_E8}))
         print(f"anvil pid {proc.pid} at {proc.rpc_url}; stop it by that pid")
         return
     # at most 64 block states in anvil's memory (seeding 3 x 50,000 without it passed 12 GiB);
@@ -203,7 +268,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg, info = asyncio.run(seed(proc.rpc_url, args.n, Path(tmp)))
-            r = child(cfg, info, args.trace)
+            r = child(cfg, info, args.trace, args.profile, args.plain_gc)
     finally:
         stop_anvil(proc.pid)
     report(r)
@@ -225,6 +290,10 @@ def report(r: dict) -> None:
     print(f"discovery {r['index']:,.0f} ms; keeper RSS after the first scan and malloc_trim "
           f"{r['rss_trimmed']:.0f} MiB, at the end {r['rss_end']:.0f} MiB"
           + (f"; tracemalloc peak {r['traced_peak']:.1f} MiB" if "traced_peak" in r else ""))
+    print("idle blocks " + ", ".join(f"{t:,.0f}" for t in r["idles"]) + " ms; move blocks "
+          + ", ".join(f"{t:,.0f}" for t in r["moves"]) + " ms (the table shows medians)")
+    print(f"garbage collector pauses: first scan {r['gc_first']}; full scan {r['gc_full']}; "
+          f"{MOVES} idle + {MOVES} move blocks {r['gc_blocks']}; scan beside {r['gc_beside']}")
 
 
 if __name__ == "__main__":

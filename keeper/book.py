@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable, Iterable
 
 Rows = Iterable[tuple[Hashable, int]]  # (list key, value) of one account
 FEW = 64  # pending accounts applied one by one; more: one pass per list
+SPLICE = 8  # a list edited by slices while its edits are under 1/SPLICE of its rows
 
 
 class Book:
@@ -64,18 +65,56 @@ class Book:
             for a in dirty:
                 for lk, v in self.rows_of(a):
                     new.setdefault(lk, []).append((v, a))
-            touched = {lk for old in dirty.values() for lk, _ in old} | set(new)
-            for lk in touched:
-                rows = [r for r in lists.get(lk, ()) if r[1] not in dirty]
-                add = new.get(lk)
-                if add:
-                    add.sort()
-                    rows.extend(add)
-                    rows.sort()  # two sorted runs: merged in linear time
-                lists[lk] = rows
+            gone: dict[Hashable, list[tuple[int, str]]] = {}
+            for a, old in dirty.items():
+                for lk, v in old:
+                    gone.setdefault(lk, []).append((v, a))
+            for lk in gone.keys() | new.keys():
+                lists[lk] = _edited(lists.get(lk, []), gone.get(lk, ()), new.get(lk, ()), dirty)
         self.dirty = {}
         return lists
 
     def reset(self) -> None:
         """Forget the lists (rebuilt in full on the next read)."""
         self.lists, self.dirty = None, {}
+
+
+def _edited(rows: list[tuple[int, str]], gone: Iterable[tuple[int, str]], add: list[tuple[int, str]],
+            dirty: dict) -> list[tuple[int, str]]:
+    """``rows`` without the rows ``gone`` and with ``add``, sorted. Few edits against a long
+    list: each found by bisection and the list rebuilt from slices between them (copies in C,
+    no comparison per row); many: one filtering pass and a merge of two sorted runs."""
+    add = sorted(add)
+    gone = sorted(gone)
+    if (len(add) + len(gone)) * SPLICE > len(rows):
+        return _filtered(rows, add, dirty)
+    edits: list[tuple[int, int, tuple[int, str] | None]] = []
+    i, last = -1, None
+    for r in gone:  # sorted: a row an account holds twice is the next one
+        i = i + 1 if r == last else bisect_left(rows, r)
+        if i == len(rows) or rows[i] != r:  # not where the book says: filter instead
+            return _filtered(rows, add, dirty)
+        edits.append((i, 1, None))
+        last = r
+    edits.extend((bisect_left(rows, r), 0, r) for r in add)
+    edits.sort(key=lambda e: (e[0], e[1]))  # stable: added rows keep their order; before a drop at i
+    out: list[tuple[int, str]] = []
+    at = 0
+    for i, kind, r in edits:
+        if i > at:
+            out += rows[at:i]
+            at = i
+        if kind:
+            at = i + 1
+        else:
+            out.append(r)
+    out += rows[at:]
+    return out
+
+
+def _filtered(rows: list[tuple[int, str]], add: list[tuple[int, str]], dirty: dict) -> list[tuple[int, str]]:
+    """``rows`` without the accounts of ``dirty``, with ``add`` (sorted) merged in."""
+    out = [r for r in rows if r[1] not in dirty]
+    out.extend(add)
+    out.sort()
+    return out

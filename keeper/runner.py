@@ -199,6 +199,7 @@ class Runner:
         return job
 
     async def run(self) -> None:
+        memory.tune()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)

@@ -95,6 +95,31 @@ def test_book_edited_in_batches_equals_one_built_fresh(batches):
             k: [] for k, v in book.read().items() if not v}
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 3_999), st.lists(st.tuples(st.sampled_from("ab"),
+                                                                             st.integers(0, 2_000)), max_size=3)),
+                         min_size=65, max_size=200), min_size=1, max_size=3))
+def test_book_spliced_edits_equal_one_built_fresh(batches):
+    """Batches of more than FEW accounts against long lists: edited by slices (keeper.book._edited)."""
+    from keeper import book as bookmod
+
+    rows: dict[str, list] = {acct_id(i): [("a", i % 1_000), ("b", i)] for i in range(4_000)}
+    book = bookmod.Book(lambda a: rows.get(a, ()), rows.keys)
+    book.read()
+    spliced = 0
+    for batch in batches:
+        for i, new in batch:
+            a = acct_id(i)
+            book.touch(a, rows.get(a, ()))
+            rows[a] = new
+        edits = sum(len(r) for r in rows.values())
+        spliced += len(book.dirty) > bookmod.FEW and 2 * len(book.dirty) * bookmod.SPLICE < edits
+        fresh = bookmod.Book(lambda a: rows.get(a, ()), rows.keys)
+        assert book.read() == {k: v for k, v in fresh.read().items() if v} | {
+            k: [] for k, v in book.read().items() if not v}
+    assert spliced or len({i for b in batches for i, _ in b}) <= bookmod.FEW
+
+
 # ------------------------------------------------------------------ Morpho Blue: exact edges
 
 

@@ -17,6 +17,7 @@ from keeper.protocols.compound_v3.math import (
     CometMarket,
     CometRates,
     CometRevert,
+    _totals,
     absorb_outcome,
     accrue,
     borrow_balance,
@@ -230,6 +231,52 @@ def test_absorb_outcome_hand_computed():
         absorb_outcome(m, acct(-1_000 * 10**6, weth=E18))
 
 
+def drop_by_search(market: CometMarket, acct: CometAccount, asset: str | None = None) -> int | None:
+    """The reference: the drop by bisection on the exact math (liquidity never falls as a
+    collateral price rises, nor as the base price falls)."""
+    if acct.principal >= 0:
+        return None
+
+    def liquidatable(m: CometMarket) -> bool:  # a price shocked to 0 is worthless, not a revert
+        t = _totals(m, acct, strict=False)
+        return t.liquidation_value < t.debt_value
+
+    if liquidatable(market):
+        return 0
+    if asset is None:
+        main = _totals(market, acct, strict=False).main
+        if main is None:
+            return None
+        asset = main.asset
+    if not liquidatable(shock(market, {asset: -10_000})):
+        return None
+    lo, hi = 0, 10_000  # lo: safe, hi: liquidatable
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if liquidatable(shock(market, {asset: -mid})):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@given(st.integers(-(10**13), -1), st.integers(0, 10**20), st.integers(0, 10**9), st.integers(1, 10**12),
+       st.integers(1, 10**14), st.integers(1, 10**9), st.sampled_from([None, WETH, WBTC, USDC]))
+def test_drop_in_closed_form_equals_the_bisection(principal, weth, wbtc, weth_e8, wbtc_e8, usdc_e8, asset):
+    m = market(weth_e8=weth_e8, wbtc_e8=wbtc_e8, usdc_e8=usdc_e8)
+    a = CometAccount("0x" + "ab" * 20, principal, {k: v for k, v in ((WETH, weth), (WBTC, wbtc)) if v})
+    drop = drop_to_liquidation_bps(m, a, asset)
+    assert drop == drop_by_search(m, a, asset)
+    if drop not in (None, 0) and asset != USDC:  # the edge itself: one bps less leaves it safe
+        moved = asset or _totals(m, a, strict=False).main.asset
+
+        def under(bps: int) -> bool:  # a price shocked to 0 counts as worthless
+            t = _totals(shock(m, {moved: -bps}), a, strict=False)
+            return t.liquidation_value < t.debt_value
+
+        assert under(drop) and not under(drop - 1)
+
+
 def test_drop_to_liquidation_and_shock():
     m = market()
     a = acct(-1_000 * 10**6, weth=E18)  # liquidatable below 1000/0.895 = $1117.31
@@ -242,6 +289,9 @@ def test_drop_to_liquidation_and_shock():
     assert drop_to_liquidation_bps(m, both, WETH) is None
     assert drop_to_liquidation_bps(m, both) is None  # main (WBTC) to 0: the WETH still covers it
     assert drop_to_liquidation_bps(m, acct(10**6, weth=E18)) is None  # no borrow
+    assert drop_to_liquidation_bps(m, a, USDC) is None  # the debt's price falling never liquidates
+    with pytest.raises(KeyError):
+        drop_to_liquidation_bps(m, a, "0x00000000000000000000000000000000000000ff")  # not priced here
     assert shock(m, {USDC: 500}).price(USDC) == 105_000_000
     with pytest.raises(KeyError):
         shock(m, {ALICE: -1})

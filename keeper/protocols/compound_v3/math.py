@@ -379,33 +379,34 @@ def shock(market: CometMarket, changes: Mapping[Address, int]) -> CometMarket:
 def drop_to_liquidation_bps(market: CometMarket, acct: CometAccount,
                             asset: Address | None = None) -> int | None:
     """Smallest drop, in bps, of ``asset``'s price (default: the main collateral) that makes
-    the account liquidatable, by bisection on the exact math (liquidity never falls as a
-    collateral price rises, so it is exact). 0 when liquidatable already; None with no
-    borrow, no collateral, or when even a 100% drop leaves it safe."""
+    the account liquidatable (the price shocked as ``shock`` does, the others held). 0 when
+    liquidatable already; None with no borrow, no collateral, or when even a 100% drop leaves
+    it safe. A collateral's in closed form (its term is the only one the price moves:
+    liquidatable <=> term(x) < r, solved as triggers.liquidation_prices does); equal to a
+    bisection on the exact math (tests/unit/test_comet_math.py). The base token's price only
+    moves the debt: its drop never liquidates (None); an asset the market does not price
+    raises KeyError."""
     if acct.principal >= 0:
         return None
-
-    def liquidatable(m: CometMarket) -> bool:  # a price shocked to 0 is worthless, not a revert
-        t = _totals(m, acct, strict=False)
-        return t.liquidation_value < t.debt_value
-
-    if liquidatable(market):
+    t = _totals(market, acct, strict=False)
+    if t.liquidation_value < t.debt_value:
         return 0
-    if asset is None:
-        main = _totals(market, acct, strict=False).main
-        if main is None:
-            return None
-        asset = main.asset
-    if not liquidatable(shock(market, {asset: -BPS})):
+    info = t.main if asset is None else next(
+        (i for i in market.assets if i.asset.lower() == asset.lower()), None)
+    if info is None:
+        if asset is not None and asset.lower() != market.base_token.lower():
+            raise KeyError(asset)
         return None
-    lo, hi = 0, BPS  # lo: safe, hi: liquidatable
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if liquidatable(shock(market, {asset: -mid})):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    bal = _balance(acct, info.asset) if assets_in(market, acct) >> info.offset & 1 else 0
+    price = _price(market, info.asset, False)
+    term = mul_factor(mul_price(bal, price, info.scale), info.liquidate_collateral_factor)
+    r = t.debt_value - (t.liquidation_value - term)  # liquidatable <=> term(x) < r
+    if bal == 0 or info.liquidate_collateral_factor == 0 or r <= 0:
+        return None  # the price does not reach the account's health, or never far enough
+    v = -(-r * FACTOR_SCALE // info.liquidate_collateral_factor) - 1  # term(x) < r <=> mulPrice <= v
+    edge = -(-(v + 1) * info.scale // bal) - 1  # the highest liquidating price; below ``price`` here
+    # the smallest d with price * (10000 - d) // 10000 <= edge
+    return BPS * (price - edge - 1) // price + 1
 
 
 def position_from(market: CometMarket, acct: CometAccount,
