@@ -184,6 +184,7 @@ class Ahead:
         self._ahead: tuple[object, object, int | None] | None = None  # (market, projected, level)
         self._next = {s: next_threshold(s, thresholds) for s in Status}
         self._up = {s: up_threshold(s, thresholds) for s in Status} if overrides(adapter, "recovery") else None
+        self._at = overrides(adapter, "at_level")
 
     def _projected(self, market):
         if self._ahead is not None and self._ahead[0] is market:
@@ -204,7 +205,7 @@ class Ahead:
         elif self.liquidatable:
             self.liquidatable.discard(a)
         ahead, horizon = self._projected(market)
-        crossings = self.crossings
+        crossings, until = self.crossings, ahead
         if crossings is not None:
             t = self._next[status]
             level = None if t is None else self.adapter.crossing(market, acct, t)
@@ -212,12 +213,14 @@ class Ahead:
                 r = self.adapter.recovery(market, acct, u)
                 level = r if level is None or (r is not None and r < level) else level
             if horizon is not None and (self.prices is not None or self.bands is not None):
+                if level is not None and level <= horizon and self._at:  # due at its crossing: bands hold until then
+                    until = self.adapter.at_level(market, level - 1)
                 level = horizon if level is None or horizon < level else level
             crossings.set(a, level)
         if self.prices is not None:
             self.prices.set(a, self.adapter.liquidation_prices(ahead, acct))
         if self.bands is not None:
-            self.bands.set(a, self.adapter.price_bands(market, ahead, acct, *self._band[status]))
+            self.bands.set(a, self.adapter.price_bands(market, until, acct, *self._band[status]))
 
     def accrued(self, old, new) -> int | None:
         """The accrual level when only interest moved the market (None: recompute as usual)."""

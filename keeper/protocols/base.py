@@ -229,6 +229,12 @@ class MarketAdapter(ABC, Generic[M, A]):
         else moved) and that level; None when this protocol has no accrual level (default)."""
         return None
 
+    def at_level(self, market: M, level: int) -> M:
+        """``market`` with its accrual level raised to ``level`` (kept where it is already
+        higher), nothing else moved: a position's bands then only need to hold until its
+        own crossing (keeper.triggers.Ahead.keep). Default: ``market`` (no accrual level)."""
+        return market
+
     # keep liquidation_prices for every position after every evaluation (keeper.triggers);
     # False where it costs more than the tick can afford (then it is there on demand)
     price_triggers_ahead: ClassVar[bool] = True

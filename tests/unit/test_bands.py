@@ -167,6 +167,40 @@ def test_comet_box_keeps_the_status_for_every_price_inside_and_interest_to_the_h
     assert cm.position_from(later, a, TH, with_drop=False).status == status
 
 
+near_thresholds = st.sampled_from([10_000, 11_000, 15_000]).flatmap(lambda t: st.integers(t, t + 150))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(10**8, 10**12), near_thresholds, st.integers(0, 100), st.lists(st.floats(0, 1), min_size=3,
+       max_size=3), st.floats(0, 1))
+def test_comet_bands_kept_hold_until_the_position_is_due(borrow, hf_bps, weth_pct, where, when):
+    """What Ahead.keep keeps, for positions within 1.5 % of a threshold (their crossing comes
+    before the horizon): every price inside the bands at every baseBorrowIndex below the
+    crossing (where the position is due again) keeps its status, and they are bounded (not
+    left to every price move)."""
+    from keeper.protocols.compound_v3.adapter import CompoundV3
+    from tests.unit.test_comet_math import market as comet_market
+
+    m = comet_market(total_borrow=1_900_000 * 10**6)
+    debt_e8 = borrow * 10**8 // 10**6
+    weth = debt_e8 * hf_bps * weth_pct // 1_000_000 * 10**18 // (2_000 * 10**8) * 10**18 // (895 * 10**15)
+    wbtc = debt_e8 * hf_bps * (100 - weth_pct) // 1_000_000 * 10**8 // (60_000 * 10**8) * 10**18 // (77 * 10**16)
+    a = cm.CometAccount(acct_id(3), -borrow, {k: v for k, v in ((WETH, weth), (WBTC, wbtc)) if v})
+    status = cm.position_from(m, a, TH, with_drop=False).status
+    ahead = Ahead(CompoundV3.__new__(CompoundV3), TH)
+    ahead.keep(m, a, _Pos(a.account, status))
+    level = ahead.crossings.level.get(a.account)  # its crossing, or the horizon
+    assert level is not None and a.account not in ahead.bands.any
+    prices = dict(m.prices_e8)
+    for (key, lo, hi), w in zip(triples(ahead.bands.of[a.account]), where):
+        asset = next(x for x in (USDC, WETH, WBTC) if x.lower() == key)
+        lo, hi = (1 if lo is None else lo), (4 * prices[asset] + 10 if hi is None else hi)
+        prices[asset] = max(1, lo + int((hi - lo) * w))
+    index = m.base_borrow_index + int((level - 1 - m.base_borrow_index) * when)
+    later = replace(m, prices_e8=prices, base_borrow_index=max(index, m.base_borrow_index))
+    assert cm.position_from(later, a, TH, with_drop=False).status == status
+
+
 # ------------------------------------------------------------------ Aave V3: verified bands
 
 

@@ -40,6 +40,10 @@ class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
         return triggers.projected(market, bps)
 
     @staticmethod
+    def at_level(market: CometMarket, level: int) -> CometMarket:
+        return triggers.at_level(market, level)
+
+    @staticmethod
     def liquidation_prices(market: CometMarket, acct: CometAccount) -> list[tuple[str, int, bool]]:
         return triggers.liquidation_prices(market, acct)
 

@@ -47,6 +47,11 @@ def projected(m: CometMarket, bps: int) -> tuple[CometMarket, int]:
     return replace(m, base_borrow_index=level), level
 
 
+def at_level(m: CometMarket, level: int) -> CometMarket:
+    """``m`` with baseBorrowIndex at ``level`` (at least where it is)."""
+    return m if level <= m.base_borrow_index else replace(m, base_borrow_index=level)
+
+
 _LAST: list = [None, None, None, None]  # (account object, market.assets, prices) -> terms: one entry
 
 

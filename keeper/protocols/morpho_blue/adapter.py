@@ -106,6 +106,10 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
         return triggers.projected(market, bps)
 
     @staticmethod
+    def at_level(market: MorphoMarket, level: int) -> MorphoMarket:
+        return triggers.at_level(market, level)
+
+    @staticmethod
     def liquidation_prices(market: MorphoMarket, acct: MorphoPosition) -> list[tuple[str, int, bool]]:
         return triggers.liquidation_prices(market, acct)
 

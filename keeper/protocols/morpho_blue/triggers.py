@@ -41,6 +41,11 @@ def projected(m: MorphoMarket, bps: int) -> tuple[MorphoMarket, int]:
     return replace(m, total_borrow_assets=level), level
 
 
+def at_level(m: MorphoMarket, level: int) -> MorphoMarket:
+    """``m`` with totalBorrowAssets at ``level`` (at least where it is)."""
+    return m if level <= m.total_borrow_assets else replace(m, total_borrow_assets=level)
+
+
 def crossing(m: MorphoMarket, pos: MorphoPosition, hf_wad: int) -> int | None:
     """The lowest totalBorrowAssets at which ``pos``'s health factor is below ``hf_wad``
     (exact; the module doc). None without debt."""
