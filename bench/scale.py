@@ -169,7 +169,7 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
     out["full"] = ms(t0)
     out["gc_full"] = pauses.take()
     release()
-    idle, moves, changed_n = [], [], []
+    idle, moves, changed_n, known = [], [], [], []
     prof = cProfile.Profile() if profile else None
     for i in range(MOVES):  # idle and move blocks alternate: medians, not one draw
         await rpc.request("evm_mine", [])
@@ -182,11 +182,13 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
         t0 = time.perf_counter()
         changed = await engine.on_block(b)
         moves.append(ms(t0))
+        known.append(engine.timing.get("evaluated_ms", float("nan")))
         if prof is not None:
             prof.disable()
         changed_n.append(len(changed))
     out["idle"], out["idles"] = sorted(idle)[len(idle) // 2], idle
     out["move"], out["moves"], out["move_changed"] = sorted(moves)[len(moves) // 2], moves, max(changed_n)
+    out["known"], out["knowns"] = sorted(known)[len(known) // 2], known
     out["gc_blocks"] = pauses.take()
     if prof is not None:
         print("# cProfile of the move blocks, by own time:", file=sys.stderr)
@@ -291,7 +293,9 @@ def report(r: dict) -> None:
           f"{r['rss_trimmed']:.0f} MiB, at the end {r['rss_end']:.0f} MiB"
           + (f"; tracemalloc peak {r['traced_peak']:.1f} MiB" if "traced_peak" in r else ""))
     print("idle blocks " + ", ".join(f"{t:,.0f}" for t in r["idles"]) + " ms; move blocks "
-          + ", ".join(f"{t:,.0f}" for t in r["moves"]) + " ms (the table shows medians)")
+          + ", ".join(f"{t:,.0f}" for t in r["moves"]) + " ms (the table shows medians); in those, every "
+          "market's statuses known (what decisions wait for) after " + ", ".join(f"{t:,.0f}" for t in r["knowns"])
+          + " ms")
     print(f"garbage collector pauses: first scan {r['gc_first']}; full scan {r['gc_full']}; "
           f"{MOVES} idle + {MOVES} move blocks {r['gc_blocks']}; scan beside {r['gc_beside']}")
 

@@ -52,6 +52,19 @@ RECORD_SLICE = 8  # positions a block tick records between two yields (after its
 
 
 @dataclass
+class _Step:
+    """One watch's part of a block tick (Engine._on_block)."""
+
+    w: "Watch"
+    market: Any
+    dirty: list[Address]
+    fresh: list[Any]
+    ev: Any = None
+    pairs: list[tuple[Any, Position]] = field(default_factory=list)
+    olds: dict[Address, Position | None] = field(default_factory=dict)
+
+
+@dataclass
 class Watch:
     """In-memory state of one market."""
 
@@ -118,6 +131,7 @@ class Engine:
         self.watches: list[Watch] = []
         self._indexing = asyncio.Lock()  # discovery has its own lock: it never holds the tick's
         self.gate = Gate()  # closed while a block tick runs: scan_beside's reads give way
+        self.timing: dict[str, Any] = {}  # the last block tick's phases (bench/scale.py, bench/latency.py)
         chain = ChainReaders(rpc, self.mc, self.logs)
         for mk in cfg.markets:  # a Morpho Blue entry gives one watch per market id
             try:
@@ -239,74 +253,97 @@ class Engine:
             return await self._on_block(block)
 
     async def _on_block(self, block: int) -> list[Position]:
+        """Every watch's reads at once, then every watch's statuses and decisions, then the
+        rest (triggers kept, drops, logs, alerts): a market's liquidations never wait for
+        another market's bookkeeping."""
         changed: list[Position] = []
         for w in self.watches:
             if w.market is None or w.last_block is None:  # nothing in memory yet: start from scratch
                 await self.index(block)
                 changed.extend(await self.full_scan(block))
                 return changed
-            if block <= w.last_block:
-                continue
-            t0 = time.perf_counter()
-            # the market and its logs in one JSON-RPC batch (the logs from the sources the last
-            # market named; a source the new market adds is read after), with the decision's
-            # reads (keeper.chain.coalesce)
-            sources, topics = w.adapter.event_sources(w.market), [w.adapter.event_topics()]
-            with together():
-                if self.responder is not None:
-                    self.responder.prefetch(block, self.watches)
-                reads = asyncio.gather(self.load(w, block), self.logs.fetch(sources, topics, w.last_block + 1, block))
-            market, logs = await reads
-            t1 = time.perf_counter()
-            added = [s for s in w.adapter.event_sources(market) if s not in set(sources)]
-            if added:
-                logs = [*logs, *await self.logs.fetch(added, topics, w.last_block + 1, block)]
-            t2 = time.perf_counter()
-            touched, borrowers = w.adapter.touched(logs)
-            new = borrowers - w.tracked
-            if new:
-                self.store.add_accounts(w.key, new, block)
-                w.tracked |= new
-            dirty = sorted((touched & w.tracked) | new)
-            fresh = await w.adapter.read_accounts(dirty, market) if dirty else []
-            t3 = time.perf_counter()
-            for a in fresh:
-                w.set_account(a)
-                if w.scan_block is not None:
-                    w.fresh[a.account] = block
-            affected = set(dirty)
-            level = w.ahead.accrued(w.market, market) if w.ahead is not None else None
-            if level is not None:  # interest alone: only the positions whose crossing has come
-                affected |= w.ahead.due(level)
-            elif w.ahead is not None and (hit := w.ahead.price_moved(w.market, market)) is not None:
-                affected |= hit  # one price (and interest): only positions whose band it leaves
-            else:
-                affected |= w.holding(w.adapter.moved(w.market, market))
-            if level is None and w.ahead is not None:  # crossings no moved reserve reaches (Aave)
-                affected |= w.ahead.due_at(market)
-            w.market, w.last_block = market, block
-            ev = w.adapter.evaluator(market)
-            pairs = self._statuses(ev, [w.accounts[a] for a in affected if a in w.accounts])
-            t4 = time.perf_counter()
-            if self.responder is None:
-                mine = self._record(w, market, ev, pairs)
-            else:  # decisions first (their sends leave while the rest runs), then logs and alerts
-                olds = {p.account: w.positions.get(p.account) for _, p in pairs}
-                w.positions.update((p.account, p) for _, p in pairs)
-                try:
-                    await self.responder.act(w, market)
+        todo = [w for w in self.watches if block > w.last_block]
+        if not todo:
+            return changed
+        t0 = time.perf_counter()
+        # every watch's market and logs in one JSON-RPC batch, with the decision's reads
+        # (keeper.chain.coalesce); their accounts' reads share the next one
+        with together():
+            if self.responder is not None:
+                self.responder.prefetch(block, self.watches)
+            reads = asyncio.gather(*(self._read(w, block) for w in todo))
+        steps = await reads
+        t1 = time.perf_counter()
+        for st in steps:
+            self._advance(st, block)
+        t2 = time.perf_counter()
+        self.timing = {"block": block, "read_ms": _ms(t1 - t0), "evaluated_ms": _ms(t2 - t0),
+                       "evaluated": sum(len(st.pairs) for st in steps)}
+        if self.responder is None:
+            for st in steps:
+                changed.extend(self._record(st.w, st.market, st.ev, st.pairs))
+                if st.w.ahead is not None:
+                    st.w.ahead.warm()
+        else:  # decisions first (their sends leave while the rest runs), then logs and alerts
+            for st in steps:
+                st.olds = {p.account: st.w.positions.get(p.account) for _, p in st.pairs}
+                st.w.positions.update((p.account, p) for _, p in st.pairs)
+            try:
+                for st in steps:
+                    await self.responder.act(st.w, st.market)
                     await self.responder.until_sent()
-                finally:  # a failed decision read still leaves every position recorded
-                    mine = await self._record_yielding(w, market, ev, pairs, olds)
-                self.responder.report(w, mine)
-            if w.ahead is not None:
-                w.ahead.warm()  # books a large move dropped: after the decisions, not in the next block
-            # bench/latency.py: the block path's phases, in ms since the tick began
-            log.debug("block.timing", market=w.key, block=block, dirty=len(dirty), evaluated=len(pairs),
-                      market_logs_ms=_ms(t1 - t0), read_ms=_ms(t3 - t0), evaluated_ms=_ms(t4 - t0),
-                      total_ms=_ms(time.perf_counter() - t0))
-            changed.extend(mine)
+            finally:  # a failed decision read still leaves every position recorded
+                for st in steps:
+                    mine = await self._record_yielding(st.w, st.market, st.ev, st.pairs, st.olds)
+                    self.responder.report(st.w, mine)
+                    if st.w.ahead is not None:
+                        st.w.ahead.warm()  # books a large move dropped: after the decisions
+                    changed.extend(mine)
+        self.timing["total_ms"] = _ms(time.perf_counter() - t0)
+        # bench/latency.py: the block path's phases, in ms since the tick began
+        log.debug("block.timing", markets=len(steps), dirty=sum(len(st.dirty) for st in steps), **self.timing)
         return changed
+
+    async def _read(self, w: Watch, block: int) -> _Step:
+        """A watch's reads for blocks (last_block, block]: its market, its logs (from the
+        sources the last market named; a source the new market adds is read after), the
+        accounts those logs name."""
+        sources, topics = w.adapter.event_sources(w.market), [w.adapter.event_topics()]
+        market, logs = await asyncio.gather(self.load(w, block),
+                                            self.logs.fetch(sources, topics, w.last_block + 1, block))
+        added = [s for s in w.adapter.event_sources(market) if s not in set(sources)]
+        if added:
+            logs = [*logs, *await self.logs.fetch(added, topics, w.last_block + 1, block)]
+        touched, borrowers = w.adapter.touched(logs)
+        new = borrowers - w.tracked
+        if new:
+            self.store.add_accounts(w.key, new, block)
+            w.tracked |= new
+        dirty = sorted((touched & w.tracked) | new)
+        fresh = await w.adapter.read_accounts(dirty, market) if dirty else []
+        return _Step(w, market, dirty, fresh)
+
+    def _advance(self, st: _Step, block: int) -> None:
+        """The watch moves to ``block``: re-read accounts kept, and the statuses of what the
+        block may have changed (``st.pairs``)."""
+        w, market = st.w, st.market
+        for a in st.fresh:
+            w.set_account(a)
+            if w.scan_block is not None:
+                w.fresh[a.account] = block
+        affected = set(st.dirty)
+        level = w.ahead.accrued(w.market, market) if w.ahead is not None else None
+        if level is not None:  # interest alone: only the positions whose crossing has come
+            affected |= w.ahead.due(level)
+        elif w.ahead is not None and (hit := w.ahead.price_moved(w.market, market)) is not None:
+            affected |= hit  # one price (and interest): only positions whose band it leaves
+        else:
+            affected |= w.holding(w.adapter.moved(w.market, market))
+        if level is None and w.ahead is not None:  # crossings no moved reserve reaches (Aave)
+            affected |= w.ahead.due_at(market)
+        w.market, w.last_block = market, block
+        st.ev = w.adapter.evaluator(market)
+        st.pairs = self._statuses(st.ev, [w.accounts[a] for a in affected if a in w.accounts])
 
     # -- health ---------------------------------------------------------------------
     def _evaluate(self, w: Watch, market: Any, accounts: Iterable[Any],
