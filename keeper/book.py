@@ -97,7 +97,7 @@ def _edited(rows: list[tuple[int, str]], gone: Iterable[tuple[int, str]], add: l
         edits.append((i, 1, None))
         last = r
     edits.extend((bisect_left(rows, r), 0, r) for r in add)
-    edits.sort(key=lambda e: (e[0], e[1]))  # stable: added rows keep their order; before a drop at i
+    edits.sort()  # by index; at one index an added row (0) before the drop (1), added rows in order
     out: list[tuple[int, str]] = []
     at = 0
     for i, kind, r in edits:

@@ -223,6 +223,10 @@ class Engine:
                             async with lock:
                                 took.extend(self._merge(w, block, part[i:i + MERGE_SLICE]))
                             await asyncio.sleep(0)  # a tick waiting for the lock goes first
+                        if w.ahead is not None:  # the part's book edits applied now (a few ms),
+                            await self.gate.wait()  # not piled up for a tick to apply (seconds)
+                            async with lock:
+                                w.ahead.warm()
                         if stopping():
                             return merged + len(took)
                 async with lock:  # the responder sees the merged positions as they are now
