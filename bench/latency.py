@@ -85,7 +85,7 @@ def blocks_from_log(log_path: Path) -> list[dict]:
         elif ev == "burst.sent" and "block" in line:
             burst.setdefault(int(line["block"]), line)
         elif ev == "tx.sent" and str(line.get("action_key", "")).startswith("liq:"):
-            sends[int(line["action_key"].rsplit(":", 1)[1])].append(_ts(line))
+            sends[int(line["action_key"].rsplit(":", 1)[1].split("#")[0])].append(_ts(line))  # "#2": a follow-up
     out = []
     for block, ts in sorted(sends.items()):
         if block not in seen or block not in burst:
