@@ -294,7 +294,7 @@ class Engine:
                 st.w.positions.update((p.account, p) for _, p in st.pairs)
             try:
                 for st in steps:
-                    await self.responder.act(st.w, st.market)
+                    await self.responder.act(st.w, st.market, {p.account for _, p in st.pairs})
                     await self.responder.until_sent()
             finally:  # a failed decision read still leaves every position recorded
                 for st in steps:

@@ -78,9 +78,10 @@ class Responder:
         self.report(w, changed)
         return decisions
 
-    async def act(self, w, market) -> list[Decision]:
+    async def act(self, w, market, named: set | None = None) -> list[Decision]:
         """Decisions on ``w``'s positions as they are now, handed to the executor. The block
-        tick calls it before the rest of its work (logs, alerts: ``report``)."""
+        tick calls it before the rest of its work (logs, alerts: ``report``), with ``named``:
+        the accounts it recomputed (see ``_candidates``)."""
         adapter = w.adapter
         self.learn(adapter, market)
         if self.executor is not None:  # a new reserve: its approvals in the background
@@ -91,7 +92,7 @@ class Responder:
         self._burst = None
         if self.executor is not None:
             before = self.executor.bursting
-            every = list(w.positions.values())
+            every = _candidates(w, named)
             tops = top_ups_due(self.policy, adapter.market_name, every, self.prices.by_symbol.get)
             due = liquidations_due(self.policy, every)
             sale = self.policy.liquidate and adapter.sells(market)  # e.g. an interrupted absorb's buys
@@ -290,3 +291,16 @@ def _usd(e8: int | None) -> str:
         return "?"
     sign = "-" if e8 < 0 else ""
     return f"{sign}${abs(e8) // 10**8:,}.{abs(e8) % 10**8 // 10**6:02d}"
+
+
+def _candidates(w, named: set | None) -> list:
+    """The positions a decision may concern. Every one, unless the watch keeps its triggers
+    (``w.ahead``) and the tick says whom it recomputed (``named``): then the liquidatable ones
+    as the triggers last kept them, own accounts, and those recomputed now (the triggers
+    learn of them after the decisions), by account. 150,000 positions walked twice cost
+    ~60-80 ms of a block's decisions."""
+    ahead = w.ahead
+    if ahead is None or named is None:
+        return list(w.positions.values())
+    positions = w.positions
+    return [positions[a] for a in sorted(ahead.liquidatable | ahead.mine | named) if a in positions]

@@ -100,24 +100,40 @@ def test_book_edited_in_batches_equals_one_built_fresh(batches):
                                                                              st.integers(0, 2_000)), max_size=3)),
                          min_size=65, max_size=200), min_size=1, max_size=3))
 def test_book_spliced_edits_equal_one_built_fresh(batches):
-    """Batches of more than FEW accounts against long lists: edited by slices (keeper.book._edited)."""
+    """Batches of more than FEW accounts against long lists (keeper.book._edited: by slices
+    when the edits are few against a list, else by one filtering pass)."""
     from keeper import book as bookmod
 
     rows: dict[str, list] = {acct_id(i): [("a", i % 1_000), ("b", i)] for i in range(4_000)}
     book = bookmod.Book(lambda a: rows.get(a, ()), rows.keys)
     book.read()
-    spliced = 0
     for batch in batches:
         for i, new in batch:
             a = acct_id(i)
             book.touch(a, rows.get(a, ()))
             rows[a] = new
-        edits = sum(len(r) for r in rows.values())
-        spliced += len(book.dirty) > bookmod.FEW and 2 * len(book.dirty) * bookmod.SPLICE < edits
         fresh = bookmod.Book(lambda a: rows.get(a, ()), rows.keys)
         assert book.read() == {k: v for k, v in fresh.read().items() if v} | {
             k: [] for k, v in book.read().items() if not v}
-    assert spliced or len({i for b in batches for i, _ in b}) <= bookmod.FEW
+
+
+def test_book_edits_few_against_long_lists_go_by_slices(monkeypatch):
+    from keeper import book as bookmod
+
+    rows: dict[str, list] = {acct_id(i): [("a", i % 1_000), ("b", i), ("b", i)] for i in range(4_000)}
+    book = bookmod.Book(lambda a: rows.get(a, ()), rows.keys)
+    book.read()
+    for i in range(0, 4_000, 40):  # 100 accounts: more than FEW, few against 4,000 rows
+        a = acct_id(i)
+        book.touch(a, rows[a])
+        rows[a] = [("a", 7), ("b", 4_000 - i)] if i % 80 else []
+
+    def no_filter(*_):
+        raise AssertionError("filtered, not spliced")
+
+    monkeypatch.setattr(bookmod, "_filtered", no_filter)
+    fresh = bookmod.Book(lambda a: rows.get(a, ()), rows.keys)
+    assert book.read() == fresh.read()
 
 
 # ------------------------------------------------------------------ Morpho Blue: exact edges
