@@ -21,6 +21,8 @@ moved, which the DEX view does not follow (and it shares one lane anyway).
 
 from __future__ import annotations
 
+import heapq
+
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -52,15 +54,19 @@ def by_bid(decisions: Sequence[Decision]) -> list[Decision]:
     their place, ahead. Only where follow-ups were planned: elsewhere the planner's order is
     kept (on Morpho Blue one liquidation's bad debt moves the share price the next one was
     planned with; reordered, one of them reverted in simulation)."""
-    liqs = [d for d in decisions if isinstance(d, Liquidate)]
     out: list[Decision] = [d for d in decisions if not isinstance(d, Liquidate)]
-    placed: set[tuple[tuple[Address, ...], int]] = set()
-    while liqs:
-        free = [d for d in liqs if d.follows == 0 or (d.accounts, d.follows - 1) in placed]
-        best = max(free, key=lambda d: d.profit_usd_e8)  # the first of equals: stable
-        liqs.remove(best)
-        placed.add((best.accounts, best.follows))
+    liqs = [(i, d) for i, d in enumerate(decisions) if isinstance(d, Liquidate)]
+    after = {(d.accounts, d.follows): (i, d) for i, d in liqs}  # who follows whom
+    ready = [(-d.profit_usd_e8, i, d) for i, d in liqs if d.follows == 0]  # a heap; the first of equals
+    heapq.heapify(ready)
+    while ready:
+        _, _, best = heapq.heappop(ready)
         out.append(best)
+        if (nxt := after.get((best.accounts, best.follows + 1))) is not None:
+            heapq.heappush(ready, (-nxt[1].profit_usd_e8, nxt[0], nxt[1]))
+    if len(out) < len(decisions):  # a follow-up whose predecessor is not here: last, in order
+        placed = {id(d) for d in out}
+        out += [d for d in decisions if id(d) not in placed]
     return out
 
 

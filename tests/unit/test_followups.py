@@ -251,3 +251,37 @@ def test_decisions_go_out_by_bid_with_each_follow_up_after_its_predecessor():
     assert got[0] is big  # the highest bid first: nothing of lower worth holds it back
     assert got.index(chain[0]) < got.index(rich_follow_up)  # never before its predecessor
     assert got[-1] is small and len(got) == len(chain) + 2
+
+
+def _by_bid_reference(decisions):
+    """by_bid as first written (quadratic): among the liquidations whose predecessor is placed,
+    the most profitable next, the first of equals."""
+    liqs = [d for d in decisions if isinstance(d, Liquidate)]
+    out = [d for d in decisions if not isinstance(d, Liquidate)]
+    placed = set()
+    while liqs:
+        free = [d for d in liqs if d.follows == 0 or (d.accounts, d.follows - 1) in placed]
+        best = max(free, key=lambda d: d.profit_usd_e8)
+        liqs.remove(best)
+        placed.add((best.accounts, best.follows))
+        out.append(best)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 4), st.lists(st.integers(0, 20), min_size=4, max_size=4)),
+                max_size=12), st.randoms(use_true_random=False))
+def test_by_bid_equals_the_quadratic_reference(chains, rnd):
+    m, acct = two_pairs()
+    first = ADAPTER.plan_liquidations(m, [position_from(m, acct)], {acct.account: acct}, ctx(RICH))[0]
+    decisions, owners = [], set()
+    for who, length, profits in chains:
+        owner = (f"0x{who:040x}",)
+        if owner in owners:
+            continue
+        owners.add(owner)
+        for k in range(length):  # a chain: the first, then its follow-ups
+            decisions.append(replace(first, accounts=owner, follows=k, profit_usd_e8=profits[k]))
+    rnd.shuffle(decisions)  # any order the planner gives, each follow-up after its predecessor:
+    decisions.sort(key=lambda d: d.follows)  # (a stable sort keeps the shuffle among equals)
+    assert [id(d) for d in by_bid(decisions)] == [id(d) for d in _by_bid_reference(decisions)]
