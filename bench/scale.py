@@ -20,8 +20,9 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import pstats
 import json
+import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,9 +187,9 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
         if prof is not None:
             prof.disable()
         changed_n.append(len(changed))
-    out["idle"], out["idles"] = sorted(idle)[len(idle) // 2], idle
-    out["move"], out["moves"], out["move_changed"] = sorted(moves)[len(moves) // 2], moves, max(changed_n)
-    out["known"], out["knowns"] = sorted(known)[len(known) // 2], known
+    out["idle"], out["idles"] = statistics.median(idle), idle
+    out["move"], out["moves"], out["move_changed"] = statistics.median(moves), moves, max(changed_n)
+    out["known"], out["knowns"] = statistics.median(known), known
     out["gc_blocks"] = pauses.take()
     if prof is not None:
         print("# cProfile of the move blocks, by own time:", file=sys.stderr)
@@ -221,8 +222,9 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
 
 def child(cfg: Path, info: DevnetInfo, trace: bool, profile: bool = False, plain_gc: bool = False) -> dict:
     """keeper in a fresh process: its RSS is its own (not the seeding's)."""
+    flags = [f for f, on in (("--trace", trace), ("--profile", profile), ("--plain-gc", plain_gc)) if on]
     cmd = [sys.executable, __file__, "--measure", str(cfg), "--feed", info.feeds["WETH"],
-           "--deployer", info.deployer] + (["--trace"] if trace else []) + (["--profile"] if profile else []) + (["--plain-gc"] if plain_gc else [])
+           "--deployer", info.deployer, *flags]
     done = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -22,7 +22,6 @@ moved, which the DEX view does not follow (and it shares one lane anyway).
 from __future__ import annotations
 
 import heapq
-
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any

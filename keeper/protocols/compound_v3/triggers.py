@@ -44,7 +44,7 @@ def accrued(old: CometMarket | None, new: CometMarket) -> int | None:
 def projected(m: CometMarket, bps: int) -> tuple[CometMarket, int]:
     """``m`` with baseBorrowIndex raised by ``bps`` (rounded up), as interest would."""
     level = -(-m.base_borrow_index * (10_000 + bps) // 10_000)
-    return replace(m, base_borrow_index=level), level
+    return at_level(m, level), level
 
 
 def at_level(m: CometMarket, level: int) -> CometMarket:

@@ -38,7 +38,7 @@ def accrued(old: MorphoMarket | None, new: MorphoMarket) -> int | None:
 def projected(m: MorphoMarket, bps: int) -> tuple[MorphoMarket, int]:
     """``m`` with totalBorrowAssets raised by ``bps`` (rounded up), as interest would."""
     level = -(-m.total_borrow_assets * (10_000 + bps) // 10_000)
-    return replace(m, total_borrow_assets=level), level
+    return at_level(m, level), level
 
 
 def at_level(m: MorphoMarket, level: int) -> MorphoMarket:
