@@ -170,12 +170,15 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
     out["full"] = ms(t0)
     out["gc_full"] = pauses.take()
     release()
-    idle, moves, changed_n, known = [], [], [], []
+    idle, moves, changed_n, known, settled = [], [], [], [], []
     prof = cProfile.Profile() if profile else None
+    engine.settle_beside = True  # as keeper run: a tick's triggers are kept after it (Engine.settle)
+    lock = asyncio.Lock()
     for i in range(MOVES):  # idle and move blocks alternate: medians, not one draw
         await rpc.request("evm_mine", [])
         t0 = time.perf_counter()
         await engine.on_block(await rpc.block_number())
+        await engine.settle(lock)
         idle.append(ms(t0))
         b = await move(url, info, -100 if i % 2 == 0 else 100)
         if prof is not None:
@@ -184,22 +187,25 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
         changed = await engine.on_block(b)
         moves.append(ms(t0))
         known.append(engine.timing.get("evaluated_ms", float("nan")))
+        t0 = time.perf_counter()
+        await engine.settle(lock)
+        settled.append(ms(t0))
         if prof is not None:
             prof.disable()
         changed_n.append(len(changed))
     out["idle"], out["idles"] = statistics.median(idle), idle
     out["move"], out["moves"], out["move_changed"] = statistics.median(moves), moves, max(changed_n)
     out["known"], out["knowns"] = statistics.median(known), known
+    out["settled"], out["settles"] = statistics.median(settled), settled
     out["gc_blocks"] = pauses.take()
     if prof is not None:
         print("# cProfile of the move blocks, by own time:", file=sys.stderr)
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     # the safety net beside the block path: price blocks keep coming while it runs
-    lock = asyncio.Lock()
     t0 = time.perf_counter()
     scan = asyncio.create_task(engine.scan_beside(lock))
     ticks: list[float] = []
-    sign = 1
+    sign, settling = 1, None
     while not scan.done():
         await asyncio.sleep(0.2)
         if scan.done():
@@ -210,7 +216,11 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
         async with lock:
             await engine.on_block(b)
         ticks.append(ms(t1))
+        if settling is None or settling.done():  # as keeper.runner does after a tick
+            settling = asyncio.create_task(engine.settle(lock))
     out["merged"] = await scan
+    if settling is not None:
+        await settling
     out["beside"], out["ticks"] = ms(t0), ticks
     out["gc_beside"] = pauses.take()
     out["rss_end"] = rss_mib()
@@ -298,6 +308,9 @@ def report(r: dict) -> None:
           + ", ".join(f"{t:,.0f}" for t in r["moves"]) + " ms (the table shows medians); in those, every "
           "market's statuses known (what decisions wait for) after " + ", ".join(f"{t:,.0f}" for t in r["knowns"])
           + " ms")
+    print("after each move block, its triggers and bands kept beside the block path (Engine.settle) in "
+          + ", ".join(f"{t:,.0f}" for t in r["settles"]) + " ms (median "
+          + f"{r['settled']:,.0f}); an idle block is its tick and its settle")
     print(f"garbage collector pauses: first scan {r['gc_first']}; full scan {r['gc_full']}; "
           f"{MOVES} idle + {MOVES} move blocks {r['gc_blocks']}; scan beside {r['gc_beside']}")
 

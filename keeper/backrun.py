@@ -206,7 +206,7 @@ def named_by_triggers(w, market, shocked) -> set[str] | None:
             moved.append((key, new))
     if len(moved) > 1:
         return None
-    return set(ahead.liquidatable) | (ahead.candidates(*moved[0]) if moved else set())
+    return set(ahead.liquidatable) | (ahead.candidates(*moved[0]) if moved else ahead.stale())
 
 
 def build(cfg, k):

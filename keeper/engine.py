@@ -11,7 +11,10 @@ A block tick reads the market and its logs in one JSON-RPC batch (with the decis
 reads: keeper.chain.coalesce), recomputes the statuses it must, and hands them to the
 responder's decisions first; the rest (the price-drop search of changed positions, their
 log lines, the store, alerts) runs once the burst they started is broadcast (at most 1 s
-later), yielding between slices (bench/latency.py).
+later), yielding between slices (bench/latency.py). Under ``keeper run`` (``settle_beside``)
+the triggers and bands of the positions a tick recomputed are kept after it (``settle``, a
+slice at a time under the tick lock, like the scan's merges); until then those positions are
+recomputed by every block (``Ahead.stale``), so a trigger not yet kept never misses one.
 
 The safety-net scan (``scan_beside``) runs beside the block ticks: it reads every account
 at the block the watch was at when it started (S), without the tick lock, and merges
@@ -48,6 +51,7 @@ from keeper.triggers import Ahead
 
 log = structlog.get_logger("keeper.engine")
 MERGE_SLICE = 250  # accounts a scan_beside merges per hold of the tick lock (~10-25 ms)
+SETTLE_SLICE = 250  # positions whose triggers ``settle`` keeps per hold of the tick lock (~10-40 ms)
 RECORD_SLICE = 8  # positions a block tick records between two yields (after its decisions)
 
 
@@ -132,6 +136,7 @@ class Engine:
         self._indexing = asyncio.Lock()  # discovery has its own lock: it never holds the tick's
         self.gate = Gate()  # closed while a block tick runs: scan_beside's reads give way
         self.timing: dict[str, Any] = {}  # the last block tick's phases (bench/scale.py, bench/latency.py)
+        self.settle_beside = False  # True (keeper run): a block tick's triggers are kept after it (``settle``)
         chain = ChainReaders(rpc, self.mc, self.logs)
         for mk in cfg.markets:  # a Morpho Blue entry gives one watch per market id
             try:
@@ -249,6 +254,20 @@ class Engine:
         self._evaluate(w, w.market, take)
         return [a.account for a in take]
 
+    async def settle(self, lock: asyncio.Lock, stopping: Callable[[], bool] = lambda: False) -> int:
+        """Beside the block ticks (``settle_beside``): the triggers of the positions they
+        recomputed, kept ``SETTLE_SLICE`` at a time under ``lock`` (a tick waiting for it goes
+        between two slices), then the books edited. Returns how many were kept."""
+        kept = 0
+        while not stopping() and (todo := [w.ahead for w in self.watches if w.ahead is not None and w.ahead.pending]):
+            for ahead in todo:
+                async with lock:
+                    kept += ahead.settle(SETTLE_SLICE)
+                    if not ahead.pending:
+                        ahead.warm()
+                await asyncio.sleep(0)
+        return kept
+
     # -- block tick -----------------------------------------------------------------
     async def on_block(self, block: int) -> list[Position]:
         """Apply blocks (last_block, block]: events -> dirty accounts; prices -> holders.
@@ -285,9 +304,7 @@ class Engine:
                        "evaluated": sum(len(st.pairs) for st in steps)}
         if self.responder is None:
             for st in steps:
-                changed.extend(self._record(st.w, st.market, st.ev, st.pairs))
-                if st.w.ahead is not None:
-                    st.w.ahead.warm()
+                changed.extend(self._record(st.w, st.market, st.ev, st.pairs, defer=True))
         else:  # decisions first (their sends leave while the rest runs), then logs and alerts
             for st in steps:
                 st.olds = {p.account: st.w.positions.get(p.account) for _, p in st.pairs}
@@ -300,10 +317,14 @@ class Engine:
                 for st in steps:
                     mine = await self._record_yielding(st.w, st.market, st.ev, st.pairs, st.olds)
                     self.responder.report(st.w, mine)
-                    if st.w.ahead is not None:
-                        st.w.ahead.warm()  # books a large move dropped: after the decisions
                     changed.extend(mine)
         self.timing["total_ms"] = _ms(time.perf_counter() - t0)
+        if not self.settle_beside:  # the triggers kept now, in this tick (else ``settle``, after it)
+            for st in steps:
+                if st.w.ahead is not None:
+                    st.w.ahead.settle()
+                    st.w.ahead.warm()
+            self.timing["settled_ms"] = _ms(time.perf_counter() - t0)
         # bench/latency.py: the block path's phases, in ms since the tick began
         log.debug("block.timing", markets=len(steps), dirty=sum(len(st.dirty) for st in steps), **self.timing)
         return changed
@@ -336,6 +357,8 @@ class Engine:
             if w.scan_block is not None:
                 w.fresh[a.account] = block
         affected = set(st.dirty)
+        if w.ahead is not None:  # triggers not kept yet since an earlier tick (``settle``)
+            affected |= w.ahead.stale()
         level = w.ahead.accrued(w.market, market) if w.ahead is not None else None
         if level is not None:  # interest alone: only the positions whose crossing has come
             affected |= w.ahead.due(level)
@@ -367,26 +390,27 @@ class Engine:
         out: list[Position] = []
         transitions: list[tuple] = []
         for i in range(0, len(pairs), RECORD_SLICE):
-            out += self._record(w, market, ev, pairs[i:i + RECORD_SLICE], olds, transitions=transitions)
+            out += self._record(w, market, ev, pairs[i:i + RECORD_SLICE], olds, transitions=transitions, defer=True)
             await asyncio.sleep(0)
-        self.store.set_statuses(w.key, transitions)
+        self.store.set_statuses(w.key, transitions, checked=True)
         return out
 
     def _record(self, w: Watch, market: Any, ev: Any, pairs: list[tuple[Any, Position]],
                 olds: dict[Address, Position | None] | None = None, record: bool = True,
-                transitions: list[tuple] | None = None) -> list[Position]:
-        """The rest of an evaluation: triggers kept, the price-drop search where a status
-        changes, transitions logged and stored (or added to ``transitions`` for the caller
-        to store). ``olds``: the positions before this tick, where ``w.positions`` already
-        holds the new ones (the block tick decides first)."""
+                transitions: list[tuple] | None = None, defer: bool = False) -> list[Position]:
+        """The rest of an evaluation: triggers kept (``defer``: later, ``Ahead.settle``), the
+        price-drop search where a status changes, transitions logged and stored (or added to
+        ``transitions`` for the caller to store). ``olds``: the positions before this tick,
+        where ``w.positions`` already holds the new ones (the block tick decides first)."""
         out, stored = [], transitions is None
         transitions = [] if transitions is None else transitions
         all_drops = self.drops == "all"
         ahead = w.ahead if record else None
+        keep = None if ahead is None else ahead.defer if defer else ahead.keep
         for acct, pos in pairs:
             old = w.positions.get(pos.account) if olds is None else olds.get(pos.account)
-            if ahead is not None:
-                ahead.keep(market, acct, pos)
+            if keep is not None:
+                keep(market, acct, pos)
             if not all_drops and pos.status != Status.SAFE and (old is None or old.status != pos.status):
                 # the drop is for people (logs, alerts): search it where a status changes
                 pos = replace(pos, drop_to_liquidation_bps=ev.drop(acct))
@@ -394,7 +418,7 @@ class Engine:
                 transitions.append((pos.account, pos.status, pos.health_factor_wad, pos.block))
             out.append(pos)
         if stored:
-            self.store.set_statuses(w.key, transitions)
+            self.store.set_statuses(w.key, transitions, checked=True)
         return out
 
     @staticmethod

@@ -62,6 +62,8 @@ class Runner:
         self._pushed = -1
         self._wake = asyncio.Event()
         self._scanning = False  # a safety-net scan is running beside the block ticks
+        self._settling: asyncio.Task | None = None  # triggers kept after a tick (Engine.settle)
+        engine.settle_beside = True
 
     async def _guarded(self, name: str, fn: Callable[[], Awaitable[None]], wait: bool = False) -> None:
         if self.lock.locked() and not wait:
@@ -176,6 +178,20 @@ class Runner:
             await self.engine.on_block(head)  # applies (last processed block, head]
             self.head = head
         await self._guarded("block", go, wait=wait)
+        if self._settling is None or self._settling.done():  # the tick's triggers, after it
+            self._settling = asyncio.create_task(self._settle())
+
+    async def _settle(self) -> None:
+        """Not a tick: a failure here is logged; positions left unsettled are recomputed by
+        every block tick until a settle succeeds (Ahead.stale), never missed."""
+        t0 = time.perf_counter()
+        try:
+            kept = await self.engine.settle(self.lock, lambda: self.stopping)
+        except Exception as e:  # a bug to see in the log, not a reason to stop watching
+            log.error("triggers.settle_failed", error=repr(e))
+            return
+        if kept:
+            log.debug("triggers.settled", positions=kept, ms=round((time.perf_counter() - t0) * 1000, 1))
 
     async def deliver(self) -> None:
         """Send due alerts: its own job, outside the tick lock (a slow channel never delays a tick)."""
@@ -235,6 +251,8 @@ class Runner:
                     await self.drain()  # sends already started reach the journal and their outcome
             if self._jobs:  # a poll or a delivery under way: let it end rather than cancel it
                 await asyncio.wait(set(self._jobs), timeout=30)
+            if self._settling is not None:  # sees ``stopping``: ends after its slice
+                await asyncio.wait({self._settling}, timeout=30)
             if self.notifications is not None:
                 await self.deliver()  # one last delivery of what is due
             if sched.running:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable
+from itertools import islice
 
 from keeper.bands import PriceBands
 from keeper.book import Book
@@ -179,6 +180,7 @@ class Ahead:
                       Status.AT_RISK: (t.liquidation_wad, t.at_risk_wad),
                       Status.WATCH: (t.at_risk_wad, t.watch_wad), Status.SAFE: (t.watch_wad, None)}
         self.liquidatable: set[str] = set()
+        self.pending: dict[str, tuple] = {}  # account -> (market, acct, pos) of ``defer``
         self.always = {a.lower() for a in always}  # own accounts: recomputed every block
         self.mine: set[str] = set()  # the accounts of ``always`` this watch holds
         self._ahead: tuple[object, object, int | None] | None = None  # (market, projected, level)
@@ -197,13 +199,41 @@ class Ahead:
         """After ``pos`` (of ``acct`` at ``market``) was evaluated: its next crossing and its
         liquidation prices (at the horizon: a superset until the level gets there, when the
         position is due again)."""
-        a, status = pos.account, pos.status
+        self._named(pos)
+        self.pending.pop(pos.account, None)
+        self._keep(market, acct, pos)
+
+    def defer(self, market, acct, pos) -> None:
+        """``keep`` later (``settle``): what a decision reads is kept now (the liquidatable
+        and own accounts); until settled the account is named by ``stale`` (the engine
+        recomputes it at every block: its old triggers may be wrong, it is never missed)."""
+        self._named(pos)
+        self.pending[pos.account] = (market, acct, pos)
+
+    def settle(self, n: int | None = None) -> int:
+        """``keep`` up to ``n`` deferred positions (None: all), oldest first; returns how many."""
+        pending = self.pending
+        take = list(islice(pending.items(), n)) if n is not None else list(pending.items())
+        for a, (market, acct, pos) in take:
+            del pending[a]
+            self._keep(market, acct, pos)
+        return len(take)
+
+    def stale(self) -> set[str]:
+        """Accounts whose triggers are not kept yet (``defer``): every block recomputes them."""
+        return set(self.pending)
+
+    def _named(self, pos) -> None:
+        a = pos.account
         if self.always and a.lower() in self.always:
             self.mine.add(a)
-        if status is Status.LIQUIDATABLE:
+        if pos.status is Status.LIQUIDATABLE:
             self.liquidatable.add(a)
         elif self.liquidatable:
             self.liquidatable.discard(a)
+
+    def _keep(self, market, acct, pos) -> None:
+        a, status = pos.account, pos.status
         ahead, horizon = self._projected(market)
         crossings, until = self.crossings, ahead
         if crossings is not None:
@@ -270,4 +300,4 @@ class Ahead:
     def candidates(self, key: Hashable, price: int) -> set[str]:
         """Accounts a new ``price`` of ``key`` may make liquidatable: every one it does, and
         (interest to come within the horizon) a few that one exact evaluation clears."""
-        return set() if self.prices is None else self.prices.liquidated_by(key, price)
+        return self.stale() | (set() if self.prices is None else self.prices.liquidated_by(key, price))

@@ -30,6 +30,9 @@ class SlowEngine:
     async def on_block(self, block):
         return await self.full_scan(block)
 
+    async def settle(self, lock, stopping):  # Engine.settle: triggers kept after a tick
+        return 0
+
 
 async def test_a_slow_tick_makes_the_next_ones_skip():
     engine = SlowEngine()
@@ -191,3 +194,36 @@ async def test_the_safety_net_scan_runs_beside_block_ticks():
     await runner.scan()  # a scan already running: this one is skipped
     await second
     assert runner.skipped == 1
+
+
+async def test_each_block_tick_is_followed_by_its_settle_outside_the_lock_and_a_failed_one_is_logged():
+    from structlog.testing import capture_logs
+
+    class Settling(BusyEngine):
+        def __init__(self):
+            super().__init__()
+            self.settles = []
+
+        async def on_block(self, block):
+            self.order.append("tick")
+            return []
+
+        async def settle(self, lock, stopping):  # Engine.settle takes the lock per slice itself
+            self.settles.append(lock.locked())
+            self.order.append("settle")
+            if len(self.settles) == 2:
+                raise RuntimeError("boom")
+            return 3
+
+    engine = Settling()
+    runner = Runner(engine, 1, 1, 1)
+    assert engine.settle_beside is True  # keeper run: triggers are kept after the tick
+    with capture_logs() as logs:
+        for _ in range(3):
+            await runner.block()
+            await runner._settling
+    assert engine.order == ["tick", "settle"] * 3
+    assert engine.settles == [False, False, False]
+    failed = [e for e in logs if e["event"] == "triggers.settle_failed"]
+    assert len(failed) == 1 and "boom" in failed[0]["error"] and failed[0]["log_level"] == "error"
+    assert runner.head == 3  # the failed settle stopped no tick

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from keeper.health.status import Thresholds, classify
@@ -149,27 +149,30 @@ class _Pos:
         self.account, self.status = account, status
 
 
-def ahead_over(adapter, market, accounts, status_of):
+def ahead_over(adapter, market, accounts, status_of, deferred: bool = False):
     """(Ahead, statuses, evaluate): every position evaluated once and kept by the triggers;
-    ``evaluate(market, account)`` re-evaluates one, as the engine does."""
+    ``evaluate(market, account)`` re-evaluates one, as the engine does (``deferred``: its
+    triggers kept later, ``Ahead.settle``, as a block tick under ``keeper run`` does)."""
     ahead = Ahead(adapter, TH)
     status = {}
 
-    def evaluate(m, a):
+    def evaluate(m, a, later=False):
         status[a.account] = status_of(m, a)
-        ahead.keep(m, a, _Pos(a.account, status[a.account]))
+        (ahead.defer if later else ahead.keep)(m, a, _Pos(a.account, status[a.account]))
 
     for a in accounts:
         evaluate(market, a)
-    return ahead, status, evaluate
+    return ahead, status, lambda m, a: evaluate(m, a, deferred)
 
 
-def _step(adapter, market, accounts, steps, status_of, liquidatable, accrue, reprice):
+def _step(adapter, market, accounts, steps, status_of, liquidatable, accrue, reprice, settles=None):
     """Evaluate every position once; then per step recompute only what the triggers name,
     as keeper.engine.on_block does, and compare with a full recompute. A price step first
-    asks the price triggers who the new price liquidates."""
-    ahead, status, evaluate = ahead_over(adapter, market, accounts, status_of)
-    for kind, v in steps:
+    asks the price triggers who the new price liquidates. ``settles``: the steps' triggers
+    deferred, and settled after step i when ``settles[i]`` (cycled; empty: never): until
+    then the stale ones are recomputed every step, as the engine does."""
+    ahead, status, evaluate = ahead_over(adapter, market, accounts, status_of, settles is not None)
+    for i, (kind, v) in enumerate(steps):
         if kind == "price":
             new, key, price = reprice(market, v)
             named = ahead.candidates(key, price)
@@ -182,11 +185,16 @@ def _step(adapter, market, accounts, steps, status_of, liquidatable, accrue, rep
         level = ahead.accrued(market, new)
         if kind == "time":
             assert level is not None
-        due = None if level is None else ahead.due(level)
+        due = None if level is None else ahead.due(level) | ahead.stale()
         for a in accounts if due is None else [a for a in accounts if a.account in due]:
             evaluate(new, a)
         market = new
         assert status == {a.account: status_of(market, a) for a in accounts}
+        if settles is not None:
+            assert ahead.stale() == (due if due is not None else {a.account for a in accounts})
+            if settles and settles[i % len(settles)]:
+                n = len(ahead.pending)
+                assert ahead.settle() == n and not ahead.stale()
 
 
 steps = st.lists(st.one_of(st.tuples(st.just("time"), st.integers(1, 30 * 86_400)),
@@ -194,8 +202,9 @@ steps = st.lists(st.one_of(st.tuples(st.just("time"), st.integers(1, 30 * 86_400
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 10**22), st.integers(9_000, 17_000)), min_size=1, max_size=25), steps)
-def test_morpho_stepped_through_interest_and_prices_equals_a_full_recompute(raw, moves):
+@given(st.lists(st.tuples(st.integers(0, 10**22), st.integers(9_000, 17_000)), min_size=1, max_size=25), steps,
+       st.none() | st.lists(st.booleans(), max_size=4))
+def test_morpho_stepped_through_interest_and_prices_equals_a_full_recompute(raw, moves, settles):
     m = mkt(tsa=10**13, tba=9 * 10**12, price=mm.ORACLE_PRICE_SCALE // 10**12 * 2_000)
     accounts = []
     for i, (s, hf_bps) in enumerate(raw):  # near the thresholds: a collateral for that health factor
@@ -210,14 +219,16 @@ def test_morpho_stepped_through_interest_and_prices_equals_a_full_recompute(raw,
 
     _step(MorphoMarketAdapter.__new__(MorphoMarketAdapter), m, accounts, moves,
           lambda mk, a: classify(mm.health(mk, a)[2], TH), lambda mk, a: not mm.is_healthy(mk, a),
-          lambda mk, dt: mm.accrue(mk, mk.timestamp + dt), reprice)
+          lambda mk, dt: mm.accrue(mk, mk.timestamp + dt), reprice, settles)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(-(10**12), 10**10), st.integers(9_000, 17_000), st.integers(0, 100)),
                 min_size=1, max_size=25),
-       st.sampled_from([WETH, WBTC, USDC]), steps)
-def test_comet_stepped_through_interest_and_prices_equals_a_full_recompute(raw, asset, moves):
+       st.sampled_from([WETH, WBTC, USDC]), steps, st.none() | st.lists(st.booleans(), max_size=4))
+@example(raw=[(-809, 13877, 31)], asset=USDC, moves=[("price", 1), ("time", 484242)], settles=[])  # never
+# settled: its crossing is gone with the stale triggers, only ``stale`` names it when interest liquidates it
+def test_comet_stepped_through_interest_and_prices_equals_a_full_recompute(raw, asset, moves, settles):
     m = replace(comet_market(total_borrow=1_900_000 * 10**6), timestamp=1_000)
     accounts = []
     for i, (p, hf_bps, weth_pct) in enumerate(raw):  # near the thresholds: collateral for that HF
@@ -235,7 +246,7 @@ def test_comet_stepped_through_interest_and_prices_equals_a_full_recompute(raw, 
 
     _step(CompoundV3.__new__(CompoundV3), m, accounts, moves,
           lambda mk, a: cm.position_from(mk, a, TH, with_drop=False).status, liquidatable,
-          lambda mk, dt: cm.accrue(mk, mk.timestamp + dt), reprice)
+          lambda mk, dt: cm.accrue(mk, mk.timestamp + dt), reprice, settles)
 
 
 # ------------------------------------------------------------------ Aave V3 (3.0.2)
