@@ -169,6 +169,7 @@ async def measure(cfg_path: Path, feed: str, deployer: str, trace: bool, profile
     await engine.full_scan(block)
     out["full"] = ms(t0)
     out["gc_full"] = pauses.take()
+    out["hwm_full"] = rss_mib("VmHWM")
     release()
     idle, moves, changed_n, known, settled = [], [], [], [], []
     prof = cProfile.Profile() if profile else None
@@ -244,7 +245,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50_000, help="borrowers per protocol")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: where the memory goes")
     ap.add_argument("--profile", action="store_true", help="cProfile the move blocks (to stderr)")
-    ap.add_argument("--plain-gc", action="store_true", help="CPython's default collector thresholds (not keeper.memory.tune)")
+    ap.add_argument("--plain-gc", action="store_true", help="no keeper.memory.tune: CPython's collector and glibc's malloc thresholds as they come")
     ap.add_argument("--keep", type=Path, help="seed, write the config to this directory, leave anvil running")
     ap.add_argument("--port", type=int, default=0, help="anvil's port (with --keep)")
     ap.add_argument("--reuse", type=Path, help="measure against a devnet --keep left running")
@@ -300,7 +301,7 @@ def report(r: dict) -> None:
           f"| {r['move']:,.0f} ms ({r['move_changed']:,} recomputed) "
           f"| {r['beside']:,.0f} ms, {r['merged']:,} | {during} |")
     print(f"\nkeeper RSS high-water: after discovery {r.get('hwm_index', 0):.0f} MiB, after the first scan "
-          f"{r.get('hwm_first', 0):.0f} MiB")
+          f"{r.get('hwm_first', 0):.0f} MiB, after the second full scan {r.get('hwm_full', 0):.0f} MiB")
     print(f"discovery {r['index']:,.0f} ms; keeper RSS after the first scan and malloc_trim "
           f"{r['rss_trimmed']:.0f} MiB, at the end {r['rss_end']:.0f} MiB"
           + (f"; tracemalloc peak {r['traced_peak']:.1f} MiB" if "traced_peak" in r else ""))
