@@ -40,6 +40,7 @@ from keeper.devnet.morpho import deploy_morpho  # noqa: E402
 from keeper.devnet.state import keeper_config_toml  # noqa: E402
 from keeper.engine import Engine  # noqa: E402
 from keeper.log import configure_logging  # noqa: E402
+from keeper.memory import release, tune  # noqa: E402
 from keeper.store import Store  # noqa: E402
 
 PROTOCOLS = ("morpho_blue", "compound_v3", "aave_v3")
@@ -85,6 +86,7 @@ async def run(protocol: str, n: int) -> dict:
                 t0 = time.perf_counter()
                 await e.full_scan(block)
                 scans[name] = time.perf_counter() - t0
+            release()  # as keeper run does after a scan (gc.freeze, malloc_trim)
             out: dict = {"positions": len(engines["after"].positions()), "scans": scans}
             for label, dt, blocks in PHASES:
                 times = {name: [] for name in engines}
@@ -137,6 +139,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=10_000)
     ap.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     args = ap.parse_args()
+    tune()  # the collector's and malloc's settings of keeper run (keeper.memory)
     configure_logging()  # keeper's own log lines to stderr
     rows = []
     for protocol in args.protocols:
