@@ -9,7 +9,8 @@ one devnet, one Engine watching the three markets, as ``keeper run`` would.
 Seeding runs in this process; keeper runs in a fresh child process (``--measure``), so its RSS
 is keeper's alone. Prints, per run: the child's RSS before the engine and after its first
 scan (everything a tick needs is then in memory), its peak RSS, the first scan, a full scan at a new block, an idle block tick
-(nothing happened), a block whose WETH price moves 1 %, and the safety-net scan beside the
+(nothing happened), a block whose WETH price moves 1 % and then the settle of its
+triggers after it (Engine.settle, as keeper run does), and the safety-net scan beside the
 block path (Engine.scan_beside): how long it reads and merges, and the block ticks (each a
 1 % WETH move) handled while it runs. A benchmark, not a test: nothing here asserts a time.
 """
