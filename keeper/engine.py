@@ -358,7 +358,7 @@ class Engine:
                 w.fresh[a.account] = block
         affected = set(st.dirty)
         if w.ahead is not None:  # triggers not kept yet since an earlier tick (``settle``)
-            affected |= w.ahead.stale()
+            affected.update(w.ahead.pending)
         level = w.ahead.accrued(w.market, market) if w.ahead is not None else None
         if level is not None:  # interest alone: only the positions whose crossing has come
             affected |= w.ahead.due(level)

@@ -213,7 +213,7 @@ class Ahead:
     def settle(self, n: int | None = None) -> int:
         """``keep`` up to ``n`` deferred positions (None: all), oldest first; returns how many."""
         pending = self.pending
-        take = list(islice(pending.items(), n)) if n is not None else list(pending.items())
+        take = list(islice(pending.items(), n))  # n None: all
         for a, (market, acct, pos) in take:
             del pending[a]
             self._keep(market, acct, pos)

@@ -31,6 +31,8 @@ from keeper.chain.rpc import Rpc
 from keeper.config import load_config
 from keeper.devnet.anvil import AnvilProcess, start_anvil, stop_anvil
 from keeper.devnet.api import connect, deploy
+from keeper.devnet.comet import CometInfo, deploy_comet
+from keeper.devnet.morpho import MorphoInfo, deploy_morpho
 from keeper.devnet.rpc import rpc
 from keeper.devnet.state import DevnetInfo, write_keeper_config
 from keeper.engine import Engine
@@ -73,6 +75,23 @@ async def devnet_on(anvil: AnvilProcess, tmp_path_factory: pytest.TempPathFactor
     info = await deploy(anvil.rpc_url, n_borrowers=n_borrowers, seed=seed, **deploy_args)
     config_path = write_keeper_config(info, tmp_path_factory.mktemp("devnet") / "keeper.toml")
     return Devnet(info=info, rpc_url=anvil.rpc_url, config_path=config_path, anvil=anvil)
+
+
+@asynccontextmanager
+async def deployed(w3: AsyncWeb3, make) -> AsyncIterator:
+    """What ``await make()`` deploys, for one module: the chain is reverted to before it
+    afterwards, so other modules never see it."""
+    before = await rpc(w3, "evm_snapshot", [])
+    try:
+        yield await make()
+    finally:
+        if not await rpc(w3, "evm_revert", [before]):
+            raise RuntimeError("could not revert the deployment: later modules would see it")
+
+
+async def morpho_and_comet(w3: AsyncWeb3, info: DevnetInfo, n: int, seed: int) -> tuple[MorphoInfo, CometInfo]:
+    """Morpho Blue and the Comet stand-in, ``n`` borrowers each, over the devnet's tokens and feeds."""
+    return await deploy_morpho(w3, info, n, seed), await deploy_comet(w3, info, n, seed)
 
 
 @asynccontextmanager

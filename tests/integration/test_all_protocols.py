@@ -12,11 +12,12 @@ from eth_utils import to_checksum_address
 from keeper.chain.abi import topic
 from keeper.config import load_config
 from keeper.devnet.api import apply_price_change, get_price, mint, set_price
-from keeper.devnet.comet import CometInfo, deploy_comet
+from keeper.devnet.comet import CometInfo
 from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml
-from keeper.devnet.morpho import MorphoInfo, deploy_morpho, follow_feed
+from keeper.devnet.morpho import MorphoInfo, follow_feed
 from keeper.devnet.rpc import rpc
 from keeper.wiring import build_keeper
+from tests.integration.conftest import deployed, morpho_and_comet
 
 LIQUIDATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil #1
 AAVE_LIQUIDATION = topic("LiquidationCall(address,address,address,uint256,uint256,address,bool)")
@@ -26,11 +27,8 @@ COMET_ABSORB = topic("AbsorbDebt(address,address,uint256,uint256)")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def others(devnet, w3) -> AsyncIterator[tuple[MorphoInfo, CometInfo]]:
-    before = await rpc(w3, "evm_snapshot", [])
-    try:
-        yield (await deploy_morpho(w3, devnet.info, 12, 3), await deploy_comet(w3, devnet.info, 12, 3))
-    finally:
-        await rpc(w3, "evm_revert", [before])
+    async with deployed(w3, lambda: morpho_and_comet(w3, devnet.info, 12, 3)) as both:
+        yield both
 
 
 async def logs(w3, address: str, event: bytes, start: int) -> list[dict]:

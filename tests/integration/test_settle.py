@@ -15,20 +15,17 @@ import pytest_asyncio
 from keeper.addresses import checksum
 from keeper.bands import _rows
 from keeper.devnet.api import get_price, set_price
-from keeper.devnet.comet import CometInfo, deploy_comet
+from keeper.devnet.comet import CometInfo
 from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml
-from keeper.devnet.morpho import MorphoInfo, deploy_morpho, follow_feed
+from keeper.devnet.morpho import MorphoInfo, follow_feed
 from keeper.devnet.rpc import rpc
-from tests.integration.conftest import engine_on
+from tests.integration.conftest import deployed, engine_on, morpho_and_comet
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def others(devnet, w3) -> AsyncIterator[tuple[MorphoInfo, CometInfo]]:
-    before = await rpc(w3, "evm_snapshot", [])
-    try:
-        yield (await deploy_morpho(w3, devnet.info, 12, 5), await deploy_comet(w3, devnet.info, 12, 5))
-    finally:
-        await rpc(w3, "evm_revert", [before])
+    async with deployed(w3, lambda: morpho_and_comet(w3, devnet.info, 12, 5)) as both:
+        yield both
 
 
 async def move(w3, devnet, minfo, bps: int) -> int:

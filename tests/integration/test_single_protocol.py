@@ -16,23 +16,21 @@ from eth_utils import to_checksum_address
 
 from keeper.config import load_config
 from keeper.devnet.api import apply_price_change, get_price, mint, set_price
-from keeper.devnet.comet import CometInfo, deploy_comet
+from keeper.devnet.comet import CometInfo
 from keeper.devnet.lifecycle import comet_config_toml, morpho_config_toml
-from keeper.devnet.morpho import MorphoInfo, deploy_morpho, follow_feed
+from keeper.devnet.morpho import MorphoInfo, follow_feed
 from keeper.devnet.rpc import rpc
 from keeper.devnet.state import chain_config_toml
 from keeper.wiring import build_keeper
+from tests.integration.conftest import deployed, morpho_and_comet
 from tests.integration.test_all_protocols import COMET_ABSORB, LIQUIDATOR_KEY, MORPHO_LIQUIDATE
 from tests.notify_servers import HttpSink
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def others(devnet, w3) -> AsyncIterator[tuple[MorphoInfo, CometInfo]]:
-    before = await rpc(w3, "evm_snapshot", [])
-    try:
-        yield (await deploy_morpho(w3, devnet.info, 16, 5), await deploy_comet(w3, devnet.info, 16, 5))
-    finally:
-        await rpc(w3, "evm_revert", [before])
+    async with deployed(w3, lambda: morpho_and_comet(w3, devnet.info, 16, 5)) as both:
+        yield both
 
 
 @pytest_asyncio.fixture(loop_scope="session")

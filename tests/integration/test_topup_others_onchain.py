@@ -43,6 +43,7 @@ from keeper.protocols.morpho_blue.topup import full_repay_assets, plan_morpho_to
 from keeper.protocols.compound_v3.reader import CometAdapter
 from keeper.protocols.morpho_blue.reader import MorphoBlueAdapter
 from keeper.units import UINT256_MAX
+from tests.integration.conftest import deployed
 
 SEED = 17
 N = 8
@@ -50,24 +51,15 @@ TARGET = 14 * 10**17
 COMET_ABI = json.loads((Path(__file__).resolve().parents[2] / "contracts/abi/Comet.json").read_text())
 
 
-async def _module_deploy(w3: AsyncWeb3, deploy):
-    before = await rpc(w3, "evm_snapshot", [])
-    try:
-        yield await deploy()
-    finally:
-        if not await rpc(w3, "evm_revert", [before]):
-            raise RuntimeError("could not revert the deployment: later modules would see it")
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def morpho(devnet, w3: AsyncWeb3) -> AsyncIterator[MorphoInfo]:
-    async for info in _module_deploy(w3, lambda: deploy_morpho(w3, devnet.info, N, SEED)):
+    async with deployed(w3, lambda: deploy_morpho(w3, devnet.info, N, SEED)) as info:
         yield info
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def comet(devnet, w3: AsyncWeb3) -> AsyncIterator[CometInfo]:
-    async for info in _module_deploy(w3, lambda: deploy_comet(w3, devnet.info, N, SEED)):
+    async with deployed(w3, lambda: deploy_comet(w3, devnet.info, N, SEED)) as info:
         yield info
 
 
