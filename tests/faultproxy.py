@@ -1,6 +1,7 @@
 """A fault-injecting JSON-RPC proxy for tests: loopback only, in front of the test anvil.
 
-``FaultProxy(upstream)`` listens on 127.0.0.1 (a free port) and forwards each POST to the
+``FaultProxy(upstream)`` listens on 127.0.0.1 (a port the OS picks at the first ``start``;
+``url`` is known from then on) and forwards each POST to the
 upstream node, unless a fault is set:
 
 =============  ==============================================================
@@ -31,17 +32,24 @@ WRONG_CHAIN_ID = 424242
 HOLD_S = 30.0  # a "timeout" fault holds a request at most this long
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+REBIND_S = 5.0  # a restart waits at most this long for its old port to be free again
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class FaultProxy:
     def __init__(self, upstream: str):
         self.upstream = upstream
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # bound by the first start (a port probed here could be taken before then)
         self.fault: str | None = None
         self.times: int | None = None
         self.lag_blocks = 0
@@ -51,6 +59,11 @@ class FaultProxy:
         self._release = asyncio.Event()  # set by stop(): held requests end
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.port, "start() the proxy first: its port is the OS's pick"
+        return f"http://127.0.0.1:{self.port}"
 
     def set(self, fault: str | None, times: int | None = None) -> None:
         self.fault, self.times = fault, times
@@ -63,8 +76,22 @@ class FaultProxy:
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        sock = await self._bind()
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
         return self
+
+    async def _bind(self) -> socket.socket:
+        if not self.port:
+            return _listen(0)
+        deadline = asyncio.get_running_loop().time() + REBIND_S
+        while True:  # back on the same port: a client's socket may hold it a moment
+            try:
+                return _listen(self.port)
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         """The endpoint goes down: the port refuses connections until ``start``."""

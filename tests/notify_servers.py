@@ -108,6 +108,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_controller(make: Callable[[int], Controller], tries: int = 5) -> Controller:
+    """``make(port).start()`` on a free port; another one if the port was taken meanwhile."""
+    for attempt in range(tries):
+        controller = make(free_port())
+        try:
+            controller.start()
+            return controller
+        except OSError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class Received:
     mail_from: str
@@ -141,11 +154,12 @@ class SmtpServer:
         self.handler = _Handler()
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
-        self.port = free_port()
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, tls_context=server_ctx,
+        self.port = 0  # chosen by __enter__
+        self._make = lambda port: Controller(
+            self.handler, hostname="127.0.0.1", port=port, tls_context=server_ctx,
             require_starttls=True, authenticator=self._auth, auth_require_tls=True,
         )
+        self.controller: Controller | None = None
 
     def _auth(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword)
@@ -164,10 +178,12 @@ class SmtpServer:
         return ctx
 
     def __enter__(self) -> Self:
-        self.controller.start()
+        self.controller = start_controller(self._make)
+        self.port = self.controller.port
         return self
 
     def __exit__(self, *exc: object) -> None:
+        assert self.controller is not None
         self.controller.stop()
 
 

@@ -79,7 +79,26 @@ def start_anvil(
     ``extra_args``: more anvil options (bench/scale.py: ``--prune-history``)."""
     if not ANVIL_BIN.is_file():
         raise DevnetError(f"anvil binary missing: {ANVIL_BIN} (run `npm install`; make does it)")
-    port = port or free_port()
+    if port:
+        return _start(port, log_path, timeout_s, extra_args)
+    for attempt in range(PORT_TRIES):  # a free port may be taken before anvil binds it
+        try:
+            return _start(free_port(), log_path, timeout_s, extra_args)
+        except _Exited:
+            if attempt == PORT_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+PORT_TRIES = 3  # start_anvil(port=0): free ports tried when anvil exits at start
+
+
+class _Exited(DevnetError):
+    """anvil exited at start (its port was taken, among other causes)."""
+
+
+def _start(port: int, log_path: str | Path | None, timeout_s: float,
+           extra_args: tuple[str, ...]) -> AnvilProcess:
     if _answers(port):
         raise DevnetError(f"something already answers JSON-RPC on {HOST}:{port}")
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -107,7 +126,7 @@ def start_anvil(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             shutil.rmtree(home, ignore_errors=True)
-            raise DevnetError(
+            raise _Exited(
                 f"anvil exited with code {proc.returncode} at start on port {port}"
                 + (f"; see {log_path}" if log_path else "")
             )

@@ -286,3 +286,32 @@ def test_a_stopped_anvil_leaves_no_states_on_disk():
     finally:
         assert stop_anvil(a.pid)
     assert not os.path.exists(home)
+
+
+def test_start_anvil_takes_another_port_when_the_free_one_was_taken(monkeypatch):
+    """start_anvil(port=0) probes a free port, which anything may bind before anvil does (a CI
+    run failed that way in a proxy of the tests): anvil then exits, and another port is tried."""
+    import socket
+
+    from keeper.devnet import anvil as anvil_mod
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))  # bound, not listening: anvil cannot bind it, nothing answers on it
+    probes = iter([taken.getsockname()[1]])
+    real = anvil_mod.free_port
+    monkeypatch.setattr(anvil_mod, "free_port", lambda: next(probes, None) or real())
+    try:
+        a = anvil_mod.start_anvil()
+        try:
+            assert a.port != taken.getsockname()[1]
+            assert anvil_mod.is_anvil_running(a.pid)
+        finally:
+            anvil_mod.stop_anvil(a.pid)
+    finally:
+        taken.close()
+    probes = iter([])  # every probe taken: the error names the exit, after PORT_TRIES of them
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(anvil_mod, "free_port", lambda: held.getsockname()[1])
+        with pytest.raises(DevnetError, match="exited with code"):
+            anvil_mod.start_anvil()

@@ -35,6 +35,7 @@ from tests.notify_servers import (
     _Handler,
     free_port,
     make_position,
+    start_controller,
 )
 
 RULE = Rule(frozenset({Status.WATCH, Status.AT_RISK, Status.LIQUIDATABLE}), 3600)
@@ -186,9 +187,9 @@ async def test_email_wrong_password_and_untrusted_certificate_fail(ca):
 
 
 async def test_email_never_falls_back_to_plain_text():
-    handler, port = _Handler(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)  # no STARTTLS offered
-    controller.start()
+    handler = _Handler()
+    controller = start_controller(lambda p: Controller(handler, hostname="127.0.0.1", port=p))  # no STARTTLS
+    port = controller.port
     try:
         notifier = EmailNotifier("mail", "127.0.0.1", port, "k@example.org", ("o@example.org",),
                                  timeout_s=5)

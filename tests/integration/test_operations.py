@@ -23,7 +23,7 @@ from keeper.devnet.rpc import rpc
 from keeper.units import WAD
 from tests.faultproxy import FaultProxy
 from tests.integration.test_keeper_actions import LIQUIDATOR_KEY, liquidations, mint, pool_hf
-from tests.notify_servers import HttpSink, free_port
+from tests.notify_servers import HttpSink
 
 
 async def _mine_every_second(w3, stop: asyncio.Event) -> None:
@@ -75,14 +75,13 @@ async def test_failover_crash_metrics_health_and_sigterm(devnet, w3, tmp_path):
     await b.start()
     sink = HttpSink()
     await sink.start()
-    port = free_port()
     text = devnet.config_path.read_text().replace(f'rpc_url = "{devnet.rpc_url}"',
                                                   f'rpc_urls = ["{a.url}", "{b.url}"]\nrequest_timeout_s = 2\n'
                                                   "block_poll_interval_s = 0.25")
     path = tmp_path / "keeper.toml"
     path.write_text('mode = "live"\n' + text + f'\n[store]\npath = "{tmp_path / "k.sqlite"}"\n'
                     "\n[liquidator]\nenabled = true\n\n[monitor]\nscan_interval_s = 2\nstale_head_s = 10\n"
-                    f'\n[metrics]\nlisten = "127.0.0.1:{port}"\nmax_tick_age_s = 10\n'
+                    '\n[metrics]\nlisten = "127.0.0.1:0"\nmax_tick_age_s = 10\n'  # the OS picks: logged
                     '\n[executor]\nmin_gas_balance_wei = "20000"\n'  # above the wallet's 10,000 ETH
                     f'\n[[notify]]\nkind = "webhook"\nurl = "{sink.base_url}/hook"\n')
     stop_mining = asyncio.Event()
@@ -96,7 +95,7 @@ async def test_failover_crash_metrics_health_and_sigterm(devnet, w3, tmp_path):
     reader = asyncio.create_task(_read_lines(proc.stdout, lines))
     health: list[int] = []
     http = aiohttp.ClientSession()
-    base = f"http://127.0.0.1:{port}"
+    base = ""
 
     async def healthz() -> int:
         async with http.get(f"{base}/healthz") as r:
@@ -108,6 +107,11 @@ async def test_failover_crash_metrics_health_and_sigterm(devnet, w3, tmp_path):
             return await r.text()
 
     try:
+        async def serving() -> bool:
+            return any(e["event"] == "metrics.serving" for e in _events(lines))
+        assert await _wait_for(serving, 60), "".join(lines)[-3000:]
+        base = "http://" + next(e["listen"] for e in _events(lines) if e["event"] == "metrics.serving")
+
         async def scanned() -> bool:
             return any(e["event"] == "scan.done" for e in _events(lines))
         assert await _wait_for(scanned, 90), "".join(lines)[-3000:]
