@@ -16,7 +16,8 @@ upstream node, unless a fault is set:
 ``set(fault, times=n)`` applies it to the next ``n`` requests (``None``: until cleared).
 ``stop()`` takes the endpoint down (connections are refused), ``start()`` brings it back
 on the same port. ``methods`` records every method asked, in order (batch members too),
-and ``sent`` the raw transactions that reached the upstream node.
+``sent`` the raw transactions that reached the upstream node, and ``peers`` the clients'
+addresses (one per TCP connection).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class FaultProxy:
         self.lag_blocks = 0
         self.methods: list[str] = []
         self.sent: list[str] = []
+        self.peers: set[tuple] = set()  # the clients' (host, port): one per TCP connection
         self.faulted = 0  # requests a fault was applied to
         self._release = asyncio.Event()  # set by stop(): held requests end
         self._runner: web.AppRunner | None = None
@@ -118,6 +120,7 @@ class FaultProxy:
         return fault
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         body = await request.read()
         try:
             payload = json.loads(body)

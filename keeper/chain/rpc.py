@@ -1,7 +1,7 @@
 """The one seam between keeper and the node endpoints. Everything above talks to ``Rpc``.
 
 ``Rpc`` holds one or more endpoints (``[chain] rpc_urls``), each a web3.py
-``AsyncHTTPProvider`` with its own HTTP session (web3's own retry is off: retries and
+``AsyncHTTPProvider`` on kept-alive connections (``keeper.chain.transport``; web3's own retry is off: retries and
 failover are decided here, where every endpoint's health is known, see
 ``keeper.chain.endpoints``):
 
@@ -29,16 +29,15 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import structlog
-from web3 import AsyncHTTPProvider
 
 from keeper.chain import coalesce, yielding
 from keeper.chain.endpoints import Endpoint, endpoint_label, order, paced
 from keeper.chain.headbook import HeadBook
+from keeper.chain.transport import RequestCounter, Transport
 from keeper.errors import SourceError
 
 log = structlog.get_logger("keeper.rpc")
@@ -50,29 +49,6 @@ SEND = "eth_sendRawTransaction"
 _OVERLOADED = re.compile(r"rate.?limit|too many requests|capacity|header not found|unknown block"
                          r"|block not found|blockoutofrange|block height is|temporarily", re.I)
 _OVERLOAD_CODES = {-32005, 429}
-
-
-@dataclass
-class RequestCounter:
-    http_requests: int = 0  # round trips to the nodes
-    rpc_calls: int = 0  # JSON-RPC method calls (a batch of 5 counts 1 and 5)
-
-
-class _CountingProvider(AsyncHTTPProvider):
-    def __init__(self, url: str, counter: RequestCounter, timeout_s: float):
-        super().__init__(url, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout_s)},
-                         exception_retry_configuration=None)
-        self.counter = counter
-
-    async def make_request(self, method: Any, params: Any) -> Any:
-        self.counter.http_requests += 1
-        self.counter.rpc_calls += 1
-        return await super().make_request(method, params)
-
-    async def make_batch_request(self, batch_requests: list[tuple[Any, Any]]) -> Any:
-        self.counter.http_requests += 1
-        self.counter.rpc_calls += len(batch_requests)
-        return await super().make_batch_request(batch_requests)
 
 
 class _Failure(Exception):
@@ -137,7 +113,7 @@ class Rpc:
             raise ValueError("Rpc needs at least one endpoint URL")
         self.counter = RequestCounter()
         self.heads = HeadBook()  # the newest pushed head (keeper.chain.headbook): fees without a read
-        self.endpoints = [Endpoint(i, endpoint_label(i, u), _CountingProvider(u, self.counter, timeout_s))
+        self.endpoints = [Endpoint(i, endpoint_label(i, u), Transport(u, self.counter, timeout_s))
                           for i, u in enumerate(urls)]
         self.chain_id_expected = chain_id  # None: the first answer pins it
         self.max_lag_blocks = max_lag_blocks

@@ -247,6 +247,35 @@ async def test_a_transaction_is_broadcast_to_every_healthy_endpoint_and_mined_on
         await rpc.close()
 
 
+async def test_requests_share_a_kept_alive_connection_and_a_closed_one_is_read_again(devnet, proxies):
+    """keeper.chain.transport: one TCP connection for many requests (web3's own session opens
+    one per request); a pooled connection the node closed costs a read one resend, no error;
+    a send on it is not resent (its copy may be mined): unknown, as before, and the same
+    bytes sent again are mined once."""
+    a, _ = proxies
+    block, expected = await truth(devnet)
+    rpc = Rpc(a.url, timeout_s=1.0, chain_id=CHAIN_ID)
+    try:
+        for _ in range(10):
+            assert await reads(rpc, devnet, block) == expected
+        assert len(a.peers) == 1 and rpc.counter.http_requests >= 30
+        a.set("drop", times=1)  # the connection is closed under the next request
+        assert await reads(rpc, devnet, block) == expected
+        assert (a.faulted, rpc.counter.resent, rpc.endpoints[0].errors) == (1, 1, 0)
+        assert len(a.peers) == 2
+        nonce, base_fee = await _next(rpc)
+        raw = _transfer(devnet, nonce, base_fee)
+        a.set("drop", times=1)
+        with pytest.raises(SourceError, match="connection failed"):
+            await rpc.raw("eth_sendRawTransaction", [raw])
+        assert a.sent == [] and rpc.counter.resent == 1 and await _nonce(rpc) == nonce
+        answer = await rpc.raw("eth_sendRawTransaction", [raw])
+        assert int((await _mined(rpc, answer["result"]))["status"], 16) == 1
+        assert a.sent == [raw] and await _nonce(rpc) == nonce + 1
+    finally:
+        await rpc.close()
+
+
 async def test_a_send_does_not_wait_for_a_hanging_endpoint(devnet, proxies):
     a, b = proxies
     rpc = two(a, b)
