@@ -188,6 +188,40 @@ async def test_accrued_market_equals_morpho_after_accrue_interest(w3, devnet, mo
         assert fee_after[0].supply_shares - fee_before[0].supply_shares == fee_shares
 
 
+async def test_an_idle_block_reads_markets_and_their_rates_in_one_request(w3, devnet, morpho, adapter):
+    """The IRM's borrowRateView of the market as last read is asked beside market(id): one
+    request when the market is still stored so (an idle block), a second one when an
+    interaction changed it; the accrued markets equal IrmMock's rate computed in Python."""
+    fresh = MorphoBlueAdapter(adapter.rpc, adapter.mc, adapter.logs, morpho.morpho,
+                              list(morpho.market_ids), "fresh")
+    python_rates = MorphoBlueAdapter(adapter.rpc, adapter.mc, adapter.logs, morpho.morpho,
+                                     list(morpho.market_ids), "x", mock_irms=[morpho.irm])
+    counter = adapter.rpc.counter
+
+    async def load(block: int) -> tuple[dict, int]:
+        before = counter.http_requests
+        got = await fresh.load_markets(block)
+        return got, counter.http_requests - before
+
+    await advance_time(w3, DAY)
+    block, _ = await head(w3)
+    await load(block)  # the first read: params, markets, then the rates
+    await advance_time(w3, DAY)  # idle: no interaction, the markets are stored as they were
+    block, _ = await head(w3)
+    got, requests = await load(block)
+    assert requests == 1
+    assert got == await python_rates.load_markets(block)
+    assert all(m.last_update == got[m.id].timestamp for m in got.values())
+    mid = morpho.market_ids[0]  # an interaction: this market is stored anew, the other is not
+    await send(w3, devnet.info.deployer, morpho.morpho,
+               _calldata(morpho, "accrueInterest", morpho.markets[mid].as_tuple()))
+    await advance_time(w3, DAY)
+    block, _ = await head(w3)
+    got, requests = await load(block)
+    assert requests == 2
+    assert got == await python_rates.load_markets(block)
+
+
 # ------------------------------------------------------------------ (b) health
 
 

@@ -6,7 +6,9 @@ the block timestamp (``getCurrentBlockTimestamp``), every ``market(id)`` and eve
 ``price()``. Interest is then accrued to the block's timestamp in Python
 (keeper.protocols.morpho_blue.math.accrue), as ``_accrueInterest`` would at that block: with IrmMock's
 formula for the IRMs listed in ``mock_irms``, else with the IRM's own ``borrowRateView`` of
-the stored market, read in a second multicall at the same block (exact for any IRM).
+the stored market at the same block (exact for any IRM): asked in the same multicall with
+the market as last read, which is right whenever the market is still stored so (no
+interaction since: every idle block), else in a second multicall.
 Positions (``position(id, user)``) are batched through Multicall3. Borrowers are found from
 ``Borrow`` / ``SupplyCollateral`` events (their ``onBehalf``), chunked by LogScanner.
 
@@ -74,6 +76,11 @@ def _params_words(p: MarketParams) -> bytes:
                      addr_arg(p.irm), uint_arg(p.lltv)))
 
 
+def _rate_call(p: MarketParams, stored: tuple[int, ...]) -> bytes:
+    """borrowRateView(params, market) with the market's six stored words."""
+    return call_data(BORROW_RATE_VIEW, _params_words(p), *(uint_arg(v) for v in stored))
+
+
 def _id_arg(mid: str) -> bytes:
     return bytes.fromhex(mid[2:])
 
@@ -97,6 +104,7 @@ class MorphoBlueAdapter:
         self.label = label
         self.mock_irms = {a.lower() for a in mock_irms}
         self.params: dict[str, MarketParams] = {}  # immutable per market: read once
+        self._stored: dict[str, tuple[int, ...]] = {}  # market(id)'s six words as last read
 
     # -- markets --------------------------------------------------------------------
     async def market_params(self, block: int) -> dict[str, MarketParams]:
@@ -127,6 +135,11 @@ class MorphoBlueAdapter:
         for mid, p in params.items():
             calls += [Call(self.morpho, call_data("market(bytes32)", _id_arg(mid))),
                       Call(p.oracle, call_data("price()"))]
+        # the IRM's rate of the market as last read, in the same multicall: exact when the
+        # market is still stored as it was (no interaction since: every idle block)
+        guesses = {mid: stored for mid, stored in self._stored.items()
+                   if accrued and mid in params and self._needs_rate(params[mid])}
+        calls += [Call(params[mid].irm, _rate_call(params[mid], stored)) for mid, stored in guesses.items()]
         res = await self.mc.run(calls, block)
         if not res[0][0]:
             raise SourceError(f"{self.label}: getCurrentBlockTimestamp failed at block {block}")
@@ -142,23 +155,28 @@ class MorphoBlueAdapter:
             price = word(pr) if ok_p and len(pr) >= 32 else 0
             raw[mid] = MorphoMarket(mid, p, *w[:6], price=price, block=block, timestamp=timestamp,
                                     unreliable=price == 0)
+            self._stored[mid] = tuple(w[:6])
         if not accrued:
             return raw
-        rates = await self._borrow_rates(raw, block)
+        known = {}
+        for (mid, stored), (ok, r) in zip(guesses.items(), res[1 + 2 * len(params):], strict=True):
+            if ok and len(r) >= 32 and stored == self._stored[mid]:
+                known[mid] = word(r)
+        rates = known | await self._borrow_rates([m for m in raw.values() if m.id not in known], block)
         return {mid: accrue(m, timestamp, rates.get(mid)) for mid, m in raw.items()}
 
-    async def _borrow_rates(self, raw: dict[str, MorphoMarket], block: int) -> dict[str, int]:
+    def _needs_rate(self, p: MarketParams) -> bool:
+        return p.irm != ZERO and p.irm.lower() not in self.mock_irms
+
+    async def _borrow_rates(self, markets: list[MorphoMarket], block: int) -> dict[str, int]:
         """IIrm.borrowRateView(params, stored market) at ``block`` for the markets that accrue
         now with an IRM not in ``mock_irms`` (for those, accrue computes IrmMock's rate)."""
-        todo = [m for m in raw.values() if m.timestamp > m.last_update and m.params.irm != ZERO
-                and m.params.irm.lower() not in self.mock_irms]
+        todo = [m for m in markets if m.timestamp > m.last_update and self._needs_rate(m.params)]
         if not todo:
             return {}
-        raws = await self.mc.run_strict([Call(m.params.irm, call_data(
-            BORROW_RATE_VIEW, _params_words(m.params),
-            *(uint_arg(v) for v in (m.total_supply_assets, m.total_supply_shares,
-                                    m.total_borrow_assets, m.total_borrow_shares,
-                                    m.last_update, m.fee)))) for m in todo], block)
+        raws = await self.mc.run_strict([Call(m.params.irm, _rate_call(m.params, (
+            m.total_supply_assets, m.total_supply_shares, m.total_borrow_assets, m.total_borrow_shares,
+            m.last_update, m.fee))) for m in todo], block)
         return {m.id: word(r) for m, r in zip(todo, raws, strict=True)}
 
     # -- positions ------------------------------------------------------------------
