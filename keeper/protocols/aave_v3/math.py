@@ -8,6 +8,8 @@ went above ``2**256 - 1`` or below 0). A division by zero that reverts raises
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from keeper.protocols.aave_v3.model import Reserve, ReserveConfig
 from keeper.units import BPS, HALF_BPS, HALF_RAY, HALF_WAD, RAY, SECONDS_PER_YEAR, UINT256_MAX, WAD
 
@@ -90,6 +92,9 @@ def percent_div(value: int, percentage: int) -> int:
 # ----------------------------------------------------------------- MathUtils
 
 
+# Pure functions of three integers, asked with the same (rate, last update, block time) for
+# every account of a reserve: memoized (a hit costs ~0.15 us, the compounded one ~4 us).
+@lru_cache(maxsize=4096)
 def calculate_linear_interest(rate_ray: int, last_update_timestamp: int, timestamp: int) -> int:
     # Aave V3 MathUtils.calculateLinearInterest (block.timestamp passed in)
     _uint(rate_ray, last_update_timestamp, timestamp)
@@ -98,6 +103,7 @@ def calculate_linear_interest(rate_ray: int, last_update_timestamp: int, timesta
     return checked(RAY + result)
 
 
+@lru_cache(maxsize=4096)
 def calculate_compounded_interest(rate_ray: int, last_update_timestamp: int, timestamp: int) -> int:
     # Aave V3 MathUtils.calculateCompoundedInterest: 3-term binomial, same division order
     _uint(rate_ray, last_update_timestamp, timestamp)
