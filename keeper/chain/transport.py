@@ -2,8 +2,9 @@
 
 web3.py builds its aiohttp session with ``TCPConnector(force_close=True)``: every JSON-RPC
 request opens a new TCP connection to the node and closes it after the answer (six per idle
-Morpho tick, and every simulation and broadcast of a burst). ``Transport`` gives the provider
-a session of its own whose connections stay open between requests, closed by us after
+Morpho tick, and every simulation and broadcast of a burst). ``Transport`` keeps web3's
+request encoding and answer decoding but posts on a session of its own (``_Sessions``) whose
+connections stay open between requests, closed by us after
 ``KEEPALIVE_S`` idle (shorter than the idle timeouts nodes and their proxies use: geth 120 s,
 load balancers 60 s), so the node rarely closes one we are about to use.
 
@@ -40,26 +41,42 @@ class RequestCounter:
     resent: int = 0  # requests sent again after a kept-alive connection was found closed
 
 
+class _Sessions:
+    """What web3's provider asks of its session manager (``async_make_post_request``), on one
+    kept-alive aiohttp session. web3's own manager (web3 8.0.0, pinned) closes every connection
+    after one request and takes a lock through a thread pool for each (~0.1 ms, a thread hop)."""
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self.session is None or self.session.closed or self._loop is not loop:
+            self._loop = loop  # a session serves the event loop it was made in
+            self.session = aiohttp.ClientSession(
+                raise_for_status=True,
+                connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S, enable_cleanup_closed=True))
+        return self.session
+
+    async def async_make_post_request(self, endpoint_uri: str, data: Any, **kwargs: Any) -> bytes:
+        async with self._open().post(endpoint_uri, data=data, **kwargs) as response:
+            return await response.read()
+
+    async def close(self) -> None:
+        if self.session is not None and not self.session.closed:
+            await self.session.close()
+        self.session = None
+
+
 class Transport(AsyncHTTPProvider):
     def __init__(self, url: str, counter: RequestCounter, timeout_s: float):
         super().__init__(url, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout_s)},
                          exception_retry_configuration=None)
         self.counter = counter
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def _keep_alive(self) -> None:
-        """Give web3 our session (once per session; web3 keys its sessions by event loop)."""
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._loop = loop
-            self._session = aiohttp.ClientSession(
-                raise_for_status=True,
-                connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S, enable_cleanup_closed=True))
-            await self.cache_async_session(self._session)
+        self._request_session_manager = self.sessions = _Sessions()  # type: ignore[assignment]
 
     async def _send(self, call: Any, resend: bool) -> Any:
-        await self._keep_alive()
         self.counter.http_requests += 1
         try:
             return await call()
@@ -81,7 +98,4 @@ class Transport(AsyncHTTPProvider):
                                 all(m != SEND for m, _ in batch_requests))
 
     async def disconnect(self) -> None:
-        await super().disconnect()  # closes the cached sessions, ours included
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        await self.sessions.close()
