@@ -50,7 +50,7 @@ from keeper.protocols.aave_v3.math import (
     ray_mul,
     reserve_ids_in_use,
 )
-from keeper.protocols.aave_v3.health import calculate_user_account_data
+from keeper.protocols.aave_v3.fast import fast_totals, view_for
 from keeper.health.status import HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 from keeper.model import Address
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, Reserve, UserReserve
@@ -240,8 +240,14 @@ def plan_liquidation(market: AaveMarketState, acct: AaveAccount, collateral_asse
     call reverts, KeyError for an asset the market does not list, SourceError on
     inconsistent inputs."""
     coll, debt = market.by_asset(collateral_asset), market.by_asset(debt_asset)
-    hf = calculate_user_account_data(market, acct).health_factor_wad
+    hf = _health_factor(market, acct)
     return _quote(market, acct, coll, debt, debt_to_cover, hf)
+
+
+def _health_factor(market: AaveMarketState, acct: AaveAccount) -> int:
+    """calculateUserAccountData's health factor, on the market's memoized view (equal to it:
+    keeper.protocols.aave_v3.fast; the follow-ups of one block plan on the same few markets)."""
+    return fast_totals(view_for(market), acct)[4]
 
 
 def liquidation_pairs(market: AaveMarketState, acct: AaveAccount) -> list[tuple[Reserve, Reserve]]:
@@ -266,7 +272,7 @@ def best_liquidation(market: AaveMarketState, acct: AaveAccount, gas_cost_base: 
     case-insensitive) at most the wallet's balance of the debt token; a pair whose debt
     token the wallet lacks is skipped. Ties go to the first pair (collateral id, debt id).
     """
-    hf = calculate_user_account_data(market, acct).health_factor_wad
+    hf = _health_factor(market, acct)
     if hf >= HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
         return None
     wallet = None if wallet_balances is None else {a.lower(): v for a, v in wallet_balances.items()}

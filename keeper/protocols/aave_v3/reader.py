@@ -25,7 +25,7 @@ from keeper.errors import DevnetError, SourceError
 from keeper.protocols.aave_v3.math import decode_reserve_config
 from keeper.protocols.aave_v3.math36 import Evaluator36, is_v36
 from keeper.protocols.aave_v3.health import drop_to_liquidation_bps, position_from, shock
-from keeper.protocols.aave_v3.fast import prepare
+from keeper.protocols.aave_v3.fast import view_for
 from keeper.health.status import Thresholds
 from keeper.model import Address, Position
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, AccountData, EModeCategory, Reserve, UserReserve
@@ -342,7 +342,7 @@ class AaveV3Adapter:
 class _AaveEvaluator:
     def __init__(self, market: AaveMarketState):
         self.market = market
-        self.view = prepare(market)
+        self.view = view_for(market)  # memoized: the liquidation plans of this market use it too
 
     def position(self, acct: AaveAccount, thresholds: Thresholds, with_drop: bool) -> Position:
         return position_from(self.market, acct, "aave_v3", thresholds, with_drop=with_drop,
