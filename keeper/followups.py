@@ -7,7 +7,8 @@ first was mined (one block later, or two). Here, for each liquidation the market
 returns, the adapter's ``after_liquidation`` gives the market and the account as they will
 be once it is mined (to the wei, the protocol's own rounding); while the account is still
 liquidatable there, the same planner plans the next liquidation on that state, within what
-the wallet has left once the previous ones are paid (their approvals' amounts) and still
+the wallet has left once every liquidation planned before it is paid (their approvals'
+amounts: the other accounts' too, which the planners leave to each other likewise) and still
 profitable after its own gas, up to ``MAX_PER_ACCOUNT`` per account per tick.
 
 The executors send them in the same burst or backrun, after their predecessor (consecutive
@@ -22,7 +23,7 @@ moved, which the DEX view does not follow (and it shares one lane anyway).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -37,10 +38,22 @@ def with_followups(adapter: Any, market: Any, decisions: Sequence[Decision], acc
     """``decisions`` with each liquidation's follow-ups right behind it. ``ctx``: the
     PlanContext the decisions were planned with."""
     out: list[Decision] = []
+    left: Mapping[Address, int] | None = None
+
+    def remaining() -> Mapping[Address, int]:
+        """What the wallet has left once every liquidation planned so far is paid (worked out
+        when a first follow-up is planned: most ticks have none)."""
+        nonlocal left
+        if left is None:
+            left = spent(ctx.wallet, [s for d in decisions for s in adapter.encode(d, ctx.sender)])
+        return left
+
     for d in decisions:
         out.append(d)
         if isinstance(d, Liquidate) and len(d.accounts) == 1 and d.lane is None and d.follows == 0:
-            out.extend(_chain(adapter, market, d, accounts.get(d.account), ctx, limit))
+            chain, after = _chain(adapter, market, d, accounts.get(d.account), ctx, limit, remaining)
+            out.extend(chain)
+            left = after if after is not None else left
     return by_bid(out) if len(out) > len(decisions) else out  # else the planner's order, as before
 
 
@@ -69,9 +82,13 @@ def by_bid(decisions: Sequence[Decision]) -> list[Decision]:
     return out
 
 
-def _chain(adapter: Any, market: Any, first: Liquidate, acct: Any, ctx: Any, limit: int) -> list[Liquidate]:
+def _chain(adapter: Any, market: Any, first: Liquidate, acct: Any, ctx: Any, limit: int,
+           remaining: Callable[[], Mapping[Address, int]]
+           ) -> tuple[list[Liquidate], Mapping[Address, int] | None]:
+    """``first``'s follow-ups, paid from what ``remaining()`` says the wallet has left, and
+    what is left after them (None: no follow-up was planned, nothing asked)."""
     out: list[Liquidate] = []
-    prev, wallet = first, dict(ctx.wallet)
+    prev, wallet = first, None
     while acct is not None and len(out) + 1 < limit:
         after = adapter.after_liquidation(market, acct, prev)
         if after is None:
@@ -80,7 +97,7 @@ def _chain(adapter: Any, market: Any, first: Liquidate, acct: Any, ctx: Any, lim
         pos = adapter.evaluator(market).position(acct, DEFAULT_THRESHOLDS, False)
         if pos.status != Status.LIQUIDATABLE or not pos.reliable:
             break
-        wallet = spent(wallet, adapter.encode(prev, ctx.sender))
+        wallet = remaining() if wallet is None else wallet
         planned = adapter.plan_liquidations(market, [pos], {first.account: acct},
                                             replace(ctx, wallet=wallet, dex=None))
         nxt = [x for x in planned if isinstance(x, Liquidate) and x.accounts == first.accounts and x.lane is None]
@@ -90,7 +107,8 @@ def _chain(adapter: Any, market: Any, first: Liquidate, acct: Any, ctx: Any, lim
         prev = replace(nxt[0], follows=n, reason=f"follow-up {n} of {first.account} (state after the "
                                                  f"previous liquidation): {nxt[0].reason}")
         out.append(prev)
-    return out
+        wallet = spent(wallet, adapter.encode(prev, ctx.sender))
+    return out, wallet
 
 
 def spent(wallet: Mapping[Address, int], steps: Sequence[TxStep]) -> dict[Address, int]:

@@ -89,6 +89,27 @@ def test_follow_ups_stop_at_the_bound_the_wallet_and_the_gas():
     assert with_followups(ADAPTER, m, first, {acct.account: acct}, ctx(RICH, gas_usd_e8=10**15)) == first
 
 
+def test_one_wallet_pays_every_liquidation_of_a_tick_once():
+    """Several accounts due at once: each is planned with what the wallet has left once the
+    ones before it are paid, follow-ups included (before, each was planned with the whole
+    wallet, and the ones past its balance failed in simulation and waited a tick)."""
+    m = market(replace(WETH, price_base=1_400 * E8), USDC)
+    accts = [replace(account({WETH: 6 * E18}, {USDC: 8_000 * E6}), account=f"0x{i:040x}")
+             for i in (0xA1, 0xA2, 0xA3)]
+    due = liquidations_due(Policy({}, liquidate=True), [position_from(m, a) for a in accts])
+    assert len(due) == 3
+    alone = ADAPTER.plan_liquidations(m, due[:1], {a.account: a for a in accts}, ctx(RICH))
+    need = alone[0].quote[0].debt_to_repay  # what one account's liquidation repays, unbounded
+    wallet = {USDC.asset: need * 3 // 2}  # pays one and a half of them
+    decisions, _ = decide(ADAPTER, m, [], due, {a.account: a for a in accts}, wallet, ctx(wallet))
+    repaid = [d.quote[0].debt_to_repay for d in decisions]
+    assert sum(repaid) <= wallet[USDC.asset]
+    assert repaid[0] == need and 0 < repaid[1] <= need - need // 2 + 1 and len(decisions) == 2
+    # rich: every account gets its full liquidation, and its follow-ups
+    rich, _ = decide(ADAPTER, m, [], due, {a.account: a for a in accts}, RICH, ctx(RICH))
+    assert {d.account for d in rich} == {a.account for a in accts}
+
+
 def test_spent_takes_the_approvals_from_the_wallet_whatever_the_case_of_the_keys():
     w = {USDC.asset.lower(): 100, DAI.asset: 5}
     steps = [TxStep(POOL, b"", "x", (Approval(USDC.asset, POOL, 30), Approval(DAI.asset, POOL, 9)))]
@@ -285,3 +306,28 @@ def test_by_bid_equals_the_quadratic_reference(chains, rnd):
     rnd.shuffle(decisions)  # any order the planner gives, each follow-up after its predecessor:
     decisions.sort(key=lambda d: d.follows)  # (a stable sort keeps the shuffle among equals)
     assert [id(d) for d in by_bid(decisions)] == [id(d) for d in _by_bid_reference(decisions)]
+
+
+def test_one_wallet_pays_every_morpho_liquidation_of_a_tick_once():
+    """Morpho Blue's planner, likewise: the loan token the wallet holds is spent position by
+    position (a position the rest cannot pay for profitably is left for a later tick)."""
+    from keeper.health.status import Status
+    from keeper.model import Position
+    from keeper.protocols.morpho_blue import math as mm
+    from keeper.protocols.morpho_blue.plan import liquidations
+    from tests.unit.test_morpho_math import E6 as M6, USDC as M_USDC, mkt, pos as mpos
+
+    m = mkt(price=1_000 * 10**24)  # WETH at $1,000: 1 WETH against 1,000 USDC of debt, LLTV 86%
+    owners = [f"0x{i:040x}" for i in (0xB1, 0xB2, 0xB3)]
+    accts = {a: replace(mpos(debt=1_000 * M6), account=a) for a in owners}
+    due = [Position("morpho_blue", m.id, a, m.block, 1, 1, 9 * 10**17, 8600, Status.LIQUIDATABLE, True)
+           for a in owners]
+    book = PriceBook()
+    book.learn({M_USDC: ("USDC", 10**8)})
+    need = mm.max_liquidation(m, accts[owners[0]]).repaid_assets
+    wallet = {M_USDC: need * 3 // 2}
+    planned = liquidations("m", m, due, accts, PlanContext(ME, wallet, 0, 0, book), 6)
+    repaid = [d.quote.repaid_assets for d in planned]
+    assert sum(repaid) <= wallet[M_USDC] and repaid[0] == need and len(planned) == 2
+    rich = liquidations("m", m, due, accts, PlanContext(ME, {M_USDC: 10**18}, 0, 0, book), 6)
+    assert [d.quote.repaid_assets for d in rich] == [need] * 3

@@ -12,6 +12,7 @@ from eth_utils import to_checksum_address
 from keeper.chain.abi import topic, word
 from keeper.model import Address, Approval, Decision, Liquidate, Outcome, Position, ProtectRule, TopUp, TxStep
 from keeper.dex import view
+from keeper.followups import spent
 from keeper.protocols.aave_v3 import encode as enc
 from keeper.protocols.aave_v3 import flash
 from keeper.protocols.aave_v3.liquidation import best_liquidation
@@ -54,17 +55,18 @@ def top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: int, rule: 
 
 def liquidations(key: str, market: AaveMarketState, due: Sequence[Position],
                  accounts: Mapping[Address, AaveAccount], ctx) -> list[Liquidate]:
-    """The best (collateral, debt) pair and amount of each position, within the wallet."""
+    """The best (collateral, debt) pair and amount of each position, within what the wallet
+    has left once the positions planned before it are paid."""
     gas_base = to_base(market, ctx.gas_usd_e8)
     min_base = to_base(market, ctx.min_profit_usd_e8)
     v36 = is_v36(market)  # 3.3+ rules: close factor by size, dust, deficit, grace period
-    out = []
+    out, wallet = [], ctx.wallet
     for pos in due:
         acct = accounts.get(pos.account)
         if acct is None or pos.health_factor_wad is None:
             continue
-        quote = (best_liquidation36(market, acct, gas_base, min_base, ctx.wallet, ctx.sender) if v36
-                 else best_liquidation(market, acct, gas_base, min_base, ctx.wallet))
+        quote = (best_liquidation36(market, acct, gas_base, min_base, wallet, ctx.sender) if v36
+                 else best_liquidation(market, acct, gas_base, min_base, wallet))
         own = None
         if quote is not None:
             profit = quote.profit_base(gas_base)
@@ -76,6 +78,7 @@ def liquidations(key: str, market: AaveMarketState, due: Sequence[Position],
         best = flash.choose(key, market, pos, acct, own, ctx)  # own capital unless [liquidator] contract
         if best is not None:
             out.append(best)
+            wallet = spent(wallet, encode(market.pool, best))  # a capital-free one spends nothing
     return out
 
 

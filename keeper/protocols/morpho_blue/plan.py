@@ -44,6 +44,8 @@ def liquidations(key: str, m: mm.MorphoMarket, due: Sequence[Position],
         best = flash.choose(key, morpho, m, p, pos, own, ctx, loan_decimals, dict(symbols or {}))
         if best is not None:
             out.append(best)
+            if best is own:  # paid from the wallet: the next position plans with the rest
+                wallet -= own.quote.repaid_assets
     return out
 
 
@@ -54,9 +56,13 @@ def _own(key: str, m: mm.MorphoMarket, p: Position, pos: mm.MorphoPosition, ctx,
         q = mm.max_liquidation(m, pos)
         if q.repaid_assets > wallet:  # own capital: repay only what the wallet holds
             seized = q.seized_assets * wallet // max(q.repaid_assets, 1)
-            if seized == 0:
-                return None
-            q = mm.liquidate_quote(m, pos, seized_assets=seized)
+            for _ in range(4):  # the repay rounds up: a unit or two over the wallet, seize less
+                if seized <= 0:
+                    return None
+                q = mm.liquidate_quote(m, pos, seized_assets=seized)
+                if q.repaid_assets <= wallet:
+                    break
+                seized -= 1 + seized * (q.repaid_assets - wallet) // q.repaid_assets
     except mm.LiquidationRevert:
         return None
     loan = m.params.loan_token
