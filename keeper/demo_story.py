@@ -120,7 +120,9 @@ def action_line(row: dict) -> str:
     if row["result"] != "done" and row["detail"]:
         extra = f" ({_HF_RAW.sub(lambda m: 'HF ' + format_hf(int(m.group(1))), row['detail'])})"
     tx = f" tx {row['tx_hash']}" if row["tx_hash"] else ""
-    return f"  [{color}]action[/] {kind} of {short(row['account'])} on {proto}: {row['result']}{tx}{extra}"
+    # a decision naming no account: Comet's collateral for sale, bought at its discount
+    what = f"{kind} of {short(row['account'])}" if row["account"] else "purchase of collateral for sale"
+    return f"  [{color}]action[/] {what} on {proto}: {row['result']}{tx}{extra}"
 
 
 def is_deleverage(row: dict) -> bool:

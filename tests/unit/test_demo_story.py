@@ -73,6 +73,8 @@ def test_a_deleverage_is_told_as_one_with_readable_amounts():
                      "health factor after 1300000000000000000", "realized": None, "expected": None}
     assert is_deleverage(row) and not is_deleverage({**row, "detail": "partial: wallet short"})
     assert action_line(row).startswith("  [green]action[/] deleverage of 0x997F…f185 on Morpho Blue: done")
+    buy = {**row, "kind": "liquidate", "account": "", "protocol": "compound_v3", "result": "lost", "detail": ""}
+    assert action_line(buy) == "  [yellow]action[/] purchase of collateral for sale on Compound V3: lost tx " + TX
     before = {"kind": "deleverage_sent", "protocol": "morpho_blue", "account": ACCOUNT, "health_factor": "1.1279",
               "debt_usd": "28,666.66 USDC",
               "action": "deleverage sent, not yet mined: health factor 1127999980784651490 below trigger "
