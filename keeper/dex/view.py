@@ -20,13 +20,14 @@ slack (the pools moved against the route) makes the simulation revert: nothing i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keeper.dex.capital_free import FlashSource, PoolKey, candidate_routes, pick
 from keeper.dex.flash_plans import FlashLiquidation
 from keeper.dex.liquidator import FLASH_AAVE, FLASH_MORPHO, FLASH_NONE, FLASH_UNISWAP, realized_profit
 from keeper.dex.route import Route
-from keeper.dex.v3_pool import PoolState
+from keeper.dex.v3_math import V3MathError
+from keeper.dex.v3_pool import PoolState, swap_exact_input
 from keeper.model import Liquidate, Outcome, TxStep
 
 SLACK_BPS = 10  # minProfit = 99.9% of the planned profit
@@ -118,6 +119,24 @@ def capital_free_decision(own: Liquidate | None, liq: FlashLiquidation | None, d
     if choice == "capital_free":
         return cf
     return own if own is not None and own.profit_usd_e8 >= min_profit_usd_e8 else None
+
+
+def after_swap(dex: DexView | None, d: Liquidate | None) -> DexView | None:
+    """The DEX once ``d``'s sale is done: its route's pools moved by the exact V3 math (the
+    same swaps the pools will run), so that the next capital-free liquidation of the same
+    burst, simulated and mined after it, is planned on the pools it will meet. ``dex`` itself
+    when ``d`` sells nothing (own capital, or no decision)."""
+    if dex is None or d is None or not isinstance(d.quote, CapitalFree):
+        return dex
+    plan = d.quote.liq.plan
+    pools, amount = dict(dex.pools), plan.amount_in
+    try:
+        for h in plan.route.hops:
+            done = swap_exact_input(pools[h.key()], h.zero_for_one(), amount)
+            pools[h.key()], amount = done.pool, done.amount_out
+    except (KeyError, V3MathError):  # planned on these very pools: not expected
+        return dex
+    return replace(dex, pools=pools)
 
 
 def better(own: Sequence[Liquidate], cf: Sequence[Liquidate]) -> list[Liquidate]:

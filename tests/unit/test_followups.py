@@ -331,3 +331,30 @@ def test_one_wallet_pays_every_morpho_liquidation_of_a_tick_once():
     assert sum(repaid) <= wallet[M_USDC] and repaid[0] == need and len(planned) == 2
     rich = liquidations("m", m, due, accts, PlanContext(ME, {M_USDC: 10**18}, 0, 0, book), 6)
     assert [d.quote.repaid_assets for d in rich] == [need] * 3
+
+
+def test_capital_free_liquidations_of_a_tick_are_planned_on_the_pools_the_ones_before_moved():
+    """Two accounts sold through one Uniswap V3 pool in the same burst: the second is planned on
+    the pool the first one's sale leaves (exact V3 math), which is what its simulation, run
+    after the first, meets (before, both were planned on the pool as read, and the second
+    reverted in simulation and waited a tick)."""
+    from keeper.dex.capital_free import FlashSource
+    from keeper.dex.liquidator import FLASH_MORPHO
+    from keeper.dex.v3_pool import swap_exact_input
+    from keeper.dex.view import CapitalFree, DexView
+    from tests.unit.test_dex_math import CHAIN_POOL  # WETH/USDC 0.3%, WETH about $2,000
+
+    m = market(replace(WETH, price_base=1_400 * E8), USDC)
+    pool = replace(CHAIN_POOL, token0=WETH.asset, token1=USDC.asset)
+    dex = DexView("0x" + "44" * 20, m.block, 10**10, {(WETH.asset.lower(), USDC.asset.lower(), 3000): pool},
+                  {USDC.asset.lower(): (FlashSource(FLASH_MORPHO, "0x" + "33" * 20, 10**30),)})
+    accts = {f"0x{i:040x}": replace(account({WETH: 6 * E18}, {USDC: 8_000 * E6}), account=f"0x{i:040x}")
+             for i in (0xC1, 0xC2)}
+    due = liquidations_due(Policy({}, liquidate=True), [position_from(m, a) for a in accts.values()])
+    planned = ADAPTER.plan_liquidations(m, due, accts, replace(ctx({}), dex=dex))  # no wallet: all capital-free
+    assert len(planned) == 2 and all(isinstance(d.quote, CapitalFree) for d in planned)
+    first, second = (d.quote.liq.plan for d in planned)
+    assert first.amount_in == second.amount_in > 0  # the same position twice
+    moved = swap_exact_input(pool, True, first.amount_in).pool
+    assert first.amount_out == swap_exact_input(pool, True, first.amount_in).amount_out
+    assert second.amount_out == swap_exact_input(moved, True, second.amount_in).amount_out < first.amount_out

@@ -56,7 +56,8 @@ def top_up(key: str, market: AaveMarketState, acct: AaveAccount, hf: int, rule: 
 def liquidations(key: str, market: AaveMarketState, due: Sequence[Position],
                  accounts: Mapping[Address, AaveAccount], ctx) -> list[Liquidate]:
     """The best (collateral, debt) pair and amount of each position, within what the wallet
-    has left once the positions planned before it are paid."""
+    has left once the positions planned before it are paid, and capital-free on the pools
+    their sales leave (the burst sends them in this order)."""
     gas_base = to_base(market, ctx.gas_usd_e8)
     min_base = to_base(market, ctx.min_profit_usd_e8)
     v36 = is_v36(market)  # 3.3+ rules: close factor by size, dust, deficit, grace period
@@ -79,6 +80,8 @@ def liquidations(key: str, market: AaveMarketState, due: Sequence[Position],
         if best is not None:
             out.append(best)
             wallet = spent(wallet, encode(market.pool, best))  # a capital-free one spends nothing
+            if ctx.dex is not None:  # the next capital-free one meets the pools this one moved
+                ctx = replace(ctx, dex=view.after_swap(ctx.dex, best))
     return out
 
 

@@ -6,6 +6,7 @@ price book's price of the loan token."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
@@ -46,6 +47,8 @@ def liquidations(key: str, m: mm.MorphoMarket, due: Sequence[Position],
             out.append(best)
             if best is own:  # paid from the wallet: the next position plans with the rest
                 wallet -= own.quote.repaid_assets
+            elif ctx.dex is not None:  # capital-free: the next one meets the pools this one moved
+                ctx = replace(ctx, dex=view.after_swap(ctx.dex, best))
     return out
 
 
