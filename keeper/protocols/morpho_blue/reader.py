@@ -76,6 +76,12 @@ def _params_words(p: MarketParams) -> bytes:
                      addr_arg(p.irm), uint_arg(p.lltv)))
 
 
+def _stored_words(m: MorphoMarket) -> tuple[int, ...]:
+    """IMorpho.market(id)'s six words, as stored (before any accrual in Python)."""
+    return (m.total_supply_assets, m.total_supply_shares, m.total_borrow_assets, m.total_borrow_shares,
+            m.last_update, m.fee)
+
+
 def _rate_call(p: MarketParams, stored: tuple[int, ...]) -> bytes:
     """borrowRateView(params, market) with the market's six stored words."""
     return call_data(BORROW_RATE_VIEW, _params_words(p), *(uint_arg(v) for v in stored))
@@ -155,7 +161,7 @@ class MorphoBlueAdapter:
             price = word(pr) if ok_p and len(pr) >= 32 else 0
             raw[mid] = MorphoMarket(mid, p, *w[:6], price=price, block=block, timestamp=timestamp,
                                     unreliable=price == 0)
-            self._stored[mid] = tuple(w[:6])
+            self._stored[mid] = _stored_words(raw[mid])
         if not accrued:
             return raw
         known = {}
@@ -174,9 +180,8 @@ class MorphoBlueAdapter:
         todo = [m for m in markets if m.timestamp > m.last_update and self._needs_rate(m.params)]
         if not todo:
             return {}
-        raws = await self.mc.run_strict([Call(m.params.irm, _rate_call(m.params, (
-            m.total_supply_assets, m.total_supply_shares, m.total_borrow_assets, m.total_borrow_shares,
-            m.last_update, m.fee))) for m in todo], block)
+        raws = await self.mc.run_strict([Call(m.params.irm, _rate_call(m.params, _stored_words(m)))
+                                         for m in todo], block)
         return {m.id: word(r) for m, r in zip(todo, raws, strict=True)}
 
     # -- positions ------------------------------------------------------------------
