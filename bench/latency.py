@@ -19,8 +19,12 @@ sent (a liquidation's action key ends in its decision block), as ms after ``bloc
   (p99 < 20 ms for up to 50 liquidations).
 
 ``anvil`` columns are anvil's own time inside those phases (the simulation batch and the
-broadcast batch, measured by keeper around the request); *keeper* is the rest. A benchmark,
-not a test: nothing asserts a time.
+broadcast batch, measured by keeper around the request); *keeper* is the rest. The two
+*node floor* columns ask anvil again, after the trial and with no keeper code involved, to
+simulate the same liquidations at the same state (block N; best of 3): one ``eth_simulateV1``
+of all in nonce order (what the burst sends) and one batch of an independent ``eth_call``
+each (what issue 10 names). That is the least the mandatory simulation costs on this node
+and machine, before any signing or broadcast. A benchmark, not a test: nothing asserts a time.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def blocks_from_log(log_path: Path) -> list[dict]:
     decided: dict[int, float] = {}
     burst: dict[int, dict] = {}
     sends: dict[int, list[float]] = defaultdict(list)
+    hashes: dict[int, list[str]] = defaultdict(list)
     for ev, line in _events(log_path):
         if ev == "block.seen":
             seen.setdefault(int(line["head"]), _ts(line))
@@ -85,13 +90,15 @@ def blocks_from_log(log_path: Path) -> list[dict]:
         elif ev == "burst.sent" and "block" in line:
             burst.setdefault(int(line["block"]), line)
         elif ev == "tx.sent" and str(line.get("action_key", "")).startswith("liq:"):
-            sends[int(line["action_key"].rsplit(":", 1)[1].split("#")[0])].append(_ts(line))  # "#2": a follow-up
+            block = int(line["action_key"].rsplit(":", 1)[1].split("#")[0])  # "#2": a follow-up
+            sends[block].append(_ts(line))
+            hashes[block].append(line["tx_hash"])
     out = []
     for block, ts in sorted(sends.items()):
         if block not in seen or block not in burst:
             continue
         t0, b = seen[block], burst[block]
-        row = {"block": block, "n": len(ts)}
+        row = {"block": block, "n": len(ts), "hashes": hashes[block]}
         if block in timing:
             t_end, tl = timing[block]
             start = (t_end - t0) * 1000 - tl["total_ms"]  # the tick began (ms after seen)
@@ -179,7 +186,10 @@ async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: P
         end = await move_prices(node, info, crash_bps)
         for _ in range(tail):
             end = await next_block(node, end)
-        return blocks_from_log(log_path), backruns_from_log(log_path)
+        rows = blocks_from_log(log_path)
+        for row in rows:
+            await node_floor(node, row)
+        return rows, backruns_from_log(log_path)
     finally:
         if keeper is not None and keeper.poll() is None:
             keeper.terminate()
@@ -189,17 +199,42 @@ async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: P
         stop_anvil(anvil.pid)
 
 
+async def node_floor(node: Node, row: dict, repeat: int = 3) -> None:
+    """The node's own time for the simulation of ``row``'s liquidations, asked again after the
+    trial at the state keeper simulated them on (block N, anvil keeps recent states), best of
+    ``repeat``: ``floor_v1``, one ``eth_simulateV1`` of all in nonce order (what the burst
+    sends), and ``floor_calls``, one batch of an independent ``eth_call`` each. No keeper code
+    runs: this is what the simulation costs on this node and machine at the least."""
+    txs = [await node("eth_getTransactionByHash", [h]) for h in row["hashes"]]
+    calls = [{"from": t["from"], "to": t["to"], "data": t["input"], "value": "0x0"}
+             for t in sorted(txs, key=lambda t: int(t["nonce"], 16))]
+    tag = hex(row["block"])
+    v1, batch = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        got = await node("eth_simulateV1", [{"blockStateCalls": [{"calls": calls}], "validation": False}, tag])
+        v1.append((time.perf_counter() - t0) * 1000)
+        if any(int(c["status"], 16) != 1 for c in got[0]["calls"]):
+            return  # not the state keeper simulated on (no floor for this block)
+        t0 = time.perf_counter()
+        r = await node.client.post("", json=[{"jsonrpc": "2.0", "id": k, "method": "eth_call", "params": [c, tag]}
+                                             for k, c in enumerate(calls)])
+        r.json()
+        batch.append((time.perf_counter() - t0) * 1000)
+    row["floor_v1"], row["floor_calls"] = min(v1), min(batch)
+
+
 def pct(values: list[float], q: float) -> str:
     return _pct(values, q, 1)
 
 
 def report(label: str, rows: list[dict]) -> str:
     cells = [label, str(len(rows)), "-".join(sorted({str(r["n"]) for r in rows}, key=int)) or "-"]
-    for ph in (*PHASES, "anvil"):
+    for ph in (*PHASES, "anvil", "floor_v1", "floor_calls"):
         vals = [r[ph] for r in rows if ph in r]
         cells.append(f"{pct(vals, 0.5)} / {pct(vals, 0.99)}")
     keeper_own = [r["sent"] - r["anvil"] for r in rows]
-    cells.append(f"{pct(keeper_own, 0.5)} / {pct(keeper_own, 0.99)}")
+    cells.insert(len(cells) - 2, f"{pct(keeper_own, 0.5)} / {pct(keeper_own, 0.99)}")
     return "| " + " | ".join(cells) + " |"
 
 
@@ -218,8 +253,9 @@ async def main() -> None:
     args = ap.parse_args()
     print("ms after block.seen, p50 / p99 over the blocks with sends; cumulative phases")
     print("| borrowers | blocks | liquidations per block | read | evaluated | decided | simulated | signed+journaled"
-          " | **sent (all)** | anvil's own (sim + broadcast) | keeper's own (sent - anvil) |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " | **sent (all)** | anvil's own (sim + broadcast) | keeper's own (sent - anvil)"
+          " | node floor: eth_simulateV1 of all | node floor: eth_call each, one batch |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in (int(x) for x in args.borrowers.split(",")):
         rows: list[dict] = []
         backruns: list[dict] = []
@@ -235,7 +271,8 @@ async def main() -> None:
                       file=sys.stderr, flush=True)
             for r in got:
                 print(f"# {size} trial {t} block {r['block']}: {r['n']} sent, "
-                      + ", ".join(f"{k} {r[k]:.1f}" for k in (*PHASES, "sim_ms", "sign_ms", "bcast_ms") if k in r),
+                      + ", ".join(f"{k} {r[k]:.1f}" for k in (*PHASES, "sim_ms", "sign_ms", "bcast_ms", "floor_v1", "floor_calls")
+                                if k in r),
                       file=sys.stderr, flush=True)
             rows.extend(got)
             if args.keep:
