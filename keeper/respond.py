@@ -29,6 +29,7 @@ from keeper.chain.rpc import Rpc
 from keeper.errors import SourceError
 from keeper.executors.fees import next_base_fee
 from keeper.decide import Policy, Refusal, decide, liquidations_due, top_ups_due
+from keeper.dex.view import after_swap
 from keeper.model import Decision, Liquidate, Position
 from keeper.prices import PriceBook
 from keeper.protocols.base import PlanContext
@@ -188,6 +189,8 @@ class Responder:
             self._refused(w.key, r)
         if decisions:  # sent first: the burst's batch leaves before this tick logs anything
             (submit or self.executor.submit)(decisions, adapter, market)
+            if submit is None and dex is not None:  # the next market's plans meet the pools these leave
+                self._moved(market.block, dex, decisions)
             await asyncio.sleep(0)
         for d in decisions:
             log.info("decision.made", kind=type(d).__name__, market=w.key, protocol=d.protocol,
@@ -200,6 +203,17 @@ class Responder:
         """Liquidations of ``due`` planned on ``market`` (a what-if market: keeper.backrun),
         handed to ``submit`` instead of the executor."""
         return await self._decide(w, market, [], list(due), submit=submit)
+
+    def _moved(self, block: int, dex, decisions: Sequence[Decision]) -> None:
+        """Hand the DEX reader the pools ``decisions`` (in the order they are sent) leave at
+        ``block``: a later market's capital-free plans at the same block are made on them, as
+        its burst, sent after this one, will meet them (anvil's and geth's "pending" include
+        the transactions sent before, so its simulation agrees)."""
+        after = dex
+        for d in decisions:
+            after = after_swap(after, d)
+        if after is not dex:
+            self.dex.moved(block, after.pools)
 
     async def _dex(self, w, market):
         """The DEX at the market's block for capital-free plans (None: own capital only)."""

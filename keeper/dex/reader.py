@@ -11,13 +11,15 @@ Uniswap V3 pool of every pair of the market's tokens at each fee tier (``getPool
 a pool never moves), each pool's state for the exact V3 math (``read_pool``, the tickBitmap
 words around the price), and what every lender holds of each token (Morpho Blue, Aave's
 aTokens, the pools themselves) with Aave's flash premium. Markets ticking at the same block
-share the pool states read for the first of them. Failures are SourceErrors; the
-responder then plans with own capital only for that tick.
+share the pool states read for the first of them, as the sales decided before them leave
+them (``moved``: a market's capital-free liquidations are sent before the next market's, so
+those meet the pools after them). Failures are SourceErrors; the responder then plans with
+own capital only for that tick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 from eth_abi import decode, encode
@@ -50,6 +52,13 @@ class DexReader:
         stamp = int((await self.rpc.block(block))["timestamp"], 16)
         return DexView(self.contract, block, stamp + DEADLINE_S, pools, sources, tuple(tokens),
                        self.slack_bps)
+
+    def moved(self, block: int, pools: Mapping[PoolKey, PoolState]) -> None:
+        """The pools at ``block`` as the liquidations decided at it will leave them (their sales
+        by the exact V3 math: keeper.dex.view.after_swap): the next market read at ``block``
+        is planned on these. Nothing when ``block`` is not the one read last."""
+        if self._states[0] == block:
+            self._states[1].update(pools)
 
     async def _pool_states(self, tokens: Sequence[str], block: int) -> dict[PoolKey, PoolState]:
         keys = [Hop(a, f, b).key() for a, b in combinations(tokens, 2) for f in self.fees]
