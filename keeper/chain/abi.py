@@ -6,7 +6,7 @@ in the order the contract returns them; dynamic returns go through eth-abi.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
@@ -49,12 +49,24 @@ def signed_word(raw: bytes, i: int = 0) -> int:
     return v - 2**256 if v >= 2**255 else v
 
 
+@lru_cache(maxsize=4096)
+def checksum(raw: bytes) -> str:
+    """The EIP-55 form of a 20-byte address, memoized: a market's reads name the same few
+    addresses every block, and each checksum is a keccak."""
+    return to_checksum_address(raw)
+
+
 def address_word(raw: bytes, i: int = 0) -> str:
-    return to_checksum_address(raw[32 * i + 12:32 * i + 32])
+    return checksum(raw[32 * i + 12:32 * i + 32])
 
 
 def address_array(raw: bytes) -> list[str]:
-    return [to_checksum_address(a) for a in decode(["address[]"], raw)[0]]
+    """An ABI-encoded ``address[]`` return value."""
+    start = word(raw)
+    n = word(raw[start:])
+    if len(raw) < start + 32 * (n + 1):
+        raise ValueError("return data too short for its address array")
+    return [checksum(raw[start + 32 * k + 12:start + 32 * k + 32]) for k in range(1, n + 1)]
 
 
 def string_or_bytes32(raw: bytes) -> str:

@@ -6,7 +6,8 @@ Pool's HF < 1; discovery resumes from its checkpoint; stale feeds make positions
 from __future__ import annotations
 
 from keeper.devnet.api import advance_time, apply_price_change, get_price, set_feed_updated_at, set_price
-from keeper.devnet.rpc import rpc
+from keeper.devnet.artifacts import load_aave
+from keeper.devnet.rpc import calldata, rpc, wait_receipt
 from keeper.engine import Engine
 from keeper.model import Status
 from keeper.units import RAY, UINT256_MAX, WAD
@@ -144,3 +145,48 @@ async def test_lens_reader_and_multicall_read_the_same_accounts(devnet, engine, 
     via_multicall = await w.adapter.read_accounts_multicall(accounts, w.market)
     assert via_lens == via_multicall
     assert any(len(a.reserves) >= 3 for a in via_lens)
+
+
+async def test_an_idle_block_reads_the_aave_market_in_one_request(devnet, engine, w3):
+    """The market's second read (e-mode categories, the feeds' rounds, stable supplies) goes
+    into the first multicall as the last market named it: one request per block while the
+    reserves name the same calls; a block whose reserves name others (WETH's source replaced
+    on the AaveOracle) reads it again after. Either way the market equals the one a fresh
+    adapter reads (both reads in turn)."""
+    from keeper.protocols.aave_v3.reader import AaveV3Adapter
+
+    adapter = engine.watches[0].adapter
+    counter, info = adapter.rpc.counter, devnet.info
+
+    def heartbeat(_symbol: str) -> int:
+        return 10**9
+
+    async def load(block: int) -> tuple[object, int]:
+        before = counter.http_requests
+        got = await adapter.load_market(block, heartbeat)
+        return got, counter.http_requests - before
+
+    async def fresh(block: int) -> object:
+        return await AaveV3Adapter(adapter.rpc, adapter.mc, adapter.logs, info.pool_addresses_provider,
+                                   "fresh").load_market(block, heartbeat)
+
+    await load(await engine.rpc.block_number())
+    await advance_time(w3, 3_600)
+    block = await engine.rpc.block_number()
+    got, requests = await load(block)
+    assert requests == 1
+    assert got == await fresh(block)
+    oracle = load_aave("AaveOracle").abi  # WETH now priced by WBTC's feed: another latestRoundData
+    tx = {"from": info.deployer, "to": info.oracle, "gas": hex(1_000_000),
+          "data": calldata(oracle, "setAssetSources", [[info.tokens["WETH"]], [info.feeds["WBTC"]]])}
+    assert int((await wait_receipt(w3, await rpc(w3, "eth_sendTransaction", [tx])))["status"], 16) == 1
+    block = await engine.rpc.block_number()
+    got, requests = await load(block)
+    assert requests == 2
+    weth = next(r for r in got.reserves if r.asset == info.tokens["WETH"])
+    assert weth.price_source == info.feeds["WBTC"]
+    assert got == await fresh(block)
+    await advance_time(w3, 60)
+    block = await engine.rpc.block_number()
+    got, requests = await load(block)  # the new calls are the guess now
+    assert requests == 1 and got == await fresh(block)

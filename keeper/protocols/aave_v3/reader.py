@@ -16,7 +16,7 @@ import structlog
 from eth_abi import decode
 from eth_utils import to_checksum_address
 
-from keeper.chain.abi import (address_array, address_word, addr_arg, call_data, signed_word,
+from keeper.chain.abi import (address_array, address_word, addr_arg, call_data, checksum, signed_word,
                               string_or_bytes32, topic, uint_arg, word, words)
 from keeper.chain.logs import Log, LogScanner, topic_account
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
@@ -91,6 +91,7 @@ class AaveV3Adapter:
         self.feeds: dict[Address, FeedReading] = {}
         self.has_stable: set[int] = set()  # reserve ids whose stable debt supply is not zero
         self.use_reader = use_reader
+        self._second: tuple[_Static, list[Call]] | None = None  # the last market's second read (load_market)
 
     # -- market ---------------------------------------------------------------------
     async def connect(self, block: int) -> _Static:
@@ -118,7 +119,12 @@ class AaveV3Adapter:
         return self.static
 
     async def load_market(self, block: int, heartbeat_for: Callable[[str], int]) -> AaveMarketState:
-        """Reserves, indexes, prices and feed freshness at ``block``, in one multicall."""
+        """Reserves, indexes, prices and feed freshness at ``block``, in one multicall. The
+        second read (e-mode categories, the feeds' rounds, stable supplies, 3.6's per-category
+        and per-reserve values) depends on the reserves; it goes into the same multicall as
+        the last market's reserves name it, and is used when this block's reserves name the
+        very same calls (the same calls at the same block: the same answers). Only a block
+        that changed them (a new feed, an e-mode category) reads it again after."""
         st = self.static or await self.connect(block)
         calls = [Call(self.mc.address, GET_CURRENT_BLOCK_TIMESTAMP),
                  Call(st.pool, call_data("getReservesList()")),
@@ -127,7 +133,9 @@ class AaveV3Adapter:
             calls += [Call(st.pool, call_data("getReserveData(address)", addr_arg(a))),
                       Call(st.oracle, call_data("getAssetPrice(address)", addr_arg(a))),
                       Call(st.oracle, call_data("getSourceOfAsset(address)", addr_arg(a)))]
-        res = await self.mc.run(calls, block)
+        guess = self._second[1] if self._second is not None and self._second[0] is st else []
+        res = await self.mc.run(calls + guess, block)
+        res, guessed = res[:len(calls)], res[len(calls):]
         if not all(ok for ok, _ in res[:3]):
             raise SourceError(f"{self.label}: market header read failed at block {block}")
         timestamp = word(res[0][1])
@@ -144,15 +152,18 @@ class AaveV3Adapter:
             sources[a] = address_word(src) if ok_s else ZERO
             reserves.append(Reserve(
                 id=w[7], asset=a, symbol=st.symbols[a], config=decode_reserve_config(w[0]),
-                a_token=to_checksum_address(w[8].to_bytes(20, "big")),
-                stable_debt_token=to_checksum_address(w[9].to_bytes(20, "big")),
-                variable_debt_token=to_checksum_address(w[10].to_bytes(20, "big")),
+                a_token=checksum(w[8].to_bytes(20, "big")),
+                stable_debt_token=checksum(w[9].to_bytes(20, "big")),
+                variable_debt_token=checksum(w[10].to_bytes(20, "big")),
                 liquidity_index_ray=w[1], current_liquidity_rate_ray=w[2],
                 variable_borrow_index_ray=w[3], current_variable_borrow_rate_ray=w[4],
                 last_update_timestamp=w[6],
                 price_base=word(pr) if ok_p else 0, price_source=sources[a]))
         reserves.sort(key=lambda r: r.id)
-        emode, feeds, grace = await self._emode_and_feeds(reserves, block)
+        second = self._second_calls(reserves)
+        self._second = (st, second)
+        emode, feeds, grace = await self._emode_and_feeds(
+            reserves, block, guessed if second == guess else await self.mc.run(second, block))
         if grace:  # 3.6: grace periods, virtual balances
             reserves = [replace(r, **grace[r.id]) for r in reserves]
         self.feeds = feeds
@@ -168,19 +179,29 @@ class AaveV3Adapter:
                                emode_categories=emode, unreliable_assets=frozenset(unreliable),
                                version=st.version, revision=st.revision)
 
-    async def _emode_and_feeds(self, reserves: Sequence[Reserve], block: int):
+    def _second_calls(self, reserves: Sequence[Reserve]) -> list[Call]:
+        """The market's second read, as ``reserves`` name it (``_emode_and_feeds`` parses it)."""
+        st = self.static
+        assert st is not None
+        cats = sorted({r.config.emode_category for r in reserves if r.config.emode_category})
+        calls = [Call(st.pool, call_data("getEModeCategoryData(uint8)", uint_arg(c))) for c in cats]
+        calls += [Call(r.price_source, call_data("latestRoundData()")) for r in reserves if r.price_source != ZERO]
+        calls += [Call(r.stable_debt_token, call_data("totalSupply()")) for r in reserves]
+        if st.version >= aave36_reads.V36:
+            calls += aave36_reads.calls36(st.pool, st.emode_ids, reserves)
+        return calls
+
+    async def _emode_and_feeds(self, reserves: Sequence[Reserve], block: int, res: list[tuple[bool, bytes]]):
+        """E-mode categories, feed readings and 3.6's values from ``res``: the results of
+        ``_second_calls(reserves)`` at ``block``."""
         st = self.static
         assert st is not None
         cats = sorted({r.config.emode_category for r in reserves if r.config.emode_category})
         with_feed = [r for r in reserves if r.price_source != ZERO]
-        calls = [Call(st.pool, call_data("getEModeCategoryData(uint8)", uint_arg(c))) for c in cats]
-        calls += [Call(r.price_source, call_data("latestRoundData()")) for r in with_feed]
-        calls += [Call(r.stable_debt_token, call_data("totalSupply()")) for r in reserves]
+        n = len(cats) + len(with_feed) + len(reserves)
         v36 = st.version >= aave36_reads.V36
-        extra = aave36_reads.calls36(st.pool, st.emode_ids, reserves) if v36 else []
-        res = await self.mc.run(calls + extra, block)
-        res, res36 = res[:len(calls)], res[len(calls):]
-        stable = res[len(calls) - len(reserves):]
+        res, res36 = res[:n], res[n:]
+        stable = res[n - len(reserves):]
         self.has_stable = {r.id for r, (ok, raw) in zip(reserves, stable)  # 3.2+: no stable token
                            if r.stable_debt_token != ZERO and (not ok or word(raw) > 0)}
         emode: dict[int, EModeCategory] = {}
