@@ -6,8 +6,8 @@
 No competitor (its reads would share anvil with keeper's): per trial a fresh anvil and devnet
 (Aave V3 3.0.2, ``--borrowers`` positions, seeded as bench/race.py seeds them), interval mining
 every second, ``keeper run`` live with pushed heads (``[chain] ws_url``), JSON logs at debug
-level. Two blocks after keeper's first scan, WETH and WBTC move ``--crash-bps`` in one block B;
-the trial ends ``--tail`` blocks later. From keeper's log, per block N whose liquidations were
+level. Two blocks after keeper's first scan, WETH and WBTC move ``--crash-bps`` in one block B
+(``--steps N``: in each of N blocks in a row, a decline); the trial ends ``--tail`` blocks later. From keeper's log, per block N whose liquidations were
 sent (a liquidation's action key ends in its decision block), as ms after ``block.seen`` of N:
 
 * *read*: the market, its logs and the dirty accounts read (``block.timing``);
@@ -154,7 +154,7 @@ def backruns_from_log(log_path: Path) -> list[dict]:
 
 
 async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: Path, port: int,
-                root: Path | None = None, backrun: bool = False) -> tuple[list[dict], list[dict]]:
+                root: Path | None = None, backrun: bool = False, steps: int = 1) -> tuple[list[dict], list[dict]]:
     anvil = start_anvil(port)
     node = Node(anvil.rpc_url)
     keeper = None
@@ -183,7 +183,8 @@ async def trial(borrowers: int, seed: int, crash_bps: int, tail: int, workdir: P
                 raise RuntimeError(f"keeper did not start; see {log_path}")
             await asyncio.sleep(0.2)
         await next_block(node, await next_block(node, await node.head()))
-        end = await move_prices(node, info, crash_bps)
+        for _ in range(steps):  # one price block each: a crash (1 step) or a decline
+            end = await move_prices(node, info, crash_bps)
         for _ in range(tail):
             end = await next_block(node, end)
         rows = blocks_from_log(log_path)
@@ -243,6 +244,8 @@ async def main() -> None:
     ap.add_argument("--borrowers", default="100,400", help="comma-separated sizes, one row each")
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--crash-bps", type=int, default=-4_000, help="WETH and WBTC move in block B")
+    ap.add_argument("--steps", type=int, default=1, help="price blocks in a row, each moving --crash-bps "
+                    "(e.g. --steps 15 --crash-bps -200: issue 10's 15-step 2%%-per-block decline)")
     ap.add_argument("--tail", type=int, default=5, help="blocks after B before the trial ends")
     ap.add_argument("--port", type=int, default=0, help="anvil's port (0: a free one)")
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (keeper logs)")
@@ -262,7 +265,7 @@ async def main() -> None:
         for t in range(args.trials):
             workdir = Path(tempfile.mkdtemp(prefix=f"latency-{size}-"))
             got, br = await trial(size, 1 + t, args.crash_bps, args.tail, workdir, args.port, args.keeper_root,
-                                  args.backrun)
+                                  args.backrun, args.steps)
             backruns.extend(br)
             for r in br:
                 print(f"# {size} trial {t} backrun: {r['n']} sent, "
