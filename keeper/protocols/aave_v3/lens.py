@@ -11,14 +11,14 @@ and logs that once with the reason.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from functools import cache
+from functools import cache, partial
 
 import structlog
 
 from keeper.chain.abi import selector
 from keeper.chain.rpc import Rpc
+from keeper.chain.window import ahead
 from keeper.errors import DevnetError, SourceError
 from keeper.package_data import own_contract  # shipped in the package (build step)
 from keeper.protocols.aave_v3.model import AaveAccount, AaveMarketState, UserReserve
@@ -121,8 +121,9 @@ def parse_read(raw: bytes, users: Sequence[str], market: AaveMarketState,
 async def iter_read_accounts(rpc: Rpc, accounts: Sequence[str], market: AaveMarketState,
                              stable: set[int], chunk: int = 1000
                              ) -> AsyncIterator[list[AaveAccount]]:
-    """``accounts`` at ``market.block``, one eth_call per ``chunk`` accounts, all in flight at
-    once; yields each chunk as it arrives, so the caller's math overlaps the node's work."""
+    """``accounts`` at ``market.block``, one eth_call per ``chunk`` accounts, a few read ahead
+    of the caller (keeper.chain.window); yields each chunk as it arrives, so the caller's
+    math overlaps the node's work."""
     reserves = sorted(market.reserves, key=lambda r: r.id)
     if [r.id for r in reserves] != list(range(len(reserves))):
         raise SourceError("AaveAccountsReader needs reserve ids 0..n-1 without gaps")
@@ -135,14 +136,8 @@ async def iter_read_accounts(rpc: Rpc, accounts: Sequence[str], market: AaveMark
                                  market.block, override)
         return parse_read(raw, users, market, stable)
 
-    tasks = [asyncio.ensure_future(one(list(accounts[i:i + chunk])))
-             for i in range(0, len(accounts), chunk)]
-    try:
-        for done in asyncio.as_completed(tasks):
-            yield await done
-    finally:
-        for t in tasks:
-            t.cancel()
+    async for got in ahead(partial(one, list(accounts[i:i + chunk])) for i in range(0, len(accounts), chunk)):
+        yield got
 
 
 async def read_accounts(rpc: Rpc, accounts: Sequence[str], market: AaveMarketState,

@@ -25,10 +25,9 @@ The math is in keeper.protocols.compound_v3.math (pure).
 
 from __future__ import annotations
 
-import asyncio
-
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from eth_utils import to_checksum_address
 
@@ -46,6 +45,7 @@ from keeper.chain.abi import (
 from keeper.chain.logs import Log, LogScanner, topic_account
 from keeper.chain.multicall import GET_CURRENT_BLOCK_TIMESTAMP, Call, Multicall
 from keeper.chain.rpc import Rpc
+from keeper.chain.window import ahead
 from keeper.errors import SourceError
 from keeper.protocols.compound_v3.math import (
     CometAccount,
@@ -220,16 +220,12 @@ class CometAdapter:
 
     async def iter_accounts(self, accounts: Sequence[Address], market: CometMarket,
                             part: int = 1_000) -> AsyncIterator[list[CometAccount]]:
-        """Like ``read_accounts`` but in parts of ``part`` accounts, all in flight at once,
-        yielded as they arrive (so the caller's math overlaps the node's work)."""
-        tasks = [asyncio.ensure_future(self.read_accounts(accounts[i:i + part], market))
-                 for i in range(0, len(accounts), part)]
-        try:
-            for done in asyncio.as_completed(tasks):
-                yield await done
-        finally:
-            for t in tasks:
-                t.cancel()
+        """Like ``read_accounts`` but in parts of ``part`` accounts, a few read ahead of the
+        caller (keeper.chain.window), yielded as they arrive (so the caller's math overlaps
+        the node's work)."""
+        async for got in ahead(partial(self.read_accounts, accounts[i:i + part], market)
+                               for i in range(0, len(accounts), part)):
+            yield got
 
     async def contract_views(self, accounts: Sequence[Address], block: int) -> list[tuple[int, bool]]:
         """Comet's own (borrowBalanceOf, isLiquidatable) per account: the truth to check against."""

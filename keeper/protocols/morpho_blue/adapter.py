@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 
 from keeper.chain.abi import call_data, selector, string_or_bytes32
 from keeper.chain.logs import Log
 from keeper.chain.multicall import Call
+from keeper.chain.window import ahead
 from keeper.checks import Check
 from keeper.dex.liquidator import FLASH_MORPHO
 from keeper.dex.view import FlashLender
@@ -69,10 +71,12 @@ class MorphoMarketAdapter(MarketAdapter[MorphoMarket, MorphoPosition]):
             self.token_symbols[t] = string_or_bytes32(s) if ok_s else t[:8]
             self.decimals[t] = int.from_bytes(d[-32:], "big") if ok_d and d else 18
 
-    async def iter_accounts(self, accounts: Sequence[Address], market: MorphoMarket
-                            ) -> AsyncIterator[list[MorphoPosition]]:
-        if accounts:
-            yield await self.read_accounts(accounts, market)
+    async def iter_accounts(self, accounts: Sequence[Address], market: MorphoMarket,
+                            part: int = 1_000) -> AsyncIterator[list[MorphoPosition]]:
+        """In parts of ``part`` accounts, a few read ahead of the caller (keeper.chain.window)."""
+        async for got in ahead(partial(self.read_accounts, accounts[i:i + part], market)
+                               for i in range(0, len(accounts), part)):
+            yield got
 
     async def read_accounts(self, accounts: Sequence[Address], market: MorphoMarket
                             ) -> list[MorphoPosition]:
