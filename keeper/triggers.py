@@ -271,18 +271,21 @@ class Ahead:
         return set() if lv is None else self.crossings.due(lv)
 
     def price_moved(self, old, new) -> set[str] | None:
-        """Who a block that moved one oracle price (and interest) must recompute: positions
-        whose status band the new price leaves (keeper.bands), crossings come, the
-        liquidatable and own accounts. None when the adapter has no bands, or the move is not
-        one price and interest alone (the engine then recomputes every holder)."""
+        """Who a block that moved oracle prices (and interest) must recompute: positions
+        whose status band a new price leaves (keeper.bands), crossings come, the
+        liquidatable and own accounts. Several prices at once only where the bands are boxes
+        (``adapter.price_boxes``: a position inside every moved key's band is inside its box,
+        the other keys being where they were). None when the adapter has no bands, or the move
+        is not prices and interest alone, or several prices without boxes (the engine then
+        recomputes every holder)."""
         if self.bands is None:
             return None
         moved = self.adapter.price_moved(old, new)
-        if moved is None or len(moved[0]) > 1:
+        if moved is None or (len(moved[0]) > 1 and not self.adapter.price_boxes):
             return None
         (prices, level), out = moved, set()
         for key, price in prices.items():
-            out = self.bands.outside(key, price)
+            out |= self.bands.outside(key, price)
         if level is not None and self.crossings is not None:
             out |= self.crossings.due(level)
         return out | self.liquidatable | self.mine

@@ -67,6 +67,10 @@ class PlanContext:
 
 class MarketAdapter(ABC, Generic[M, A]):
     name: ClassVar[str]  # the config's ``protocol``
+    # ``price_bands`` are boxes: the status holds for every combination of prices inside all of
+    # an account's bands at once (not only one key's, the others as they were), so a block
+    # moving several keys names the accounts outside any of them (keeper.triggers)
+    price_boxes: ClassVar[bool] = False
     label: str  # the watch key (logs, store, alerts)
     market_name: str  # the configured market's name (``[[protect]] market``)
 

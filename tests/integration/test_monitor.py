@@ -190,3 +190,23 @@ async def test_an_idle_block_reads_the_aave_market_in_one_request(devnet, engine
     block = await engine.rpc.block_number()
     got, requests = await load(block)  # the new calls are the guess now
     assert requests == 1 and got == await fresh(block)
+
+
+async def test_a_tick_over_two_price_moves_rereads_only_what_the_boxes_name(devnet, engine, w3):
+    """WETH and WBTC both moved since the last tick (one block each, or one block: the tick
+    compares the market it last read with the new one): Aave's bands are boxes, so only the
+    accounts outside a moved key's band are recomputed, not every holder of either, and every
+    status then equals a full recompute's."""
+    info = devnet.info
+    block, positions = await scan(engine)
+    for symbol in ("WETH", "WBTC"):
+        change = await set_price(w3, info, symbol, await get_price(w3, info, symbol) * 97 // 100)
+    changed = {p.account: p for p in await engine.on_block(change.block)}
+    moved = {info.tokens["WETH"], info.tokens["WBTC"]}
+    holders = {a for a, p in positions.items() if moved & set(p.assets)}
+    assert set(changed) < holders  # not all of them (a tick moving two prices recomputed every holder)
+    kept = {a: p.status for a, p in engine.watches[0].positions.items()}
+    _, fresh = await scan(engine)
+    assert all(changed[a].health_factor_wad == fresh[a].health_factor_wad for a in changed)
+    assert kept == {a: p.status for a, p in fresh.items()}
+    assert {a for a in holders if fresh[a].status != positions[a].status} <= set(changed)

@@ -393,6 +393,65 @@ def test_aave_price_blocks_equal_a_full_recompute_and_name_few(raw, priced, step
     assert all(n is not None for n in named)  # one price moved: never every holder
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(10**16, 10**22), st.integers(9_000, 17_000), st.sampled_from([0, 1]),
+                          st.booleans()), min_size=1, max_size=25),
+       st.booleans(), st.lists(st.lists(st.tuples(st.sampled_from(["weth", "wbtc", "usdc", "source"]),
+                                                  st.integers(-2_500, 2_500)), min_size=2, max_size=3),
+                               max_size=8))
+def test_aave_blocks_moving_several_prices_equal_a_full_recompute(raw, priced, steps):
+    """Aave's bands are boxes (``price_boxes``): a block moving two or three prices at once
+    (a crash moves WETH and WBTC in one block) recomputes only the accounts outside a moved
+    key's band, never every holder, and the statuses equal a full recompute."""
+    m = market(emode=(PRICED_EMODE if priced else ETH_EMODE,))
+    accounts = []
+    for i, (weth, hf_bps, emode, wbtc) in enumerate(raw):  # near the thresholds
+        debt = weth * 2_000 * 8_250 // 10**4 * 10**6 // 10**18 * 10**4 // hf_bps
+        coll = {A_WETH: weth, **({A_WBTC: weth // 30 // 10**10} if wbtc else {})}
+        accounts.append(replace(account(coll, {A_USDC: max(debt, 1)}, emode=emode), account=acct_id(i)))
+    keys = {"weth": A_WETH.asset.lower(), "wbtc": A_WBTC.asset.lower(), "usdc": A_USDC.asset.lower(),
+            "source": SOURCE.lower()}
+
+    def reprice(mk, move):
+        for name, bps in move:
+            key = keys[name] if priced or name != "source" else keys["weth"]
+            mk = _priced(mk, key, max(1, _price_of(mk, key) * (10_000 + bps) // 10_000))
+        return mk
+
+    named = _stepped(AaveV3.__new__(AaveV3), m, accounts, steps, _aave_status, reprice)
+    assert all(n is not None for n in named)  # several prices moved: still never every holder
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-(10**12), 10**10), st.integers(9_000, 17_000), st.integers(0, 100)),
+                min_size=1, max_size=25),
+       st.lists(st.tuples(st.integers(0, 5 * 86_400), st.integers(-2_500, 2_500), st.integers(-2_500, 2_500)),
+                max_size=10))
+def test_comet_blocks_moving_two_prices_and_interest_equal_a_full_recompute(raw, steps):
+    """Comet's bands are boxes too: WETH and WBTC moved in one block (with interest)."""
+    from keeper.protocols.compound_v3.adapter import CompoundV3
+    from tests.unit.test_comet_math import market as comet_market
+
+    m = replace(comet_market(total_borrow=1_900_000 * 10**6), timestamp=1_000)
+    accounts = []
+    for i, (p, hf_bps, weth_pct) in enumerate(raw):
+        debt_e8 = max(-p, 0) * 10**8 // 10**6
+        weth = debt_e8 * hf_bps * weth_pct // 1_000_000 * 10**18 // (2_000 * 10**8) * 10**18 // (895 * 10**15)
+        wbtc = debt_e8 * hf_bps * (100 - weth_pct) // 1_000_000 * 10**8 // (60_000 * 10**8) * 10**18 // (77 * 10**16)
+        accounts.append(cm.CometAccount(acct_id(i), p, {k: v for k, v in ((WETH, weth), (WBTC, wbtc)) if v}))
+
+    def reprice(mk, move):
+        dt, weth_bps, wbtc_bps = move
+        mk = cm.accrue(mk, mk.timestamp + dt) if dt else mk
+        prices = {**mk.prices_e8, WETH: max(1, mk.prices_e8[WETH] * (10_000 + weth_bps) // 10_000),
+                  WBTC: max(1, mk.prices_e8[WBTC] * (10_000 + wbtc_bps) // 10_000)}
+        return replace(mk, prices_e8=prices)
+
+    named = _stepped(CompoundV3.__new__(CompoundV3), m, accounts, steps,
+                     lambda mk, a: cm.position_from(mk, a, TH, with_drop=False).status, reprice)
+    assert all(n is not None for n in named)  # two prices moved: never every holder
+
+
 def test_warm_builds_the_books_a_full_scan_dropped():
     from keeper.protocols.compound_v3.adapter import CompoundV3
     from tests.unit.test_comet_math import market as comet_market

@@ -26,6 +26,7 @@ from keeper.units import UINT256_MAX, WAD
 
 class AaveV3(AaveV3Adapter, MarketAdapter[AaveMarketState, AaveAccount]):
     name = "aave_v3"
+    price_boxes = True  # price_bands: a box, every price inside all of them at once
 
     def __init__(self, *args, market_name: str = "", **kwargs):
         super().__init__(*args, **kwargs)

@@ -21,6 +21,7 @@ from keeper.protocols.compound_v3.reader import CometAdapter
 
 class CompoundV3(CometAdapter, MarketAdapter[CometMarket, CometAccount]):
     name = "compound_v3"
+    price_boxes = True  # price_bands: a box, every price inside all of them at once
 
     def __init__(self, *args, market_name: str = "", **kwargs):
         super().__init__(*args, **kwargs)
