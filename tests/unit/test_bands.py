@@ -303,6 +303,27 @@ def test_aave_band_shares_the_room_to_the_exact_edge_with_one_collateral(weth, h
 # ------------------------------------------------------------------ stepped markets
 
 
+def _comet_accounts(raw) -> list:
+    """Comet accounts from (principal, health in bps, % of the collateral in WETH, rest WBTC)."""
+    accounts = []
+    for i, (p, hf_bps, weth_pct) in enumerate(raw):
+        debt_e8 = max(-p, 0) * 10**8 // 10**6
+        weth = debt_e8 * hf_bps * weth_pct // 1_000_000 * 10**18 // (2_000 * 10**8) * 10**18 // (895 * 10**15)
+        wbtc = debt_e8 * hf_bps * (100 - weth_pct) // 1_000_000 * 10**8 // (60_000 * 10**8) * 10**18 // (77 * 10**16)
+        accounts.append(cm.CometAccount(acct_id(i), p, {k: v for k, v in ((WETH, weth), (WBTC, wbtc)) if v}))
+    return accounts
+
+
+def _aave_accounts(raw) -> list:
+    """Aave accounts near the thresholds from (WETH, health in bps, e-mode, with some WBTC)."""
+    accounts = []
+    for i, (weth, hf_bps, emode, wbtc) in enumerate(raw):
+        debt = weth * 2_000 * 8_250 // 10**4 * 10**6 // 10**18 * 10**4 // hf_bps
+        coll = {A_WETH: weth, **({A_WBTC: weth // 30 // 10**10} if wbtc else {})}
+        accounts.append(replace(account(coll, {A_USDC: max(debt, 1)}, emode=emode), account=acct_id(i)))
+    return accounts
+
+
 def _stepped(adapter, market_, accounts, moves, status_of, reprice):
     """Evaluate every position once; then per block recompute only what Ahead names (crossings,
     or the price bands), as keeper.engine.on_block does, and compare with a full recompute."""
@@ -354,12 +375,7 @@ def test_comet_price_and_interest_blocks_equal_a_full_recompute(raw, asset, step
     from tests.unit.test_comet_math import market as comet_market
 
     m = replace(comet_market(total_borrow=1_900_000 * 10**6), timestamp=1_000)
-    accounts = []
-    for i, (p, hf_bps, weth_pct) in enumerate(raw):
-        debt_e8 = max(-p, 0) * 10**8 // 10**6
-        weth = debt_e8 * hf_bps * weth_pct // 1_000_000 * 10**18 // (2_000 * 10**8) * 10**18 // (895 * 10**15)
-        wbtc = debt_e8 * hf_bps * (100 - weth_pct) // 1_000_000 * 10**8 // (60_000 * 10**8) * 10**18 // (77 * 10**16)
-        accounts.append(cm.CometAccount(acct_id(i), p, {k: v for k, v in ((WETH, weth), (WBTC, wbtc)) if v}))
+    accounts = _comet_accounts(raw)
 
     def reprice(mk, move):
         dt, bps = move
@@ -377,11 +393,7 @@ def test_comet_price_and_interest_blocks_equal_a_full_recompute(raw, asset, step
                                max_size=10))
 def test_aave_price_blocks_equal_a_full_recompute_and_name_few(raw, priced, steps):
     m = market(emode=(PRICED_EMODE if priced else ETH_EMODE,))
-    accounts = []
-    for i, (weth, hf_bps, emode, wbtc) in enumerate(raw):  # near the thresholds
-        debt = weth * 2_000 * 8_250 // 10**4 * 10**6 // 10**18 * 10**4 // hf_bps
-        coll = {A_WETH: weth, **({A_WBTC: weth // 30 // 10**10} if wbtc else {})}
-        accounts.append(replace(account(coll, {A_USDC: max(debt, 1)}, emode=emode), account=acct_id(i)))
+    accounts = _aave_accounts(raw)
     keys = {"weth": A_WETH.asset.lower(), "usdc": A_USDC.asset.lower(), "source": SOURCE.lower()}
 
     def reprice(mk, move):
@@ -404,11 +416,7 @@ def test_aave_blocks_moving_several_prices_equal_a_full_recompute(raw, priced, s
     (a crash moves WETH and WBTC in one block) recomputes only the accounts outside a moved
     key's band, never every holder, and the statuses equal a full recompute."""
     m = market(emode=(PRICED_EMODE if priced else ETH_EMODE,))
-    accounts = []
-    for i, (weth, hf_bps, emode, wbtc) in enumerate(raw):  # near the thresholds
-        debt = weth * 2_000 * 8_250 // 10**4 * 10**6 // 10**18 * 10**4 // hf_bps
-        coll = {A_WETH: weth, **({A_WBTC: weth // 30 // 10**10} if wbtc else {})}
-        accounts.append(replace(account(coll, {A_USDC: max(debt, 1)}, emode=emode), account=acct_id(i)))
+    accounts = _aave_accounts(raw)
     keys = {"weth": A_WETH.asset.lower(), "wbtc": A_WBTC.asset.lower(), "usdc": A_USDC.asset.lower(),
             "source": SOURCE.lower()}
 
@@ -433,12 +441,7 @@ def test_comet_blocks_moving_two_prices_and_interest_equal_a_full_recompute(raw,
     from tests.unit.test_comet_math import market as comet_market
 
     m = replace(comet_market(total_borrow=1_900_000 * 10**6), timestamp=1_000)
-    accounts = []
-    for i, (p, hf_bps, weth_pct) in enumerate(raw):
-        debt_e8 = max(-p, 0) * 10**8 // 10**6
-        weth = debt_e8 * hf_bps * weth_pct // 1_000_000 * 10**18 // (2_000 * 10**8) * 10**18 // (895 * 10**15)
-        wbtc = debt_e8 * hf_bps * (100 - weth_pct) // 1_000_000 * 10**8 // (60_000 * 10**8) * 10**18 // (77 * 10**16)
-        accounts.append(cm.CometAccount(acct_id(i), p, {k: v for k, v in ((WETH, weth), (WBTC, wbtc)) if v}))
+    accounts = _comet_accounts(raw)
 
     def reprice(mk, move):
         dt, weth_bps, wbtc_bps = move
