@@ -93,7 +93,7 @@ class ActionExecutor:
                     lean.append((d, slots, step))
                     started += 1
                 continue
-            if slots & self.in_flight:
+            if slots & self.in_flight or (not d.accounts and _busy(d.market, self.in_flight)):
                 continue
             self.in_flight |= slots
             started += 1
@@ -265,3 +265,11 @@ class ActionExecutor:
                  None if r.realized is None else str(r.realized), r.tx_hash, r.detail, time.time(),
                  d.protocol, d.route if isinstance(d, Liquidate) else None))
             db.execute("DELETE FROM action_pending WHERE action_key = ?", (r.action_key,))
+
+
+def _busy(market: str, in_flight: set[str]) -> bool:
+    """A decision that names no account (Comet's purchase of the collateral it holds for sale)
+    waits while any action of its market is in flight: a liquidation that absorbed that
+    collateral buys it in its own next step, and the purchase sent beside it would take it
+    first (the liquidation's buy then reverts and it absorbs at a loss), or revert itself."""
+    return any(s.startswith(market + ":") for s in in_flight)

@@ -47,3 +47,40 @@ def test_an_account_not_liquidatable_leaves_the_reserves_to_buy():
     # a position not liquidatable: nobody to absorb, so the reserves are what is bought
     (d,) = plan.liquidations("comet", m, [pos], {}, ctx(10**12))
     assert d.accounts == ()
+
+
+def test_a_purchase_of_collateral_for_sale_waits_for_the_markets_liquidation_in_flight():
+    """`make demo` showed it: an absorb + buy in flight (absorb mined, its buys not yet), the
+    next tick saw the absorbed collateral for sale and sent a purchase of it beside the
+    liquidation; one of the two then reverted (the liquidation absorbed at a loss). The
+    executor now starts such a purchase only when no action of its market is in flight."""
+    import asyncio
+
+    from keeper.executors.actions import ActionExecutor
+    from keeper.model import Liquidate
+
+    m = replace(market(), collateral_reserves={WETH: 10**18}, reserves=0)
+    (purchase,) = plan.liquidations("comet", m, [], {}, ctx(10**12))
+    assert purchase.accounts == ()
+    absorb = replace(purchase, accounts=("0x00000000000000000000000000000000000000a1",))
+
+    async def submit(in_flight: set[str], decision: Liquidate) -> list:
+        ex = object.__new__(ActionExecutor)
+        ran: list = []
+
+        async def run(d, adapter, market_, slots):
+            ran.append((d.accounts, slots))
+        ex.in_flight, ex.tasks = set(in_flight), set()
+        ex.burst = type("NoBurst", (), {"takes": staticmethod(lambda d, adapter: None)})()
+        ex._run = run
+        ex.submit([decision], None, m)
+        await asyncio.gather(*ex.tasks)
+        return ran
+
+    liquidating = {"comet:0x00000000000000000000000000000000000000a1"}
+    assert asyncio.run(submit(liquidating, purchase)) == []  # waits for the liquidation
+    assert asyncio.run(submit({"other:0x00000000000000000000000000000000000000a1"}, purchase)) == [
+        ((), {"comet:protocol"})]  # another market's action does not hold it
+    assert asyncio.run(submit(set(), purchase)) == [((), {"comet:protocol"})]
+    # a liquidation is never held up by the market's other actions (only by its own account)
+    assert asyncio.run(submit({"comet:protocol"}, absorb)) == [(absorb.accounts, liquidating)]
