@@ -189,9 +189,9 @@ class Responder:
             self._refused(w.key, r)
         if decisions:  # sent first: the burst's batch leaves before this tick logs anything
             (submit or self.executor.submit)(decisions, adapter, market)
-            if submit is None and dex is not None:  # the next market's plans meet the pools these leave
-                self._moved(market.block, dex, decisions)
             await asyncio.sleep(0)
+            if submit is None and dex is not None:  # the next market's plans meet the pools these leave
+                self._moved(market.block, dex, decisions)  # (after the burst's batch has left)
         for d in decisions:
             log.info("decision.made", kind=type(d).__name__, market=w.key, protocol=d.protocol,
                      accounts=list(d.accounts), block=d.block, reason=d.reason,

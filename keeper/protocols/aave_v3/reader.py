@@ -183,9 +183,9 @@ class AaveV3Adapter:
         """The market's second read, as ``reserves`` name it (``_emode_and_feeds`` parses it)."""
         st = self.static
         assert st is not None
-        cats = sorted({r.config.emode_category for r in reserves if r.config.emode_category})
+        cats, with_feed = _named(reserves)
         calls = [Call(st.pool, call_data("getEModeCategoryData(uint8)", uint_arg(c))) for c in cats]
-        calls += [Call(r.price_source, call_data("latestRoundData()")) for r in reserves if r.price_source != ZERO]
+        calls += [Call(r.price_source, call_data("latestRoundData()")) for r in with_feed]
         calls += [Call(r.stable_debt_token, call_data("totalSupply()")) for r in reserves]
         if st.version >= aave36_reads.V36:
             calls += aave36_reads.calls36(st.pool, st.emode_ids, reserves)
@@ -196,8 +196,7 @@ class AaveV3Adapter:
         ``_second_calls(reserves)`` at ``block``."""
         st = self.static
         assert st is not None
-        cats = sorted({r.config.emode_category for r in reserves if r.config.emode_category})
-        with_feed = [r for r in reserves if r.price_source != ZERO]
+        cats, with_feed = _named(reserves)
         n = len(cats) + len(with_feed) + len(reserves)
         v36 = st.version >= aave36_reads.V36
         res, res36 = res[:n], res[n:]
@@ -371,3 +370,10 @@ class _AaveEvaluator:
 
     def drop(self, acct: AaveAccount) -> int | None:
         return drop_to_liquidation_bps(self.market, acct, self.view)
+
+
+def _named(reserves: Sequence[Reserve]) -> tuple[list[int], list[Reserve]]:
+    """What the market's second read asks about: the e-mode categories the reserves name
+    (sorted) and the reserves priced by a feed."""
+    return (sorted({r.config.emode_category for r in reserves if r.config.emode_category}),
+            [r for r in reserves if r.price_source != ZERO])
